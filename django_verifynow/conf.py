@@ -1,0 +1,308 @@
+"""The ``VERIFYNOW`` settings dict: defaults, one typed property per key, live reads.
+
+Usage::
+
+    from django_verifynow.conf import verifynow_settings
+    verifynow_settings.OTP_LENGTH
+
+Every property reads ``settings.VERIFYNOW`` at access time, so ``override_settings``
+works without any reload hook. Values are validated when read: a wrong value raises
+:class:`~django_verifynow.exceptions.VerifyNowConfigurationError` naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from .exceptions import VerifyNowConfigurationError
+
+__all__ = ["DEFAULTS", "VerifyNowSettings", "verifynow_settings"]
+
+#: Default rate limits per action: comma-separated ``"N/period/key"`` rules, all of which
+#: must pass. Periods: ``s``, ``m``, ``h``, ``d`` with an optional multiplier (``10m``).
+#: Keys: ``phone`` (the E.164 number, hashed), ``ip``, ``session`` (the session, or the
+#: user when logged in), ``prefix`` (the number without its last 4 digits), ``global``.
+DEFAULT_RATE_LIMITS: dict[str, str] = {
+    # security.md R18-R20: 5/h and 10/d per phone, 10/h and 50/d per IP, 5/h per session,
+    # more than 10 sends to one prefix within an hour blocks the prefix.
+    "send": "5/h/phone,10/d/phone,10/h/ip,50/d/ip,5/h/session,10/h/prefix",
+    # R10: 60 validate calls per hour per IP.
+    "validate": "60/h/ip",
+    # R9: 20 failed validations per rolling day per phone, across verifications and IPs.
+    "validate_failure": "20/d/phone",
+    # Resends also count as sends; this is the extra cap on the resend action itself.
+    "resend": "5/h/phone",
+}
+
+DEFAULTS: dict[str, Any] = {
+    "CUSTOMER_ID": None,
+    "PASSWORD": None,
+    "EMAIL": None,
+    "COUNTRY": None,
+    "BASE_URL": "https://cpaas.messagecentral.com",
+    "API_VERSION": "v3",
+    "SANDBOX": False,
+    "SANDBOX_OPTIONS": {},
+    "OTP_LENGTH": 6,
+    "FLOW_TYPE": "SMS",
+    "TIMEOUT": (3.05, 10),
+    "CODE_TTL": 600,
+    "MAX_ATTEMPTS": 5,
+    "RATE_LIMITS": DEFAULT_RATE_LIMITS,
+    "RESEND_COOLDOWN": 30,
+    "RESEND_COOLDOWN_MAX": 32 * 60,
+    "PREFIX_BLOCK_SECONDS": 12 * 3600,
+    "ALLOWED_COUNTRIES": None,
+    "ALLOWED_NUMBER_TYPES": ("MOBILE", "FIXED_LINE_OR_MOBILE"),
+    "DAILY_SEND_CAP": None,
+    "PROOF_TTL": 900,
+    "RETENTION_DAYS": 30,
+    "CACHE": "default",
+    "TRUSTED_PROXY_COUNT": 0,
+    "CIRCUIT_BREAKER_FAILURES": 5,
+    "CIRCUIT_BREAKER_RESET": 60,
+}
+
+#: Hard cap on code life (NIST 800-63B, ASVS 6.5.5): ``CODE_TTL`` may lower it, not raise it.
+MAX_CODE_TTL = 600
+
+FLOW_TYPES = ("SMS", "WHATSAPP")
+NUMBER_TYPES = (
+    "FIXED_LINE",
+    "MOBILE",
+    "FIXED_LINE_OR_MOBILE",
+    "TOLL_FREE",
+    "PREMIUM_RATE",
+    "SHARED_COST",
+    "VOIP",
+    "PERSONAL_NUMBER",
+    "PAGER",
+    "UAN",
+    "VOICEMAIL",
+    "UNKNOWN",
+)
+
+
+def _bad(key: str, expected: str, value: Any) -> VerifyNowConfigurationError:
+    return VerifyNowConfigurationError(
+        f'VERIFYNOW["{key}"] must be {expected}; got {type(value).__name__} {value!r}. '
+        f"Fix it in the VERIFYNOW dict of your Django settings."
+    )
+
+
+class VerifyNowSettings:
+    """Typed, live view of ``settings.VERIFYNOW`` (see :data:`DEFAULTS`)."""
+
+    def _raw(self, key: str) -> Any:
+        user = getattr(settings, "VERIFYNOW", None) or {}
+        if not isinstance(user, dict):
+            raise VerifyNowConfigurationError("settings.VERIFYNOW must be a dict.")
+        return user.get(key, DEFAULTS[key])
+
+    def _int(self, key: str, lo: int, hi: int | None = None) -> int:
+        value = self._raw(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
+            hi is not None and value > hi
+        ):
+            bound = f"an integer from {lo} to {hi}" if hi else f"an integer >= {lo}"
+            raise _bad(key, bound, value)
+        return value
+
+    def unknown_keys(self) -> list[str]:
+        """Keys in ``settings.VERIFYNOW`` that this version does not know (typos)."""
+        user = getattr(settings, "VERIFYNOW", None) or {}
+        return sorted(k for k in user if k not in DEFAULTS) if isinstance(user, dict) else []
+
+    # -- credentials --------------------------------------------------------------------
+    @property
+    def CUSTOMER_ID(self) -> str | None:
+        """VerifyNow customer id (``C-…``); required unless :attr:`SANDBOX`."""
+        return self._raw("CUSTOMER_ID") or None
+
+    @property
+    def PASSWORD(self) -> str | None:
+        """Account password; the client sends its Base64 as ``key``. Never logged."""
+        return self._raw("PASSWORD") or None
+
+    @property
+    def EMAIL(self) -> str | None:
+        """Optional account e-mail sent with token requests."""
+        return self._raw("EMAIL") or None
+
+    @property
+    def COUNTRY(self) -> str | None:
+        """Optional ``country`` sent with token requests."""
+        value = self._raw("COUNTRY")
+        return str(value) if value not in (None, "") else None
+
+    def require_credentials(self) -> tuple[str, str]:
+        """Return ``(CUSTOMER_ID, PASSWORD)`` or raise naming the missing key."""
+        for key in ("CUSTOMER_ID", "PASSWORD"):
+            if not self._raw(key):
+                raise VerifyNowConfigurationError(
+                    f'VERIFYNOW["{key}"] is not set. Set it in the VERIFYNOW dict of your '
+                    f"Django settings (read it from the environment, never commit it), or "
+                    f'set VERIFYNOW["SANDBOX"] = True to use the built-in simulator.'
+                )
+        return self._raw("CUSTOMER_ID"), self._raw("PASSWORD")
+
+    # -- transport ----------------------------------------------------------------------
+    @property
+    def BASE_URL(self) -> str:
+        """Vendor base URL, without a trailing slash."""
+        value = self._raw("BASE_URL")
+        if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+            raise _bad("BASE_URL", "an http(s) URL", value)
+        return value.rstrip("/")
+
+    @property
+    def API_VERSION(self) -> str:
+        """``"v3"`` (default) or ``"v2"`` endpoint family."""
+        value = self._raw("API_VERSION")
+        if value not in ("v2", "v3"):
+            raise _bad("API_VERSION", '"v2" or "v3"', value)
+        return value
+
+    @property
+    def SANDBOX(self) -> bool:
+        """Route every vendor call to the in-process simulator (no network)."""
+        return bool(self._raw("SANDBOX"))
+
+    @property
+    def SANDBOX_OPTIONS(self) -> dict[str, Any]:
+        """Keyword arguments for the in-process :class:`~django_verifynow.sandbox.SandboxEngine`."""
+        value = self._raw("SANDBOX_OPTIONS")
+        if not isinstance(value, dict):
+            raise _bad("SANDBOX_OPTIONS", "a dict", value)
+        return value
+
+    @property
+    def TIMEOUT(self) -> tuple[float, float]:
+        """``(connect, read)`` seconds for every vendor call."""
+        value = self._raw("TIMEOUT")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value, value)
+        try:
+            connect, read = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise _bad("TIMEOUT", "a (connect, read) pair of seconds", value) from None
+        if connect <= 0 or read <= 0:
+            raise _bad("TIMEOUT", "positive seconds", value)
+        return connect, read
+
+    @property
+    def CIRCUIT_BREAKER_FAILURES(self) -> int:
+        """Consecutive vendor failures that open the circuit breaker."""
+        return self._int("CIRCUIT_BREAKER_FAILURES", 1)
+
+    @property
+    def CIRCUIT_BREAKER_RESET(self) -> int:
+        """Seconds the breaker stays open before one probe call is let through."""
+        return self._int("CIRCUIT_BREAKER_RESET", 1)
+
+    # -- codes --------------------------------------------------------------------------
+    @property
+    def OTP_LENGTH(self) -> int:
+        """Digits per code, 4–8 (the vendor's range); a system check warns below 6."""
+        return self._int("OTP_LENGTH", 4, 8)
+
+    @property
+    def FLOW_TYPE(self) -> str:
+        """Default channel: ``"SMS"`` or ``"WHATSAPP"``."""
+        value = self._raw("FLOW_TYPE")
+        if value not in FLOW_TYPES:
+            raise _bad("FLOW_TYPE", " or ".join(FLOW_TYPES), value)
+        return value
+
+    @property
+    def CODE_TTL(self) -> int:
+        """Our bound on code life in seconds, capped at 600; expiry is min(vendor, this)."""
+        return min(self._int("CODE_TTL", 1), MAX_CODE_TTL)
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        """Wrong codes per attempt before it locks."""
+        return self._int("MAX_ATTEMPTS", 1, 100)
+
+    @property
+    def PROOF_TTL(self) -> int:
+        """Seconds after verification during which the proof may be consumed."""
+        return self._int("PROOF_TTL", 1)
+
+    # -- policy -------------------------------------------------------------------------
+    @property
+    def RATE_LIMITS(self) -> dict[str, str]:
+        """Rate-limit rules per action, merged over :data:`DEFAULT_RATE_LIMITS`.
+
+        Set an action to ``""`` to disable its limits.
+        """
+        value = self._raw("RATE_LIMITS")
+        if not isinstance(value, dict):
+            raise _bad("RATE_LIMITS", 'a dict like {"send": "5/h/phone"}', value)
+        return {**DEFAULT_RATE_LIMITS, **value}
+
+    @property
+    def RESEND_COOLDOWN(self) -> int:
+        """Seconds before the first resend to a phone; doubles with each later send."""
+        return self._int("RESEND_COOLDOWN", 0)
+
+    @property
+    def RESEND_COOLDOWN_MAX(self) -> int:
+        """Ceiling of the growing resend cooldown, in seconds."""
+        return self._int("RESEND_COOLDOWN_MAX", 0)
+
+    @property
+    def PREFIX_BLOCK_SECONDS(self) -> int:
+        """How long a prefix stays blocked after its send rate was exceeded."""
+        return self._int("PREFIX_BLOCK_SECONDS", 0)
+
+    @property
+    def ALLOWED_COUNTRIES(self) -> frozenset[str] | None:
+        """ISO 3166 alpha-2 allow-list, or ``None`` for every country (a check warns)."""
+        value = self._raw("ALLOWED_COUNTRIES")
+        if value is None:
+            return None
+        if isinstance(value, str) or not all(
+            isinstance(c, str) and len(c) == 2 for c in value
+        ):
+            raise _bad("ALLOWED_COUNTRIES", 'a list of ISO codes like ["IN", "GB"]', value)
+        return frozenset(c.upper() for c in value)
+
+    @property
+    def ALLOWED_NUMBER_TYPES(self) -> frozenset[str]:
+        """libphonenumber number types accepted (names of ``PhoneNumberType``)."""
+        value = self._raw("ALLOWED_NUMBER_TYPES")
+        if isinstance(value, str) or not all(v in NUMBER_TYPES for v in value):
+            raise _bad("ALLOWED_NUMBER_TYPES", f"a list drawn from {NUMBER_TYPES}", value)
+        return frozenset(value)
+
+    @property
+    def DAILY_SEND_CAP(self) -> int | None:
+        """Global cap on vendor sends per day, or ``None``."""
+        if self._raw("DAILY_SEND_CAP") is None:
+            return None
+        return self._int("DAILY_SEND_CAP", 1)
+
+    @property
+    def RETENTION_DAYS(self) -> int:
+        """Days attempts and checks are kept before ``verifynow_purge`` deletes them."""
+        return self._int("RETENTION_DAYS", 1)
+
+    @property
+    def CACHE(self) -> str:
+        """Cache alias for the token, the limits and the circuit breaker."""
+        value = self._raw("CACHE")
+        if value not in settings.CACHES:
+            raise _bad("CACHE", f"one of the CACHES aliases {sorted(settings.CACHES)}", value)
+        return value
+
+    @property
+    def TRUSTED_PROXY_COUNT(self) -> int:
+        """How many reverse proxies' ``X-Forwarded-For`` entries to trust."""
+        return self._int("TRUSTED_PROXY_COUNT", 0, 10)
+
+
+#: The settings object used everywhere in the package.
+verifynow_settings = VerifyNowSettings()

@@ -1,0 +1,174 @@
+"""The attempt history: one :class:`VerificationAttempt` per code sent, one
+:class:`VerificationCheck` per code checked. No column ever holds a code: VerifyNow
+generates and checks it, so there is nothing to store (R5).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+__all__ = ["VerificationAttempt", "VerificationCheck"]
+
+
+class AttemptStatus(models.TextChoices):
+    """Where an attempt stands. See DESIGN.md for the exact meanings."""
+
+    PENDING = "pending", _("Pending")
+    VERIFIED = "verified", _("Verified")
+    EXPIRED = "expired", _("Expired")
+    LOCKED = "locked", _("Locked")
+    FAILED = "failed", _("Failed")
+    UNKNOWN = "unknown", _("Unknown")
+
+
+class FlowType(models.TextChoices):
+    """Delivery channel asked of VerifyNow."""
+
+    SMS = "SMS", _("SMS")
+    WHATSAPP = "WHATSAPP", _("WhatsApp")
+
+
+class VerificationAttemptQuerySet(models.QuerySet["VerificationAttempt"]):
+    """Lookups used by the services, the admin and the purge command."""
+
+    def pending(self) -> VerificationAttemptQuerySet:
+        """Attempts still waiting for their code (whatever the clock says)."""
+        return self.filter(status=AttemptStatus.PENDING)
+
+    def for_phone(self, e164: str) -> VerificationAttemptQuerySet:
+        """Attempts for one E.164 number."""
+        return self.filter(phone_number=e164)
+
+    def older_than(self, days: int) -> VerificationAttemptQuerySet:
+        """Attempts created more than ``days`` days ago (retention)."""
+        return self.filter(created_at__lt=timezone.now() - timedelta(days=days))
+
+
+class VerificationAttempt(models.Model):
+    """One code sent to one phone: one VerifyNow ``verificationId``.
+
+    The UUID :attr:`id` is the only identifier clients ever see; the vendor's numeric,
+    enumerable ``verificationId`` stays server-side (R16).
+    """
+
+    Status = AttemptStatus
+    FlowType = FlowType
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    phone_number = models.CharField(_("phone number"), max_length=20)  # E.164
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=AttemptStatus.choices,
+        default=AttemptStatus.UNKNOWN,
+    )
+    purpose = models.CharField(_("purpose"), max_length=64, default="verify")
+    flow_type = models.CharField(
+        _("channel"), max_length=16, choices=FlowType.choices, default=FlowType.SMS
+    )
+    otp_length = models.PositiveSmallIntegerField(_("code length"), default=6)
+    provider_verification_id = models.CharField(
+        _("VerifyNow verification id"), max_length=64, blank=True
+    )
+    provider_transaction_id = models.CharField(
+        _("VerifyNow transaction id"), max_length=64, blank=True
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    #: SHA-256 of a random token kept in the browser's session: binds the attempt to
+    #: the session that started it (R4) and survives the key rotation of a login.
+    session_binding = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
+    consumed_at = models.DateTimeField(_("consumed"), null=True, blank=True)
+    check_count = models.PositiveSmallIntegerField(_("checks used"), default=0)
+    max_attempts = models.PositiveSmallIntegerField(_("checks allowed"), default=5)
+    last_response_code = models.IntegerField(
+        _("last VerifyNow response code"), null=True, blank=True
+    )
+
+    objects = VerificationAttemptQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("verification attempt")
+        verbose_name_plural = _("verification attempts")
+        ordering = ["-created_at"]
+        indexes = [
+            # The admin's default ordering and date hierarchy, and the purge horizon.
+            models.Index(fields=["-created_at"], name="verifynow_att_created"),
+            # Per-phone history: admin search, 506 reuse, expiring the previous attempt.
+            models.Index(fields=["phone_number", "-created_at"], name="verifynow_att_phone"),
+            # Admin filters combined with the default ordering.
+            models.Index(fields=["status", "-created_at"], name="verifynow_att_status"),
+            models.Index(fields=["country", "-created_at"], name="verifynow_att_country"),
+            models.Index(fields=["provider_verification_id"], name="verifynow_att_vid"),
+        ]
+
+    def __str__(self) -> str:
+        from .phone import mask
+
+        return f"{mask(self.phone_number)} ({self.get_status_display()})"
+
+    @property
+    def attempts_left(self) -> int:
+        """Code checks still allowed on this attempt."""
+        if self.status != AttemptStatus.PENDING:
+            return 0
+        return max(self.max_attempts - self.check_count, 0)
+
+    @property
+    def is_expired(self) -> bool:
+        """True once the local expiry has passed (whatever the stored status)."""
+        return self.expires_at is not None and timezone.now() >= self.expires_at
+
+    @property
+    def masked_phone_number(self) -> str:
+        """The number with all but the calling code and last digits hidden."""
+        from .phone import mask
+
+        return mask(self.phone_number)
+
+
+class CheckOutcome(models.TextChoices):
+    """The result of one code check at VerifyNow."""
+
+    VERIFIED = "verified", _("Verified")
+    WRONG_CODE = "wrong_code", _("Wrong code")
+    EXPIRED = "expired", _("Expired")
+    LOCKED = "locked", _("Locked by VerifyNow")
+    ERROR = "error", _("VerifyNow error")
+    UNAVAILABLE = "unavailable", _("VerifyNow unreachable")
+    UNKNOWN = "unknown", _("No answer (timed out)")
+
+
+class VerificationCheck(models.Model):
+    """One code check sent to VerifyNow. Never the code itself."""
+
+    Outcome = CheckOutcome
+
+    attempt = models.ForeignKey(
+        VerificationAttempt, verbose_name=_("attempt"), on_delete=models.CASCADE,
+        related_name="checks",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=CheckOutcome.choices)
+    response_code = models.IntegerField(_("VerifyNow response code"), null=True, blank=True)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("verification check")
+        verbose_name_plural = _("verification checks")
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["created_at"], name="verifynow_chk_created")]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} ({self.created_at:%Y-%m-%d %H:%M:%S})"
