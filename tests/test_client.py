@@ -1,0 +1,541 @@
+"""The VerifyNow client against a strict HTTP mock: wire format, every response code,
+token caching and refresh, the retry policy, the circuit breaker and redaction.
+
+The same client runs against the sandbox server under every HTTP-status profile in
+test_client_sandbox.py; this file covers the bodies a simulator would not produce.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+import urllib3
+from django.core.cache import caches
+
+from django_verifynow import client as client_module
+from django_verifynow.client import VerifyNowClient, redact
+from django_verifynow.codes import Outcome
+from django_verifynow.exceptions import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+
+BASE = "https://vendor.test"
+TOKEN_URL = BASE + "/auth/v1/authentication/token"
+SEND_URL = BASE + "/verification/v3/send"
+VALIDATE_URL = BASE + "/verification/v3/validateOtp"
+# Its Base64 holds "+", "/" and "=", which must reach the vendor URL-encoded.
+PASSWORD = "??>???a"
+KEY = "Pz8+Pz8/YQ=="
+
+
+def jwt(exp_in: float = 5 * 365 * 86400, sub: str = "C-TEST") -> str:
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    return f"{part({'alg': 'HS512'})}.{part({'sub': sub, 'iat': now, 'exp': now + exp_in})}.sig"
+
+
+TOKEN = jwt()
+
+
+def make_client(**kwargs) -> VerifyNowClient:
+    return VerifyNowClient(customer_id="C-TEST", password=PASSWORD, base_url=BASE, **kwargs)
+
+
+def token_ok(vendor, token: str = TOKEN) -> None:
+    vendor.get(TOKEN_URL, json={"status": 200, "token": token})
+
+
+def send_ok(vendor, vid="2949", timeout="60", status=200) -> None:
+    vendor.post(
+        SEND_URL,
+        status=status,
+        json={
+            "responseCode": 200,
+            "message": "SUCCESS",
+            "data": {
+                "verificationId": vid,
+                "mobileNumber": "9876543210",
+                "responseCode": "200",
+                "errorMessage": None,
+                "timeout": timeout,
+                "smsCLI": None,
+                "transactionId": "9b2d0c8e-0000-4000-8000-000000000000",
+            },
+        },
+    )
+
+
+def envelope(code: int, message: str = "X", data=None) -> dict:
+    return {"responseCode": code, "message": message, "data": data}
+
+
+def query(call) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(call.request.url).query)
+
+
+SEND_ARGS = {"country_code": "91", "national_number": "9876543210", "flow_type": "SMS", "otp_length": 6}
+
+
+# -- wire format --------------------------------------------------------------------
+
+
+def test_token_request_wire_format(vendor):
+    token_ok(vendor)
+    send_ok(vendor)
+    make_client(country="91", email="ops@example.com").send(**SEND_ARGS)
+
+    token_call, send_call = vendor.calls
+    assert token_call.request.method == "GET"
+    assert f"key={KEY.replace('+', '%2B').replace('/', '%2F').replace('=', '%3D')}" in token_call.request.url
+    q = query(token_call)
+    assert q == {
+        "customerId": ["C-TEST"], "key": [KEY], "scope": ["NEW"], "country": ["91"],
+        "email": ["ops@example.com"],
+    }
+    assert "authToken" not in token_call.request.headers
+
+
+def test_send_wire_format(vendor):
+    token_ok(vendor)
+    send_ok(vendor)
+    result = make_client().send(**SEND_ARGS)
+
+    send_call = vendor.calls[1]
+    assert send_call.request.method == "POST"
+    assert send_call.request.headers["authToken"] == TOKEN
+    assert not send_call.request.body  # parameters in the query string, empty body
+    assert query(send_call) == {
+        "countryCode": ["91"], "customerId": ["C-TEST"], "flowType": ["SMS"],
+        "mobileNumber": ["9876543210"], "otpLength": ["6"],
+    }
+    assert result.verification_id == "2949"
+    assert result.timeout == 60
+    assert result.reused is False
+    assert result.transaction_id.startswith("9b2d0c8e")
+
+
+def test_validate_wire_format_v3(vendor):
+    token_ok(vendor)
+    vendor.get(VALIDATE_URL, json=envelope(200, "SUCCESS", {
+        "verificationId": 2949, "verificationStatus": "VERIFICATION_COMPLETED", "authToken": None,
+    }))
+    result = make_client().validate(verification_id="2949", code="123456",
+                                    country_code="91", national_number="9876543210")
+    call = vendor.calls[1]
+    assert call.request.method == "GET"
+    assert query(call) == {"verificationId": ["2949"], "code": ["123456"]}
+    assert result.outcome is Outcome.VERIFIED and result.verified
+
+
+def test_v2_paths_send_customer_id_everywhere(vendor):
+    token_ok(vendor)
+    vendor.post(BASE + "/verification/v2/verification/send",
+                json=envelope(200, "SUCCESS", {"verificationId": "20", "timeout": "60"}))
+    vendor.get(BASE + "/verification/v2/verification/validateOtp",
+               json=envelope(702, "WRONG_OTP_PROVIDED"))
+    client = make_client(api_version="v2")
+    assert client.send(**SEND_ARGS).verification_id == "20"
+    result = client.validate(verification_id="20", code="000000", country_code="91",
+                             national_number="9876543210")
+    assert result.outcome is Outcome.WRONG_CODE
+    q = query(vendor.calls[2])
+    assert q["customerId"] == ["C-TEST"] and q["mobileNumber"] == ["9876543210"]
+    assert q["countryCode"] == ["91"]
+
+
+@pytest.mark.parametrize(
+    ("raw_id", "raw_timeout", "want_id", "want_timeout"),
+    [("2949", "60", "2949", 60), (2949, "60.0", "2949", 60), ("12345678", 30.0, "12345678", 30),
+     ("77", None, "77", None), ("78", "soon", "78", None)],
+)
+def test_send_normalises_id_and_timeout_types(vendor, raw_id, raw_timeout, want_id, want_timeout):
+    token_ok(vendor)
+    send_ok(vendor, vid=raw_id, timeout=raw_timeout)
+    result = make_client().send(**SEND_ARGS)
+    assert (result.verification_id, result.timeout) == (want_id, want_timeout)
+
+
+# -- send outcomes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("http_status", [200, 400, 409])
+def test_send_506_reuses_the_pending_verification(vendor, http_status):
+    token_ok(vendor)
+    vendor.post(SEND_URL, status=http_status, json=envelope(
+        506, "REQUEST_ALREADY_EXISTS", {"verificationId": "4242", "timeout": "41"}))
+    result = make_client().send(**SEND_ARGS)
+    assert result.reused is True
+    assert (result.verification_id, result.timeout, result.response_code) == ("4242", 41, 506)
+
+
+@pytest.mark.parametrize("http_status", [200, 429, 400])
+def test_send_800_is_rate_limited(vendor, http_status):
+    token_ok(vendor)
+    vendor.post(SEND_URL, status=http_status, json=envelope(800, "MAXIMUM_LIMIT_REACHED"))
+    with pytest.raises(RateLimited) as info:
+        make_client().send(**SEND_ARGS)
+    assert info.value.scope == "provider" and info.value.retry_after > 0
+
+
+@pytest.mark.parametrize("code", [400, 409, 501, 505, 508, 511, 702, 999])
+@pytest.mark.parametrize("http_status", [200, 400])
+def test_send_refusals_and_unknown_codes_fail_closed(vendor, code, http_status):
+    token_ok(vendor)
+    vendor.post(SEND_URL, status=http_status, json=envelope(code, "SOMETHING", None))
+    with pytest.raises(ProviderError) as info:
+        make_client().send(**SEND_ARGS)
+    assert info.value.response_code == code
+    assert "SOMETHING" not in str(info.value)  # vendor text is never echoed
+
+
+def test_send_200_without_verification_id_is_an_error(vendor):
+    token_ok(vendor)
+    vendor.post(SEND_URL, json=envelope(200, "SUCCESS", {"timeout": "60"}))
+    with pytest.raises(ProviderError):
+        make_client().send(**SEND_ARGS)
+
+
+@pytest.mark.parametrize("body", [b"<html>502 Bad Gateway</html>", b"", b"[1, 2]", b'{"data": {}}'])
+def test_send_malformed_answer_is_an_error_without_retry(vendor, body):
+    token_ok(vendor)
+    vendor.post(SEND_URL, body=body, status=200)
+    with pytest.raises(ProviderError) as info:
+        make_client().send(**SEND_ARGS)
+    assert info.value.response_code is None
+    assert len(vendor.calls) == 2
+
+
+def test_send_5xx_is_not_retried(vendor):
+    token_ok(vendor)
+    vendor.post(SEND_URL, status=500, json=envelope(500, "SERVER_ERROR"))
+    with pytest.raises(ProviderError):
+        make_client().send(**SEND_ARGS)
+    assert [c.request.method for c in vendor.calls] == ["GET", "POST"]
+
+
+def test_send_read_timeout_is_never_resent(vendor):
+    token_ok(vendor)
+    vendor.post(SEND_URL, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(ProviderTimeout):
+        make_client().send(**SEND_ARGS)
+    assert len(vendor.calls) == 2
+
+
+def test_send_dropped_connection_is_never_resent(vendor):
+    token_ok(vendor)
+    dropped = requests.ConnectionError(
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError()))
+    vendor.post(SEND_URL, body=dropped)
+    with pytest.raises(ProviderTimeout):
+        make_client().send(**SEND_ARGS)
+    assert len(vendor.calls) == 2
+
+
+def refused() -> requests.ConnectionError:
+    reason = urllib3.exceptions.NewConnectionError(None, "Connection refused")
+    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/x", reason))
+
+
+def test_send_connect_error_is_retried_once(vendor):
+    token_ok(vendor)
+    vendor.post(SEND_URL, body=refused())
+    vendor.post(SEND_URL, body=refused())
+    with pytest.raises(ProviderUnavailable) as info:
+        make_client().send(**SEND_ARGS)
+    assert not isinstance(info.value, ProviderTimeout)
+    assert len(vendor.calls) == 3  # token + 2 connection attempts
+
+
+def test_send_connect_error_then_success(vendor):
+    token_ok(vendor)
+    vendor.post(SEND_URL, body=requests.ConnectTimeout("connect timed out"))
+    send_ok(vendor)
+    assert make_client().send(**SEND_ARGS).verification_id == "2949"
+
+
+# -- validate outcomes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [(702, Outcome.WRONG_CODE), (703, Outcome.ALREADY_VERIFIED), (705, Outcome.EXPIRED),
+     (800, Outcome.LIMIT_REACHED)],
+)
+@pytest.mark.parametrize("http_status", [200, 400, 422])
+@pytest.mark.parametrize("data", [None, "absent"])
+def test_validate_expected_outcomes_on_any_status(vendor, code, outcome, http_status, data):
+    token_ok(vendor)
+    body = envelope(code, "NAME")
+    if data == "absent":
+        del body["data"]
+    vendor.get(VALIDATE_URL, status=http_status, json=body)
+    result = make_client().validate(verification_id="1", code="123456")
+    assert result.outcome is outcome
+    assert result.response_code == code
+    assert result.verified is (outcome is Outcome.ALREADY_VERIFIED)
+
+
+@pytest.mark.parametrize("code", [400, 500, 501, 505, 700, 999])
+def test_validate_refusals_never_verify(vendor, code):
+    token_ok(vendor)
+    vendor.get(VALIDATE_URL, status=200, json=envelope(code, "X"))
+    with pytest.raises(ProviderError) as info:
+        make_client().validate(verification_id="1", code="123456")
+    assert info.value.response_code == code
+
+
+@pytest.mark.parametrize("status", [None, "VERIFICATION_PENDING", "verification_completed"])
+def test_validate_200_without_completed_status_fails_closed(vendor, status):
+    token_ok(vendor)
+    vendor.get(VALIDATE_URL, json=envelope(200, "SUCCESS", {"verificationStatus": status}))
+    with pytest.raises(ProviderError):
+        make_client().validate(verification_id="1", code="123456")
+
+
+def test_validate_read_timeout_is_not_retried(vendor):
+    token_ok(vendor)
+    vendor.get(VALIDATE_URL, body=requests.ReadTimeout("slow"))
+    with pytest.raises(ProviderTimeout):
+        make_client().validate(verification_id="1", code="123456")
+    assert len(vendor.calls) == 2
+
+
+# -- token ----------------------------------------------------------------------------
+
+
+def test_one_token_request_for_many_calls(vendor):
+    token_ok(vendor)
+    for i in range(5):
+        send_ok(vendor, vid=str(100 + i))
+    client = make_client()
+    ids = [client.send(**SEND_ARGS).verification_id for _ in range(5)]
+    assert ids == ["100", "101", "102", "103", "104"]
+    assert sum(1 for c in vendor.calls if c.request.url.startswith(TOKEN_URL)) == 1
+
+
+def test_token_is_shared_through_the_cache_between_clients(vendor):
+    token_ok(vendor)
+    send_ok(vendor)
+    send_ok(vendor)
+    make_client().send(**SEND_ARGS)
+    make_client().send(**SEND_ARGS)  # another worker: same cache, same token
+    assert sum(1 for c in vendor.calls if c.request.url.startswith(TOKEN_URL)) == 1
+
+
+def test_token_expiry_is_read_from_the_jwt(vendor, monkeypatch):
+    short = jwt(exp_in=600)
+    token_ok(vendor, short)
+    token_ok(vendor, jwt(exp_in=7200))
+    send_ok(vendor)
+    send_ok(vendor)
+    send_ok(vendor)
+    client = make_client()
+    client.send(**SEND_ARGS)
+    clock = time.time()
+    monkeypatch.setattr(client_module, "_now", lambda: clock + 400)
+    client.send(**SEND_ARGS)  # 400 s later: the cached token is still good
+    assert sum(1 for c in vendor.calls if c.request.url.startswith(TOKEN_URL)) == 1
+    # LocMem expiry runs on the real clock; drop the entry as its TTL would.
+    caches["default"].delete(client._token_key)
+    client._fallback_token = None
+    client.send(**SEND_ARGS)
+    assert sum(1 for c in vendor.calls if c.request.url.startswith(TOKEN_URL)) == 2
+
+
+def test_token_ttl_stops_short_of_jwt_expiry(vendor, monkeypatch):
+    token_ok(vendor, jwt(exp_in=600))
+    captured = {}
+    real_set = caches["default"].set
+
+    def spy(key, value, timeout=None, **kw):
+        captured[key] = timeout
+        return real_set(key, value, timeout=timeout, **kw)
+
+    monkeypatch.setattr(caches["default"], "set", spy)
+    client = make_client()
+    client.get_token()
+    assert 530 <= captured[client._token_key] <= 540  # 600 s minus the 60 s margin
+
+
+@pytest.mark.parametrize("error", ["password is wrong", "customerId is invalid"])
+def test_token_refusal_arrives_as_http_200(vendor, error):
+    vendor.get(TOKEN_URL, status=200, json={"status": 400, "error": error})
+    with pytest.raises(ProviderAuthError) as info:
+        make_client().send(**SEND_ARGS)
+    assert error not in str(info.value)
+    assert len(vendor.calls) == 1  # no send without a token, no token retry on refusal
+
+
+def test_401_refreshes_the_token_once_and_replays(vendor):
+    fresh = jwt(exp_in=1000, sub="fresh")
+    token_ok(vendor)
+    vendor.post(SEND_URL, status=401, json=envelope(401, "UNAUTHORIZED"))
+    token_ok(vendor, fresh)
+    send_ok(vendor)
+    assert make_client().send(**SEND_ARGS).verification_id == "2949"
+    sends = [c for c in vendor.calls if c.request.url.startswith(SEND_URL)]
+    assert [c.request.headers["authToken"] for c in sends] == [TOKEN, fresh]
+
+
+@pytest.mark.parametrize("status,body", [(401, None), (403, None), (200, envelope(401, "UNAUTHORIZED"))])
+def test_second_auth_failure_stops_without_a_loop(vendor, status, body):
+    token_ok(vendor)
+    token_ok(vendor, jwt(exp_in=999))
+    for _ in range(2):
+        if body is None:
+            vendor.post(SEND_URL, status=status, body=b"")
+        else:
+            vendor.post(SEND_URL, status=status, json=body)
+    with pytest.raises(ProviderAuthError):
+        make_client().send(**SEND_ARGS)
+    urls = [c.request.url.split("?")[0] for c in vendor.calls]
+    assert urls.count(SEND_URL) == 2 and urls.count(TOKEN_URL) == 2
+
+
+def test_token_endpoint_down_never_calls_send(vendor):
+    for _ in range(3):
+        vendor.get(TOKEN_URL, status=503, body=b"unavailable")
+    with pytest.raises(ProviderUnavailable):
+        make_client().send(**SEND_ARGS)
+    assert len(vendor.calls) == 3  # three token attempts, no send
+
+
+def test_token_retry_after_beyond_five_seconds_is_not_honoured(vendor):
+    vendor.get(TOKEN_URL, status=429, headers={"Retry-After": "120"}, body=b"")
+    with pytest.raises(ProviderUnavailable):
+        make_client().get_token()
+    assert len(vendor.calls) == 1
+
+
+def test_token_transient_failure_then_success(vendor):
+    vendor.get(TOKEN_URL, body=requests.ReadTimeout("slow"))
+    vendor.get(TOKEN_URL, status=502, body=b"bad gateway")
+    token_ok(vendor)
+    assert make_client().get_token() == TOKEN
+
+
+def test_concurrent_refresh_makes_one_token_request(vendor):
+    token_ok(vendor)
+    client = make_client()
+    results: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def worker():
+        barrier.wait()
+        results.append(client.get_token())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [TOKEN] * 8
+    assert len(vendor.calls) == 1
+
+
+# -- circuit breaker ------------------------------------------------------------------
+
+
+def test_breaker_opens_after_five_failures_and_probes_after_reset(vendor, monkeypatch):
+    token_ok(vendor)
+    for _ in range(5):
+        vendor.post(SEND_URL, status=500, json=envelope(500, "SERVER_ERROR"))
+    client = make_client()
+    for _ in range(5):
+        with pytest.raises(ProviderError):
+            client.send(**SEND_ARGS)
+    calls_before = len(vendor.calls)
+    with pytest.raises(ProviderUnavailable) as info:
+        client.send(**SEND_ARGS)
+    assert len(vendor.calls) == calls_before  # failed fast, no network I/O
+    assert 0 < info.value.retry_after <= 60
+
+    later = time.time() + 61
+    monkeypatch.setattr(client_module, "_now", lambda: later)
+    send_ok(vendor)
+    assert client.send(**SEND_ARGS).verification_id == "2949"  # the probe
+    send_ok(vendor, vid="2950")
+    assert client.send(**SEND_ARGS).verification_id == "2950"  # closed again
+
+
+def test_failed_probe_reopens_the_breaker(vendor, monkeypatch):
+    token_ok(vendor)
+    for _ in range(6):
+        vendor.post(SEND_URL, body=requests.ConnectTimeout("x"))
+    for _ in range(2):
+        vendor.post(SEND_URL, body=requests.ConnectTimeout("x"))
+    client = make_client(breaker_failures=3)
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable):
+            client.send(**SEND_ARGS)
+    later = time.time() + 61
+    monkeypatch.setattr(client_module, "_now", lambda: later)
+    with pytest.raises(ProviderUnavailable):
+        client.send(**SEND_ARGS)  # the probe (2 connect attempts) fails
+    n = len(vendor.calls)
+    with pytest.raises(ProviderUnavailable):
+        client.send(**SEND_ARGS)
+    assert len(vendor.calls) == n  # reopened: no I/O
+
+
+def test_business_refusals_do_not_trip_the_breaker(vendor):
+    token_ok(vendor)
+    for _ in range(7):
+        vendor.get(VALIDATE_URL, json=envelope(702, "WRONG_OTP_PROVIDED"))
+    client = make_client()
+    for _ in range(7):
+        assert client.validate(verification_id="1", code="000000").outcome is Outcome.WRONG_CODE
+
+
+# -- secrets --------------------------------------------------------------------------
+
+
+def test_redact_removes_query_strings():
+    text = 'GET /auth/v1/authentication/token?customerId=C-1&key=Pz8%2B HTTP/1.1" 200'
+    assert redact(text) == 'GET /auth/v1/authentication/token?<redacted> HTTP/1.1" 200'
+
+
+def test_urllib3_debug_lines_are_redacted(caplog):
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    logging.getLogger("urllib3.connectionpool").debug(
+        '%s://%s:%s "%s %s %s" %s %s', "https", "vendor.test", 443, "GET",
+        "/verification/v3/validateOtp?verificationId=1&code=654321", "HTTP/1.1", 200, 10,
+    )
+    assert "654321" not in caplog.text
+    assert "validateOtp?<redacted>" in caplog.text
+
+
+def test_no_secret_in_exceptions_or_logs(vendor, caplog):
+    caplog.set_level(logging.DEBUG)
+    token_ok(vendor)
+    vendor.get(VALIDATE_URL, body=requests.ReadTimeout(
+        f"HTTPSConnectionPool: Read timed out. (url: {VALIDATE_URL}?verificationId=1&code=654321)"))
+    client = make_client()
+    with pytest.raises(ProviderTimeout) as info:
+        client.validate(verification_id="1", code="654321")
+    exc = info.value
+    chain = [exc, exc.__cause__, exc.__context__]
+    text = " ".join(repr(e) + str(e) for e in chain if e is not None) + caplog.text
+    for secret in ("654321", KEY, PASSWORD, TOKEN, "9876543210"):
+        assert secret not in text
+    # No requests exception (its text holds the URL) hangs anywhere off the chain.
+    seen, node = [], exc
+    while node is not None:
+        seen.append(node)
+        node = node.__cause__ or node.__context__
+    assert not any(isinstance(e, requests.RequestException) for e in seen)
+    assert "C-TEST" not in repr(client) and PASSWORD not in repr(client)
