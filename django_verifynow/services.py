@@ -53,6 +53,7 @@ __all__ = [
     "resend_otp",
     "send_otp",
     "validate_otp",
+    "verified_attempt",
 ]
 
 #: Structured security events (R44): masked numbers only, never a code or a token.
@@ -60,6 +61,10 @@ events = logging.getLogger("django_verifynow.events")
 
 #: Session key holding the random token that binds attempts to a browser session.
 SESSION_BINDING_KEY = "django_verifynow.binding"
+
+_PROOF_MISSING = _(
+    "Verify this phone number first: the verification is missing, used or too old."
+)
 
 _PURPOSE_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 
@@ -563,6 +568,39 @@ def _record_check(
 # -- consume --------------------------------------------------------------------------
 
 
+def _proof_filter(e164: str, purpose: str) -> Q:
+    return Q(
+        status=AttemptStatus.VERIFIED,
+        consumed_at__isnull=True,
+        phone_number=e164,
+        purpose=purpose,
+        verified_at__gte=timezone.now() - timedelta(seconds=verifynow_settings.PROOF_TTL),
+    )
+
+
+def verified_attempt(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    *,
+    phone_number: object,
+    purpose: str,
+    request: HttpRequest | None = None,
+) -> VerificationAttempt:
+    """Return ``attempt`` if it proves ``phone_number`` for ``purpose``, without using it.
+
+    The read-only twin of :func:`consume_verification` (same conditions), for form
+    validation; the proof is only used up by :func:`consume_verification`.
+
+    :raises AttemptNotFound: not verified, already used, too old, another number,
+        purpose, session or user.
+    """
+    e164 = phone.normalize(phone_number)
+    ctx = _context(request, bind=False)
+    resolved = _resolve(attempt, ctx)
+    if not VerificationAttempt.objects.filter(_proof_filter(e164, purpose), pk=resolved.pk).exists():
+        raise AttemptNotFound(_PROOF_MISSING)
+    return resolved
+
+
 def consume_verification(
     attempt: VerificationAttempt | uuid.UUID | str,
     *,
@@ -584,17 +622,10 @@ def consume_verification(
     attempt = _resolve(attempt, ctx)
     now = timezone.now()
     consumed = VerificationAttempt.objects.filter(
-        pk=attempt.pk,
-        status=AttemptStatus.VERIFIED,
-        consumed_at__isnull=True,
-        phone_number=e164,
-        purpose=purpose,
-        verified_at__gte=now - timedelta(seconds=verifynow_settings.PROOF_TTL),
+        _proof_filter(e164, purpose), pk=attempt.pk
     ).update(consumed_at=now)
     if not consumed:
-        raise AttemptNotFound(
-            _("Verify this phone number first: the verification is missing, used or too old.")
-        )
+        raise AttemptNotFound(_PROOF_MISSING)
     attempt.consumed_at = now
     _event("consumed", attempt, ctx, purpose=purpose)
     return attempt

@@ -507,3 +507,19 @@ def test_no_code_or_full_number_in_logs(request_a, caplog):
     for secret in (code, wrong(code), PHONE, PHONE[1:], "9876543210", OTHER[3:]):
         assert secret not in text
     assert "+91********10" in text
+
+
+def test_verified_attempt_checks_without_consuming(verified, request_a):
+    found = services.verified_attempt(verified.pk, phone_number=PHONE, purpose="signup",
+                                      request=request_a)
+    assert found.pk == verified.pk
+    verified.refresh_from_db()
+    assert verified.consumed_at is None
+    with pytest.raises(AttemptNotFound):
+        services.verified_attempt(verified.pk, phone_number=PHONE, purpose="signup",
+                                  request=make_request())
+    services.consume_verification(verified.pk, phone_number=PHONE, purpose="signup",
+                                  request=request_a)
+    with pytest.raises(AttemptNotFound):
+        services.verified_attempt(verified.pk, phone_number=PHONE, purpose="signup",
+                                  request=request_a)
