@@ -1,0 +1,128 @@
+"""Races that only a real database shows: PostgreSQL with real threads (S3, S4, S35)
+and, for the send limit, the Redis cache shared by every worker.
+
+SQLite serialises writers and ignores row locks, so these tests need
+``VERIFYNOW_TEST_DATABASE_URL`` (``.ci/run`` sets it); they skip with that reason
+otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+from django.test import override_settings
+
+from django_verifynow import services, signals
+from django_verifynow.exceptions import AttemptNotFound, RateLimited
+from django_verifynow.models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from django_verifynow.testing import last_code, sandbox_engine
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+PHONE = "+919876543210"
+
+
+def race(n: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` in ``n`` threads released at the same moment; return results or
+    the exceptions they raised."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            results[i] = exc
+        finally:
+            connections.close_all()  # each thread had its own connection
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_runs_on_postgresql():
+    assert connection.vendor == "postgresql"
+
+
+def test_twenty_concurrent_wrong_codes_reach_the_vendor_max_attempts_times():
+    attempt = services.send_otp(PHONE)
+    code = last_code(PHONE)
+    bad = "".join(str((int(d) + 1) % 10) for d in code)
+    # A little vendor latency widens the window in which the threads overlap.
+    sandbox_engine().inject_fault("latency", endpoint="validate", times=20, delay=0.05)
+
+    results = race(20, lambda i: services.validate_otp(attempt.pk, bad))
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert sandbox_engine().count("validate") == 5
+    attempt.refresh_from_db()
+    assert attempt.check_count == 5
+    assert attempt.status == AttemptStatus.LOCKED
+    assert VerificationCheck.objects.filter(outcome=CheckOutcome.WRONG_CODE).count() == 5
+    # Fifteen callers were turned away by the conditional update, with no vendor call.
+    assert sum(1 for r in results if r.check_outcome is None) == 15
+
+
+def test_two_concurrent_right_codes_make_one_transition():
+    attempt = services.send_otp(PHONE)
+    code = last_code(PHONE)
+    verified: list[Any] = []
+
+    def on_verified(sender, attempt, **kwargs):
+        verified.append(attempt.pk)
+
+    signals.verification_verified.connect(on_verified, weak=False)
+    try:
+        sandbox_engine().inject_fault("latency", endpoint="validate", times=2, delay=0.05)
+        results = race(2, lambda i: services.validate_otp(attempt.pk, code))
+    finally:
+        signals.verification_verified.disconnect(on_verified)
+
+    assert [r.status for r in results] == [AttemptStatus.VERIFIED] * 2
+    assert verified == [attempt.pk]  # one pending -> verified transition
+    assert sandbox_engine().count("validate") <= 2
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.VERIFIED
+
+
+def test_two_concurrent_consumes_make_one_success():
+    attempt = services.send_otp(PHONE, purpose="signup")
+    services.validate_otp(attempt.pk, last_code(PHONE))
+
+    results = race(
+        2,
+        lambda i: services.consume_verification(attempt.pk, phone_number=PHONE, purpose="signup"),
+    )
+
+    successes = [r for r in results if isinstance(r, VerificationAttempt)]
+    refusals = [r for r in results if isinstance(r, AttemptNotFound)]
+    assert len(successes) == 1 and len(refusals) == 1
+    attempt.refresh_from_db()
+    assert attempt.consumed_at is not None
+
+
+@pytest.mark.redis
+def test_concurrent_sends_respect_the_per_phone_limit_exactly():
+    verifynow = {
+        "SANDBOX": True,
+        "ALLOWED_COUNTRIES": ["IN"],
+        "RESEND_COOLDOWN": 0,
+        "RATE_LIMITS": {"send": "3/h/phone", "resend": ""},
+    }
+    with override_settings(VERIFYNOW=verifynow):
+        results = race(12, lambda i: services.send_otp(PHONE))
+
+    sent = [r for r in results if isinstance(r, VerificationAttempt)]
+    limited = [r for r in results if isinstance(r, RateLimited)]
+    assert len(sent) == 3 and len(limited) == 9
+    assert sandbox_engine().count("send") == 3
+    assert VerificationAttempt.objects.count() == 3

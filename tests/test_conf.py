@@ -1,0 +1,67 @@
+"""Settings: defaults, live reads, errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from django_verifynow.conf import DEFAULT_RATE_LIMITS, verifynow_settings
+from django_verifynow.exceptions import VerifyNowConfigurationError
+
+
+def test_defaults():
+    with override_settings(VERIFYNOW={}):
+        s = verifynow_settings
+        assert (s.OTP_LENGTH, s.MAX_ATTEMPTS, s.CODE_TTL, s.PROOF_TTL) == (6, 5, 600, 900)
+        assert s.API_VERSION == "v3" and s.FLOW_TYPE == "SMS" and s.SANDBOX is False
+        assert s.TIMEOUT == (3.05, 10.0)
+        assert s.BASE_URL == "https://cpaas.messagecentral.com"
+        assert s.ALLOWED_COUNTRIES is None
+        assert s.RATE_LIMITS == DEFAULT_RATE_LIMITS
+
+
+def test_reads_are_live():
+    with override_settings(VERIFYNOW={"OTP_LENGTH": 8}):
+        assert verifynow_settings.OTP_LENGTH == 8
+    with override_settings(VERIFYNOW={"OTP_LENGTH": 7}):
+        assert verifynow_settings.OTP_LENGTH == 7
+
+
+def test_code_ttl_is_capped_at_ten_minutes():
+    with override_settings(VERIFYNOW={"CODE_TTL": 3600}):
+        assert verifynow_settings.CODE_TTL == 600
+
+
+def test_rate_limits_merge_over_defaults():
+    with override_settings(VERIFYNOW={"RATE_LIMITS": {"send": "1/m/phone"}}):
+        limits = verifynow_settings.RATE_LIMITS
+    assert limits["send"] == "1/m/phone" and limits["validate"] == DEFAULT_RATE_LIMITS["validate"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("OTP_LENGTH", 3), ("OTP_LENGTH", "6"), ("API_VERSION", "v4"), ("FLOW_TYPE", "SMOKE"),
+     ("TIMEOUT", "fast"), ("TIMEOUT", (0, 1)), ("ALLOWED_COUNTRIES", "IN"),
+     ("ALLOWED_NUMBER_TYPES", ["MOBILE", "SATELLITE"]), ("BASE_URL", "ftp://x"), ("CACHE", "nope")],
+)
+def test_bad_values_name_the_key(key, value):
+    with override_settings(VERIFYNOW={key: value}):
+        with pytest.raises(VerifyNowConfigurationError, match=f'VERIFYNOW\\["{key}"\\]'):
+            getattr(verifynow_settings, key)
+
+
+def test_missing_credentials_explain_the_fix():
+    with override_settings(VERIFYNOW={"CUSTOMER_ID": "C-1"}):
+        with pytest.raises(VerifyNowConfigurationError) as info:
+            verifynow_settings.require_credentials()
+    assert 'VERIFYNOW["PASSWORD"]' in str(info.value) and "SANDBOX" in str(info.value)
+
+
+def test_unknown_keys_are_reported():
+    with override_settings(VERIFYNOW={"OTP_LENGHT": 6, "SANDBOX": True}):
+        assert verifynow_settings.unknown_keys() == ["OTP_LENGHT"]
+
+
+def test_credentials_from_settings_never_in_repr():
+    with override_settings(VERIFYNOW={"CUSTOMER_ID": "C-1", "PASSWORD": "hunter2"}):
+        assert "hunter2" not in repr(verifynow_settings)
