@@ -1,0 +1,371 @@
+"""System checks for the ``VERIFYNOW`` settings (``manage.py check``).
+
+Ids are stable and documented; silence one with ``SILENCED_SYSTEM_CHECKS`` only when you
+understand what it protects. Every check is registered with the tag
+``"django_verifynow"`` by :func:`register`, which the app config calls in ``ready()``.
+
+Each check reads settings through :data:`~django_verifynow.conf.verifynow_settings`
+and stays quiet when a value is unreadable: ``E003`` reports those, once each.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS, verifynow_settings
+from .exceptions import VerifyNowConfigurationError
+from .ratelimit import parse_rules
+
+__all__ = [
+    "TAG",
+    "Codes",
+    "Hints",
+    "Messages",
+    "check_allowed_countries",
+    "check_cache",
+    "check_credentials",
+    "check_otp_length",
+    "check_rate_limits",
+    "check_sandbox_debug",
+    "check_setting_values",
+    "check_unknown_keys",
+    "register",
+    "register_checks",
+]
+
+#: Tag every check of this app is registered under (``manage.py check --tag ...``).
+TAG = "django_verifynow"
+
+_APP_NAME = "django_verifynow"
+
+
+class Codes:
+    """Stable check ids."""
+
+    CREDENTIALS_MISSING = "django_verifynow.E001"
+    RATE_LIMITS_INVALID = "django_verifynow.E002"
+    SETTING_INVALID = "django_verifynow.E003"
+    OTP_TOO_SHORT = "django_verifynow.W001"
+    SANDBOX_WITHOUT_DEBUG = "django_verifynow.W002"
+    CACHE_NOT_SHARED = "django_verifynow.W003"
+    NO_COUNTRY_ALLOWLIST = "django_verifynow.W004"
+    UNKNOWN_KEYS = "django_verifynow.W005"
+
+
+class Messages:
+    """Check messages; ``{placeholders}`` are filled in by the checks."""
+
+    CREDENTIALS_MISSING = (
+        'VERIFYNOW["{key}"] is not set and VERIFYNOW["SANDBOX"] is off, so no code can '
+        "be sent."
+    )
+    RATE_LIMITS_INVALID = 'VERIFYNOW["RATE_LIMITS"]["{action}"]: {error}.'
+    SETTING_INVALID_FALLBACK = 'VERIFYNOW["{key}"] has an invalid value ({type}).'
+    OTP_TOO_SHORT = (
+        'VERIFYNOW["OTP_LENGTH"] is {length}: a {length}-digit code carries {bits} '
+        "bits, under 20 bits (NIST SP 800-63B asks for at least 6 digits)."
+    )
+    SANDBOX_WITHOUT_DEBUG = (
+        'VERIFYNOW["SANDBOX"] is on while DEBUG is off: no real SMS is sent, and codes '
+        "are written to the log and the sandbox outbox."
+    )
+    CACHE_NOT_SHARED = (
+        'The cache VERIFYNOW["CACHE"] = "{alias}" uses {backend}, which {problem}: '
+        "rate limits, cooldowns, the daily cap, the token and the circuit breaker are "
+        "not enforced across processes."
+    )
+    CACHE_DUMMY = (
+        'The cache VERIFYNOW["CACHE"] = "{alias}" uses DummyCache, which stores '
+        "nothing: rate limits, cooldowns and the daily send cap are not enforced at "
+        "all."
+    )
+    NO_COUNTRY_ALLOWLIST = (
+        'VERIFYNOW["ALLOWED_COUNTRIES"] is not set, so codes may be sent to any '
+        "country: this is the main exposure to SMS pumping (toll fraud)."
+    )
+    EMPTY_COUNTRY_ALLOWLIST = (
+        'VERIFYNOW["ALLOWED_COUNTRIES"] is empty, so every phone number is refused.'
+    )
+    UNKNOWN_KEYS = "Unknown VERIFYNOW setting(s): {keys}."
+
+
+class Hints:
+    """How to fix what each check reports."""
+
+    CREDENTIALS_MISSING = (
+        "Read CUSTOMER_ID and PASSWORD from the environment into the VERIFYNOW dict "
+        '(never commit them), or set VERIFYNOW["SANDBOX"] = True for development.'
+    )
+    RATE_LIMITS_INVALID = (
+        'Use comma-separated "N/period/key" rules such as "5/h/phone,10/d/ip": '
+        "periods s, m, h, d with an optional multiplier (10m); keys phone, ip, "
+        'session, prefix, global. Use "" to disable an action\'s limits.'
+    )
+    SETTING_INVALID = (
+        "Each key's type and range are listed in the settings table of the "
+        "django-verifynow documentation."
+    )
+    OTP_TOO_SHORT = 'Set VERIFYNOW["OTP_LENGTH"] to 6 or more.'
+    SANDBOX_WITHOUT_DEBUG = (
+        'Set VERIFYNOW["SANDBOX"] = False in production and configure real '
+        "credentials. Silence django_verifynow.W002 only for a staging site that must "
+        "not send SMS."
+    )
+    CACHE_NOT_SHARED = (
+        'Point VERIFYNOW["CACHE"] at a cache alias whose BACKEND is Redis '
+        "(django.core.cache.backends.redis.RedisCache) or Memcached."
+    )
+    NO_COUNTRY_ALLOWLIST = (
+        'List the countries you serve, e.g. VERIFYNOW["ALLOWED_COUNTRIES"] = '
+        '["IN", "GB"].'
+    )
+    EMPTY_COUNTRY_ALLOWLIST = (
+        "List the ISO 3166 alpha-2 codes of the countries you serve, or set None to "
+        "allow every country."
+    )
+    UNKNOWN_KEYS = "Check the spelling; known keys: {known}."
+
+
+#: Cache backends that are per process, non-atomic or absent (security.md R24), and why.
+UNSUITABLE_CACHES: dict[str, str] = {
+    "django.core.cache.backends.locmem.LocMemCache": "is private to each process",
+    "django.core.cache.backends.filebased.FileBasedCache": ("has no atomic increment"),
+    "django.core.cache.backends.db.DatabaseCache": "has no atomic increment",
+    "django.core.cache.backends.dummy.DummyCache": "stores nothing",
+}
+
+CheckFunction = Callable[..., list[checks.CheckMessage]]
+
+
+def _applies(app_configs: Sequence[AppConfig] | None) -> bool:
+    # ``manage.py check otherapp`` passes the app configs to check; skip if not ours.
+    return app_configs is None or any(c.name == _APP_NAME for c in app_configs)
+
+
+def _read(name: str) -> Any:
+    """A setting value, or the :data:`_UNREADABLE` marker (E003 reports it)."""
+    try:
+        return getattr(verifynow_settings, name)
+    except Exception:
+        return _UNREADABLE
+
+
+_UNREADABLE = object()
+
+
+def check_credentials(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E001: ``CUSTOMER_ID`` and ``PASSWORD`` are required unless ``SANDBOX`` is on."""
+    if not _applies(app_configs) or _read("SANDBOX") in (True, _UNREADABLE):
+        return []
+    errors: list[checks.CheckMessage] = []
+    for key in ("CUSTOMER_ID", "PASSWORD"):
+        if _read(key) is None:
+            errors.append(
+                checks.Error(
+                    Messages.CREDENTIALS_MISSING.format(key=key),
+                    hint=Hints.CREDENTIALS_MISSING,
+                    id=Codes.CREDENTIALS_MISSING,
+                )
+            )
+    return errors
+
+
+def check_rate_limits(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E002: every ``RATE_LIMITS`` entry parses."""
+    limits = _read("RATE_LIMITS")
+    if not _applies(app_configs) or limits is _UNREADABLE:
+        return []
+    errors: list[checks.CheckMessage] = []
+    for action, spec in limits.items():
+        try:
+            parse_rules(spec if spec is not None else "")
+        except ValueError as exc:
+            errors.append(
+                checks.Error(
+                    Messages.RATE_LIMITS_INVALID.format(action=action, error=exc),
+                    hint=Hints.RATE_LIMITS_INVALID,
+                    id=Codes.RATE_LIMITS_INVALID,
+                )
+            )
+    return errors
+
+
+def check_setting_values(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E003: every ``VERIFYNOW`` value can be read (each property validates its key)."""
+    if not _applies(app_configs):
+        return []
+    errors: list[checks.CheckMessage] = []
+    seen: set[str] = set()
+    for key in _setting_properties():
+        try:
+            getattr(verifynow_settings, key)
+        except VerifyNowConfigurationError as exc:
+            message = str(exc)
+        except Exception as exc:
+            # A value of a shape the property does not expect at all (e.g. a number
+            # where a list belongs). Never echo the value: it might be a secret.
+            message = Messages.SETTING_INVALID_FALLBACK.format(
+                key=key, type=type(exc).__name__
+            )
+        else:
+            continue
+        if message not in seen:  # e.g. VERIFYNOW not a dict: one error, not twenty
+            seen.add(message)
+            errors.append(
+                checks.Error(
+                    message, hint=Hints.SETTING_INVALID, id=Codes.SETTING_INVALID
+                )
+            )
+    return errors
+
+
+def _setting_properties() -> list[str]:
+    cls = type(verifynow_settings)
+    return [k for k in DEFAULTS if isinstance(getattr(cls, k, None), property)]
+
+
+def check_otp_length(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W001: codes shorter than 6 digits."""
+    length = _read("OTP_LENGTH")
+    if not _applies(app_configs) or length is _UNREADABLE or length >= 6:
+        return []
+    bits = f"{length * math.log2(10):.1f}"
+    return [
+        checks.Warning(
+            Messages.OTP_TOO_SHORT.format(length=length, bits=bits),
+            hint=Hints.OTP_TOO_SHORT,
+            id=Codes.OTP_TOO_SHORT,
+        )
+    ]
+
+
+def check_sandbox_debug(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W002: the simulator is on while ``DEBUG`` is off (a production site, usually)."""
+    if not _applies(app_configs) or _read("SANDBOX") is not True or settings.DEBUG:
+        return []
+    return [
+        checks.Warning(
+            Messages.SANDBOX_WITHOUT_DEBUG,
+            hint=Hints.SANDBOX_WITHOUT_DEBUG,
+            id=Codes.SANDBOX_WITHOUT_DEBUG,
+        )
+    ]
+
+
+def check_cache(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W003: the cache alias is not shared between processes or has no atomic incr."""
+    alias = _read("CACHE")
+    if not _applies(app_configs) or alias is _UNREADABLE:
+        return []
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    problem = _unsuitable(backend)
+    if problem is None:
+        return []
+    if problem == UNSUITABLE_CACHES["django.core.cache.backends.dummy.DummyCache"]:
+        message = Messages.CACHE_DUMMY.format(alias=alias)
+    else:
+        name = backend.rsplit(".", 1)[-1]
+        message = Messages.CACHE_NOT_SHARED.format(
+            alias=alias, backend=name, problem=problem
+        )
+    return [
+        checks.Warning(message, hint=Hints.CACHE_NOT_SHARED, id=Codes.CACHE_NOT_SHARED)
+    ]
+
+
+def _unsuitable(backend: str) -> str | None:
+    """Why ``backend`` (a dotted path) is unsuitable, also for subclasses; else None."""
+    if backend in UNSUITABLE_CACHES:
+        return UNSUITABLE_CACHES[backend]
+    try:
+        cls = import_string(backend)
+    except ImportError:
+        return None  # Django reports a backend that cannot be imported when it's used
+    for path, problem in UNSUITABLE_CACHES.items():
+        if isinstance(cls, type) and issubclass(cls, import_string(path)):
+            return problem
+    return None
+
+
+def check_allowed_countries(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W004: no country allow-list (or an empty one)."""
+    countries = _read("ALLOWED_COUNTRIES")
+    if not _applies(app_configs) or countries is _UNREADABLE:
+        return []
+    if countries is None:
+        message, hint = Messages.NO_COUNTRY_ALLOWLIST, Hints.NO_COUNTRY_ALLOWLIST
+    elif not countries:
+        message, hint = Messages.EMPTY_COUNTRY_ALLOWLIST, Hints.EMPTY_COUNTRY_ALLOWLIST
+    else:
+        return []
+    return [checks.Warning(message, hint=hint, id=Codes.NO_COUNTRY_ALLOWLIST)]
+
+
+def check_unknown_keys(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W005: keys in ``VERIFYNOW`` this version does not know (usually typos)."""
+    if not _applies(app_configs):
+        return []
+    try:
+        unknown = verifynow_settings.unknown_keys()
+    except TypeError:  # keys of mixed types do not sort; list them as they come
+        unknown = [k for k in settings.VERIFYNOW if k not in DEFAULTS]
+    if not unknown:
+        return []
+    names = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key).upper(), list(DEFAULTS), n=1)
+        names.append(f'"{key}" (did you mean "{close[0]}"?)' if close else f'"{key}"')
+    return [
+        checks.Warning(
+            Messages.UNKNOWN_KEYS.format(keys=", ".join(names)),
+            hint=Hints.UNKNOWN_KEYS.format(known=", ".join(DEFAULTS)),
+            id=Codes.UNKNOWN_KEYS,
+        )
+    ]
+
+
+#: Every check of the app, in id order.
+ALL_CHECKS: tuple[CheckFunction, ...] = (
+    check_credentials,
+    check_rate_limits,
+    check_setting_values,
+    check_otp_length,
+    check_sandbox_debug,
+    check_cache,
+    check_allowed_countries,
+    check_unknown_keys,
+)
+
+
+def register(functions: Iterable[CheckFunction] = ALL_CHECKS) -> None:
+    """Register the checks with Django under :data:`TAG`; safe to call twice."""
+    for function in functions:
+        checks.register(function, TAG)
+
+
+#: Alias, for app configs that prefer the longer name.
+register_checks = register

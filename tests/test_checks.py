@@ -1,0 +1,367 @@
+"""System checks (django_verifynow.checks): every id fires, and stays quiet when fine.
+
+``tests.settings`` silences W002/W003 for ``manage.py check``; the check functions are
+called directly here, so silencing hides nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.core import checks as django_checks
+from django.core.cache.backends.locmem import LocMemCache
+from django.test import override_settings
+
+from django_verifynow import checks
+from django_verifynow.checks import Codes
+
+#: A complete, production-like configuration: no check should fire for it.
+GOOD = {
+    "CUSTOMER_ID": "C-TEST",
+    "PASSWORD": "not-a-real-password",
+    "SANDBOX": False,
+    "ALLOWED_COUNTRIES": ["IN", "GB"],
+}
+REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/0",
+    }
+}
+
+
+def ids(messages: list[django_checks.CheckMessage]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def run_all() -> list[django_checks.CheckMessage]:
+    return [m for check in checks.ALL_CHECKS for m in check()]
+
+
+def good(**overrides: Any) -> dict[str, Any]:
+    return {**GOOD, **overrides}
+
+
+class SubclassedLocMem(LocMemCache):
+    """A site's own LocMem subclass: still private to each process."""
+
+
+@override_settings(VERIFYNOW=GOOD, CACHES=REDIS, DEBUG=False)
+def test_a_good_configuration_is_quiet() -> None:
+    assert run_all() == []
+
+
+# -- E001 ---------------------------------------------------------------------------
+@override_settings(VERIFYNOW={"SANDBOX": False, "ALLOWED_COUNTRIES": ["IN"]})
+def test_e001_both_credentials_missing() -> None:
+    messages = checks.check_credentials()
+    assert ids(messages) == [Codes.CREDENTIALS_MISSING] * 2
+    assert all(isinstance(m, django_checks.Error) for m in messages)
+    assert '"CUSTOMER_ID"' in messages[0].msg
+    assert '"PASSWORD"' in messages[1].msg
+    assert "environment" in messages[0].hint
+
+
+@override_settings(VERIFYNOW=good(PASSWORD=""))
+def test_e001_one_credential_missing_names_it() -> None:
+    messages = checks.check_credentials()
+    assert ids(messages) == [Codes.CREDENTIALS_MISSING]
+    assert '"PASSWORD"' in messages[0].msg
+    assert "CUSTOMER_ID" not in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "verifynow",
+    [GOOD, {"SANDBOX": True}, {"SANDBOX": True, "CUSTOMER_ID": None}],
+    ids=["credentials", "sandbox", "sandbox-partial"],
+)
+def test_e001_quiet(verifynow: dict[str, Any]) -> None:
+    with override_settings(VERIFYNOW=verifynow):
+        assert checks.check_credentials() == []
+
+
+@override_settings(VERIFYNOW=good(PASSWORD="hunter2-secret", CUSTOMER_ID=None))
+def test_e001_never_shows_the_password() -> None:
+    messages = checks.check_credentials()
+    assert ids(messages) == [Codes.CREDENTIALS_MISSING]
+    assert "hunter2" not in messages[0].msg + messages[0].hint
+
+
+# -- E002 ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("limits", "action"),
+    [
+        ({"send": "5/fortnight/phone"}, "send"),
+        ({"validate": "60/h/email"}, "validate"),
+        ({"custom": 5}, "custom"),
+        ({"resend": "5/h/phone,"}, "resend"),
+    ],
+)
+def test_e002_unparsable_rate_limit_names_the_action(
+    limits: dict[str, Any], action: str
+) -> None:
+    with override_settings(VERIFYNOW=good(RATE_LIMITS=limits)):
+        messages = checks.check_rate_limits()
+    assert ids(messages) == [Codes.RATE_LIMITS_INVALID]
+    assert isinstance(messages[0], django_checks.Error)
+    assert f'["{action}"]' in messages[0].msg
+    assert "N/period/key" in messages[0].hint
+
+
+@override_settings(VERIFYNOW=good(RATE_LIMITS={"send": "x", "validate": "y"}))
+def test_e002_one_error_per_bad_action() -> None:
+    assert ids(checks.check_rate_limits()) == [Codes.RATE_LIMITS_INVALID] * 2
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{}, {"send": "1/m/ip,3/10m/session"}, {"send": ""}, {"send": None}],
+    ids=["defaults", "custom", "disabled", "none"],
+)
+def test_e002_quiet(limits: dict[str, Any]) -> None:
+    with override_settings(VERIFYNOW=good(RATE_LIMITS=limits)):
+        assert checks.check_rate_limits() == []
+
+
+# -- E003 ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("OTP_LENGTH", 3, '"OTP_LENGTH"'),
+        ("BASE_URL", "ftp://example.com", '"BASE_URL"'),
+        ("API_VERSION", "v9", '"API_VERSION"'),
+        ("FLOW_TYPE", "PIGEON", '"FLOW_TYPE"'),
+        ("TIMEOUT", "soon", '"TIMEOUT"'),
+        ("CACHE", "no-such-alias", '"CACHE"'),
+        ("TRUSTED_PROXY_COUNT", -1, '"TRUSTED_PROXY_COUNT"'),
+        ("RATE_LIMITS", "5/h/phone", '"RATE_LIMITS"'),
+        ("ALLOWED_COUNTRIES", ["INDIA"], '"ALLOWED_COUNTRIES"'),
+        ("DAILY_SEND_CAP", 0, '"DAILY_SEND_CAP"'),
+        ("SANDBOX_OPTIONS", [], '"SANDBOX_OPTIONS"'),
+    ],
+)
+def test_e003_invalid_value(key: str, value: Any, fragment: str) -> None:
+    with override_settings(VERIFYNOW=good(**{key: value})):
+        messages = checks.check_setting_values()
+    assert ids(messages) == [Codes.SETTING_INVALID]
+    assert isinstance(messages[0], django_checks.Error)
+    assert fragment in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("ALLOWED_COUNTRIES", 12345), ("ALLOWED_NUMBER_TYPES", 67890)]
+)
+def test_e003_unexpected_shape_is_reported_without_the_value(
+    key: str, value: int
+) -> None:
+    with override_settings(VERIFYNOW=good(**{key: value})):
+        messages = checks.check_setting_values()
+    assert ids(messages) == [Codes.SETTING_INVALID]
+    assert f'"{key}"' in messages[0].msg
+    assert str(value) not in messages[0].msg
+
+
+@override_settings(VERIFYNOW="not a dict")
+def test_e003_verifynow_not_a_dict_is_one_error_and_other_checks_stay_calm() -> None:
+    messages = run_all()
+    assert ids(messages) == [Codes.SETTING_INVALID]
+    assert "must be a dict" in messages[0].msg
+
+
+@override_settings(VERIFYNOW=good(OTP_LENGTH=3, CACHE="nope"))
+def test_e003_reports_each_bad_key() -> None:
+    messages = checks.check_setting_values()
+    assert ids(messages) == [Codes.SETTING_INVALID] * 2
+    # The other checks leave unreadable values to E003 instead of crashing.
+    assert checks.check_otp_length() == []
+    assert checks.check_cache() == []
+
+
+@override_settings(VERIFYNOW=GOOD)
+def test_e003_quiet() -> None:
+    assert checks.check_setting_values() == []
+
+
+# -- W001 ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("length", "bits"), [(4, "13.3"), (5, "16.6")])
+def test_w001_short_codes(length: int, bits: str) -> None:
+    with override_settings(VERIFYNOW=good(OTP_LENGTH=length)):
+        messages = checks.check_otp_length()
+    assert ids(messages) == [Codes.OTP_TOO_SHORT]
+    assert isinstance(messages[0], django_checks.Warning)
+    assert f"{bits} bits" in messages[0].msg
+    assert "under 20 bits" in messages[0].msg
+
+
+@pytest.mark.parametrize("length", [6, 7, 8])
+def test_w001_quiet(length: int) -> None:
+    with override_settings(VERIFYNOW=good(OTP_LENGTH=length)):
+        assert checks.check_otp_length() == []
+
+
+# -- W002 ---------------------------------------------------------------------------
+@override_settings(VERIFYNOW={"SANDBOX": True}, DEBUG=False)
+def test_w002_sandbox_without_debug() -> None:
+    messages = checks.check_sandbox_debug()
+    assert ids(messages) == [Codes.SANDBOX_WITHOUT_DEBUG]
+    assert isinstance(messages[0], django_checks.Warning)
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "debug"), [(True, True), (False, False), (False, True)]
+)
+def test_w002_quiet(sandbox: bool, debug: bool) -> None:
+    with override_settings(VERIFYNOW=good(SANDBOX=sandbox), DEBUG=debug):
+        assert checks.check_sandbox_debug() == []
+
+
+# -- W003 ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("backend", "fragment"),
+    [
+        ("django.core.cache.backends.locmem.LocMemCache", "private to each process"),
+        ("django.core.cache.backends.filebased.FileBasedCache", "no atomic increment"),
+        ("django.core.cache.backends.db.DatabaseCache", "no atomic increment"),
+        ("django.core.cache.backends.dummy.DummyCache", "not enforced at all"),
+        ("tests.test_checks.SubclassedLocMem", "private to each process"),
+    ],
+)
+def test_w003_unsuitable_cache(backend: str, fragment: str) -> None:
+    caches = {"default": {"BACKEND": backend, "LOCATION": "/tmp/unused"}}
+    with override_settings(VERIFYNOW=GOOD, CACHES=caches):
+        messages = checks.check_cache()
+    assert ids(messages) == [Codes.CACHE_NOT_SHARED]
+    assert isinstance(messages[0], django_checks.Warning)
+    assert fragment in messages[0].msg
+    assert "Redis" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.cache.backends.redis.RedisCache",
+        "django.core.cache.backends.memcached.PyMemcacheCache",
+        "no.such.module.Cache",  # Django itself reports it when the cache is used
+    ],
+)
+def test_w003_quiet_for_shared_caches(backend: str) -> None:
+    caches = {"default": {"BACKEND": backend, "LOCATION": "127.0.0.1:1"}}
+    with override_settings(VERIFYNOW=GOOD, CACHES=caches):
+        assert checks.check_cache() == []
+
+
+def test_w003_looks_at_the_configured_alias() -> None:
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": REDIS["default"],
+    }
+    with override_settings(VERIFYNOW=good(CACHE="shared"), CACHES=caches):
+        assert checks.check_cache() == []
+    swapped = {"default": REDIS["default"], "local": caches["default"]}
+    with override_settings(VERIFYNOW=good(CACHE="local"), CACHES=swapped):
+        messages = checks.check_cache()
+    assert ids(messages) == [Codes.CACHE_NOT_SHARED]
+    assert '"local"' in messages[0].msg
+
+
+# -- W004 ---------------------------------------------------------------------------
+@override_settings(VERIFYNOW=good(ALLOWED_COUNTRIES=None))
+def test_w004_no_allowlist() -> None:
+    messages = checks.check_allowed_countries()
+    assert ids(messages) == [Codes.NO_COUNTRY_ALLOWLIST]
+    assert isinstance(messages[0], django_checks.Warning)
+    assert "SMS pumping" in messages[0].msg
+
+
+@override_settings(VERIFYNOW=good(ALLOWED_COUNTRIES=[]))
+def test_w004_empty_allowlist_refuses_everything() -> None:
+    messages = checks.check_allowed_countries()
+    assert ids(messages) == [Codes.NO_COUNTRY_ALLOWLIST]
+    assert "every phone number is refused" in messages[0].msg
+
+
+@override_settings(
+    VERIFYNOW={k: v for k, v in GOOD.items() if k != "ALLOWED_COUNTRIES"}
+)
+def test_w004_fires_by_default() -> None:
+    assert ids(checks.check_allowed_countries()) == [Codes.NO_COUNTRY_ALLOWLIST]
+
+
+@override_settings(VERIFYNOW=good(ALLOWED_COUNTRIES=["in"]))
+def test_w004_quiet() -> None:
+    assert checks.check_allowed_countries() == []
+
+
+# -- W005 ---------------------------------------------------------------------------
+@override_settings(VERIFYNOW=good(OTP_LENGHT=6, RATE_LIMIT={}, FROBNICATE=True))
+def test_w005_unknown_keys_are_named_with_suggestions() -> None:
+    messages = checks.check_unknown_keys()
+    assert ids(messages) == [Codes.UNKNOWN_KEYS]
+    assert isinstance(messages[0], django_checks.Warning)
+    msg = messages[0].msg
+    assert '"OTP_LENGHT" (did you mean "OTP_LENGTH"?)' in msg
+    assert '"RATE_LIMIT" (did you mean "RATE_LIMITS"?)' in msg
+    assert '"FROBNICATE"' in msg
+    assert "CUSTOMER_ID" in messages[0].hint
+
+
+@override_settings(VERIFYNOW={**GOOD, 1: "x"})
+def test_w005_odd_keys_do_not_crash() -> None:
+    messages = checks.check_unknown_keys()
+    assert ids(messages) == [Codes.UNKNOWN_KEYS]
+    assert '"1"' in messages[0].msg
+
+
+@override_settings(VERIFYNOW=GOOD)
+def test_w005_quiet() -> None:
+    assert checks.check_unknown_keys() == []
+
+
+# -- registration ---------------------------------------------------------------------
+def test_every_id_is_distinct_and_namespaced() -> None:
+    values = [v for k, v in vars(Codes).items() if not k.startswith("_")]
+    assert len(values) == len(set(values)) == 8
+    assert all(v.startswith("django_verifynow.") for v in values)
+
+
+def test_register_adds_every_check_under_the_tag() -> None:
+    checks.register()
+    checks.register()  # idempotent
+    registered = django_checks.registry.registry.get_checks()
+    for function in checks.ALL_CHECKS:
+        assert function in registered
+        assert checks.TAG in function.tags
+    assert checks.register_checks is checks.register
+
+
+@override_settings(
+    VERIFYNOW={"SANDBOX": False, "OTP_LENGTH": 4, "TYPO": 1},
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
+    DEBUG=False,
+)
+def test_run_checks_with_the_tag_reports_everything() -> None:
+    found = set(ids(django_checks.run_checks(tags=[checks.TAG])))
+    assert found == {
+        Codes.CREDENTIALS_MISSING,
+        Codes.OTP_TOO_SHORT,
+        Codes.CACHE_NOT_SHARED,
+        Codes.NO_COUNTRY_ALLOWLIST,
+        Codes.UNKNOWN_KEYS,
+    }
+
+
+def test_the_suite_settings_only_raise_the_silenced_warnings() -> None:
+    found = set(ids(run_all()))
+    assert found <= set(settings.SILENCED_SYSTEM_CHECKS)
+    assert Codes.SANDBOX_WITHOUT_DEBUG in found  # DEBUG=False with the sandbox
+
+
+@override_settings(VERIFYNOW={"SANDBOX": False, "OTP_LENGTH": 4})
+def test_checks_skip_when_another_app_is_checked() -> None:
+    other = [apps.get_app_config("auth")]
+    assert [m for check in checks.ALL_CHECKS for m in check(app_configs=other)] == []
+    ours = [apps.get_app_config("django_verifynow")]
+    assert Codes.OTP_TOO_SHORT in ids(checks.check_otp_length(app_configs=ours))
