@@ -721,10 +721,9 @@ def get_client() -> VerifyNowClient:
     s = verifynow_settings
     sandbox = s.SANDBOX
     if sandbox:
-        from .sandbox import SANDBOX_CUSTOMER_ID, SANDBOX_PASSWORD
+        from .sandbox import sandbox_credentials
 
-        customer_id = s.CUSTOMER_ID or SANDBOX_CUSTOMER_ID
-        password = s.PASSWORD or SANDBOX_PASSWORD
+        customer_id, password = sandbox_credentials()
     else:
         customer_id, password = s.require_credentials()
     config = (

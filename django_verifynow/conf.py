@@ -85,6 +85,14 @@ NUMBER_TYPES = (
 )
 
 
+def _iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _bad(key: str, expected: str, value: Any) -> VerifyNowConfigurationError:
     return VerifyNowConfigurationError(
         f'VERIFYNOW["{key}"] must be {expected}; got {type(value).__name__} {value!r}. '
@@ -264,7 +272,7 @@ class VerifyNowSettings:
         value = self._raw("ALLOWED_COUNTRIES")
         if value is None:
             return None
-        if isinstance(value, str) or not all(
+        if isinstance(value, str) or not _iterable(value) or not all(
             isinstance(c, str) and len(c) == 2 for c in value
         ):
             raise _bad("ALLOWED_COUNTRIES", 'a list of ISO codes like ["IN", "GB"]', value)
@@ -274,7 +282,9 @@ class VerifyNowSettings:
     def ALLOWED_NUMBER_TYPES(self) -> frozenset[str]:
         """libphonenumber number types accepted (names of ``PhoneNumberType``)."""
         value = self._raw("ALLOWED_NUMBER_TYPES")
-        if isinstance(value, str) or not all(v in NUMBER_TYPES for v in value):
+        if isinstance(value, str) or not _iterable(value) or not all(
+            v in NUMBER_TYPES for v in value
+        ):
             raise _bad("ALLOWED_NUMBER_TYPES", f"a list drawn from {NUMBER_TYPES}", value)
         return frozenset(value)
 
@@ -294,7 +304,7 @@ class VerifyNowSettings:
     def CACHE(self) -> str:
         """Cache alias for the token, the limits and the circuit breaker."""
         value = self._raw("CACHE")
-        if value not in settings.CACHES:
+        if not isinstance(value, str) or value not in settings.CACHES:
             raise _bad("CACHE", f"one of the CACHES aliases {sorted(settings.CACHES)}", value)
         return value
 

@@ -73,8 +73,10 @@ class PhoneNumberNotAllowed(VerifyNowError):
 class RateLimited(VerifyNowError):
     """A limit was hit; try again after :attr:`retry_after` seconds.
 
-    :attr:`scope` says which limit (``"send"``, ``"validate"``, ``"resend"``,
-    ``"cooldown"``, ``"daily_cap"``, ``"provider"``) for logs; users get one generic text.
+    :attr:`scope` says which limit for logs and signals: ``"send"``, ``"validate"``,
+    ``"validate_failure"``, ``"resend"``, ``"cooldown"``, ``"prefix"`` (a blocked number
+    prefix), ``"daily_cap"``, ``"provider"`` (VerifyNow's own limit) or ``"unavailable"``
+    (the limit store is down: fail closed). Users get one generic text.
     """
 
     code = "rate_limited"

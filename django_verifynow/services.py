@@ -349,6 +349,14 @@ def _send(
         )
         attempt.check_count = min(used or 0, attempt.max_attempts)
         fields.append("check_count")
+        if attempt.check_count >= attempt.max_attempts:
+            # The vendor still holds a code whose tries are all used up: no code went
+            # out and none can be checked until the vendor's window ends. Say so,
+            # instead of "sent".
+            attempt.status = AttemptStatus.FAILED
+            attempt.save(update_fields=fields)
+            _failed(attempt, ctx, "provider_pending_locked")
+            raise RateLimited(retry_after=lifetime, scope="provider")
     attempt.save(update_fields=fields)
     _event("sent", attempt, ctx, reused=result.reused, channel=flow)
     signals.verification_sent.send(sender=VerificationAttempt, attempt=attempt, request=ctx.request)

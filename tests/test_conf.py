@@ -65,3 +65,10 @@ def test_unknown_keys_are_reported():
 def test_credentials_from_settings_never_in_repr():
     with override_settings(VERIFYNOW={"CUSTOMER_ID": "C-1", "PASSWORD": "hunter2"}):
         assert "hunter2" not in repr(verifynow_settings)
+
+
+@pytest.mark.parametrize(("key", "value"), [("ALLOWED_COUNTRIES", 5), ("ALLOWED_NUMBER_TYPES", 5), ("CACHE", ["x"])])
+def test_wrong_types_are_configuration_errors(key, value):
+    with override_settings(VERIFYNOW={key: value}):
+        with pytest.raises(VerifyNowConfigurationError):
+            getattr(verifynow_settings, key)

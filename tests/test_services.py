@@ -523,3 +523,18 @@ def test_verified_attempt_checks_without_consuming(verified, request_a):
     with pytest.raises(AttemptNotFound):
         services.verified_attempt(verified.pk, phone_number=PHONE, purpose="signup",
                                   request=request_a)
+
+
+def test_resend_onto_a_vendor_locked_code_is_rate_limited(request_a):
+    with vn(RESEND_COOLDOWN=0):
+        first = services.send_otp(PHONE, request=request_a)
+        code = last_code(PHONE)
+        for _ in range(5):
+            services.validate_otp(first.pk, wrong(code), request=request_a)
+        # The vendor answers 506 with the locked verification: nothing was sent.
+        with pytest.raises(RateLimited) as info:
+            services.resend_otp(first.pk, request=request_a)
+    assert info.value.scope == "provider" and info.value.retry_after > 0
+    newest = VerificationAttempt.objects.order_by("-created_at").first()
+    assert newest.pk != first.pk and newest.status == AttemptStatus.FAILED
+    assert len(sandbox_engine().outbox) == 1

@@ -1,0 +1,238 @@
+"""The client over real HTTP against the sandbox server, under every HTTP-status profile.
+
+The profiles disagree on the HTTP status of every non-200 body code (the main unknown of
+the vendor protocol, verifynow-api.md §5); the client must behave the same under all of
+them because it decides on the body alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from django_verifynow.client import VerifyNowClient
+from django_verifynow.codes import Outcome
+from django_verifynow.exceptions import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from django_verifynow.sandbox import (
+    PROFILES,
+    SANDBOX_CUSTOMER_ID,
+    SANDBOX_PASSWORD,
+    FakeClock,
+    SandboxEngine,
+)
+from django_verifynow.sandbox.server import SandboxServer
+
+NUMBER = {"country_code": "91", "national_number": "9876543210"}
+
+
+@pytest.fixture(params=sorted(PROFILES))
+def sim(request) -> Iterator[tuple[SandboxEngine, SandboxServer]]:
+    engine = SandboxEngine(profile=request.param, clock=FakeClock(start=time.time()))
+    with SandboxServer(engine) as server:
+        yield engine, server
+
+
+def make_client(server: SandboxServer, **kwargs) -> VerifyNowClient:
+    kwargs.setdefault("timeout", (1.0, 2.0))
+    return VerifyNowClient(
+        customer_id=SANDBOX_CUSTOMER_ID, password=SANDBOX_PASSWORD, base_url=server.url, **kwargs
+    )
+
+
+def code_for(engine: SandboxEngine) -> str:
+    return engine.last_code("91", "9876543210")
+
+
+def wrong(code: str) -> str:
+    return "".join(str((int(d) + 1) % 10) for d in code)
+
+
+def test_full_flow_and_every_validate_outcome(sim):
+    engine, server = sim
+    client = make_client(server)
+    sent = client.send(**NUMBER, otp_length=6)
+    assert sent.verification_id.isdigit() and sent.timeout == 60 and not sent.reused
+    code = code_for(engine)
+    assert len(code) == 6
+
+    assert client.validate(verification_id=sent.verification_id, code=wrong(code)).outcome is Outcome.WRONG_CODE
+    assert client.validate(verification_id=sent.verification_id, code=code).outcome is Outcome.VERIFIED
+    again = client.validate(verification_id=sent.verification_id, code=code)
+    assert again.outcome is Outcome.ALREADY_VERIFIED and again.response_code == 703
+    assert engine.count("token") == 1
+
+
+def test_one_token_and_one_connection_for_many_calls(sim):
+    engine, server = sim
+    client = make_client(server)
+    for i in range(8):
+        client.send(country_code="91", national_number=f"98765432{i:02d}", otp_length=6)
+    assert engine.count("token") == 1
+    assert engine.count("send") == 8
+    # Keep-alive: the pooled session reused one TCP connection for all nine requests.
+    assert server.stats()["connections_opened"] == 1
+
+
+def test_token_refresh_on_401_replays_once(sim):
+    engine, server = sim
+    client = make_client(server)
+    client.send(**NUMBER, otp_length=6)
+    engine.revoke_tokens()
+    result = client.send(country_code="91", national_number="9812345678", otp_length=6)
+    assert result.verification_id
+    assert engine.count("token") == 2
+    assert engine.count("send") == 3  # the first, the refused one, its replay
+
+
+def test_wrong_credentials(sim):
+    engine, server = sim
+    client = VerifyNowClient(customer_id=SANDBOX_CUSTOMER_ID, password="wrong", base_url=server.url)
+    with pytest.raises(ProviderAuthError):
+        client.send(**NUMBER, otp_length=6)
+    assert engine.count("send") == 0
+
+
+def test_pending_code_is_reused_on_506(sim):
+    engine, server = sim
+    client = make_client(server)
+    first = client.send(**NUMBER, otp_length=6)
+    second = client.send(**NUMBER, otp_length=6)
+    assert second.reused and second.verification_id == first.verification_id
+    assert second.response_code == 506 and 0 < second.timeout <= 60
+    assert len(engine.outbox) == 1
+
+
+def test_expiry_705(sim):
+    engine, server = sim
+    client = make_client(server)
+    sent = client.send(**NUMBER, otp_length=6)
+    engine.clock.advance(61)
+    result = client.validate(verification_id=sent.verification_id, code=code_for(engine))
+    assert result.outcome is Outcome.EXPIRED and result.response_code == 705
+
+
+def test_lock_after_the_vendor_maximum_800(sim):
+    engine, server = sim
+    client = make_client(server)
+    sent = client.send(**NUMBER, otp_length=6)
+    bad = wrong(code_for(engine))
+    outcomes = [client.validate(verification_id=sent.verification_id, code=bad).outcome for _ in range(6)]
+    assert outcomes == [Outcome.WRONG_CODE] * 5 + [Outcome.LIMIT_REACHED]
+
+
+def test_unknown_verification_505(sim):
+    _, server = sim
+    with pytest.raises(ProviderError) as info:
+        make_client(server).validate(verification_id="99999999", code="123456")
+    assert info.value.response_code == 505
+
+
+@pytest.mark.parametrize(
+    ("engine_options", "number", "code"),
+    [
+        ({"country_codes": ["91"]}, {"country_code": "44", "national_number": "7400123456"}, 511),
+        ({"credits": 0}, NUMBER, 508),
+        ({}, {"country_code": "91", "national_number": "12"}, 400),
+    ],
+)
+def test_send_refusals(sim, engine_options, number, code):
+    engine, server = sim
+    engine.configure(**engine_options)
+    with pytest.raises(ProviderError) as info:
+        make_client(server).send(**number, otp_length=6)
+    assert info.value.response_code == code
+
+
+def test_send_rate_800(sim):
+    engine, server = sim
+    engine.configure(sends_per_window=1)
+    client = make_client(server)
+    client.send(**NUMBER, otp_length=6)
+    engine.expire(engine.outbox[-1].verification_id)
+    with pytest.raises(RateLimited):
+        client.send(**NUMBER, otp_length=6)
+
+
+def test_no_resend_after_a_read_timeout(sim):
+    engine, server = sim
+    client = make_client(server, timeout=(1.0, 0.3))
+    client.get_token()
+    engine.inject_fault("timeout", endpoint="send", delay=1.0)
+    with pytest.raises(ProviderTimeout):
+        client.send(**NUMBER, otp_length=6)
+    time.sleep(0.8)  # let the held-back answer drain before counting
+    assert engine.count("send") == 1
+    assert len(engine.outbox) == 1  # the SMS went out: the outcome was truly unknown
+
+
+@pytest.mark.parametrize("kind", ["http_500", "malformed_json"])
+def test_vendor_faults_are_not_retried(sim, kind):
+    engine, server = sim
+    client = make_client(server)
+    engine.inject_fault(kind, endpoint="send")
+    with pytest.raises(ProviderError):
+        client.send(**NUMBER, otp_length=6)
+    assert engine.count("send") == 1
+
+
+def test_dropped_connection_is_not_retried(sim):
+    engine, server = sim
+    client = make_client(server)
+    engine.inject_fault("drop_connection", endpoint="send")
+    with pytest.raises(ProviderTimeout):
+        client.send(**NUMBER, otp_length=6)
+    assert engine.count("send") == 1
+
+
+def test_server_down_is_unavailable_not_unknown():
+    engine = SandboxEngine()
+    server = SandboxServer(engine).start()
+    url = server.url
+    server.stop()
+    client = VerifyNowClient(customer_id=SANDBOX_CUSTOMER_ID, password=SANDBOX_PASSWORD,
+                             base_url=url, timeout=(0.5, 0.5))
+    with pytest.raises(ProviderUnavailable) as info:
+        client.send(**NUMBER, otp_length=6)
+    assert not isinstance(info.value, ProviderTimeout)
+
+
+def test_v2_family(sim):
+    engine, server = sim
+    client = make_client(server, api_version="v2")
+    sent = client.send(**NUMBER, otp_length=6)
+    result = client.validate(verification_id=sent.verification_id, code=code_for(engine), **NUMBER)
+    assert result.outcome is Outcome.VERIFIED
+    assert {r.path for r in engine.requests if r.endpoint != "token"} == {
+        "/verification/v2/verification/send", "/verification/v2/verification/validateOtp"}
+
+
+def test_no_secret_or_full_number_in_logs(sim, caplog):
+    engine, server = sim
+    caplog.set_level(logging.DEBUG)
+    client = make_client(server)
+    sent = client.send(**NUMBER, otp_length=6)
+    code = code_for(engine)
+    client.validate(verification_id=sent.verification_id, code=wrong(code))
+    client.validate(verification_id=sent.verification_id, code=code)
+    engine.inject_fault("http_500", endpoint="validate")
+    with pytest.raises(ProviderError):
+        client.validate(verification_id=sent.verification_id, code=code)
+    token = client.get_token()
+    key = base64.b64encode(SANDBOX_PASSWORD.encode()).decode()
+    # The sandbox's own delivery line shows the code on purpose (a development inbox).
+    text = "\n".join(
+        f"{r.name} {r.getMessage()}" for r in caplog.records if r.name != "django_verifynow.sandbox"
+    )
+    assert "urllib3.connectionpool" in text  # the debug lines were captured...
+    for secret in (code, wrong(code), token, key, SANDBOX_PASSWORD, "9876543210"):
+        assert secret not in text  # ...and redacted
