@@ -14,6 +14,6 @@ class VerifyNowConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks
+        from . import checks, dashboard  # noqa: F401 - dashboard connects its signal receiver
 
         checks.register()

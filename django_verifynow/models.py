@@ -102,6 +102,7 @@ class VerificationAttempt(models.Model):
         verbose_name = _("verification attempt")
         verbose_name_plural = _("verification attempts")
         ordering = ["-created_at"]
+        permissions = [("view_full_phone_number", _("Can view full phone numbers"))]
         indexes = [
             # The admin's default ordering and date hierarchy, and the purge horizon.
             models.Index(fields=["-created_at"], name="verifynow_att_created"),

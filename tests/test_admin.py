@@ -1,0 +1,345 @@
+"""The attempt-history admin: rendered content with real data, masking and the
+full-number permission, search normalisation, filters, read-only pages, CSV export,
+the dashboard page, and query counts that do not grow with the page size."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from django_verifynow.admin import (
+    BoundedCountPaginator,
+    VerificationAttemptAdmin,
+    phone_search_candidates,
+)
+from django_verifynow.models import (
+    AttemptStatus,
+    CheckOutcome,
+    VerificationAttempt,
+    VerificationCheck,
+)
+
+pytestmark = pytest.mark.django_db
+
+PHONE = "+919876543210"
+MASKED = "+91********10"
+OTHER = "+447911123456"
+CHANGELIST = "admin:django_verifynow_verificationattempt_changelist"
+DASHBOARD = "admin:django_verifynow_verificationattempt_dashboard"
+
+
+def attempt(phone=PHONE, **fields):
+    defaults = {
+        "country": "IN" if phone.startswith("+91") else "GB",
+        "status": AttemptStatus.PENDING,
+        "purpose": "signup",
+        "ip_address": "203.0.113.7",
+        "provider_verification_id": str(uuid.uuid4().int)[:8],
+        "expires_at": timezone.now() + timedelta(minutes=10),
+    }
+    return VerificationAttempt.objects.create(phone_number=phone, **{**defaults, **fields})
+
+
+def many(n, phone=PHONE, **fields):
+    now = timezone.now()
+    VerificationAttempt.objects.bulk_create(
+        VerificationAttempt(
+            phone_number=phone, country="IN", status=AttemptStatus.EXPIRED,
+            created_at=now - timedelta(minutes=i), **fields,
+        )
+        for i in range(n)
+    )
+
+
+def full_number_permission():
+    ct = ContentType.objects.get_for_model(VerificationAttempt)
+    perm, _ = Permission.objects.get_or_create(
+        codename="view_full_phone_number", content_type=ct,
+        defaults={"name": "Can view full phone numbers"},
+    )
+    return perm
+
+
+def staff(username="operator", *perms):
+    user = get_user_model().objects.create_user(username, is_staff=True)
+    ct = ContentType.objects.get_for_model(VerificationAttempt)
+    user.user_permissions.add(Permission.objects.get(codename="view_verificationattempt", content_type=ct))
+    for perm in perms:
+        user.user_permissions.add(perm)
+    return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
+
+
+@pytest.fixture
+def operator_client(client):
+    client.force_login(staff())
+    return client
+
+
+def changelist(client, **params):
+    response = client.get(reverse(CHANGELIST), params)
+    assert response.status_code == 200
+    return response
+
+
+# -- rendering and masking -------------------------------------------------------------
+
+
+def test_changelist_shows_the_attempt_masked(operator_client):
+    user = get_user_model().objects.create_user("alice")
+    a = attempt(user=user, flow_type="WHATSAPP", check_count=2, purpose="signup")
+    html = changelist(operator_client).content.decode()
+    assert f'<td class="field-phone">{MASKED}</td>' in html
+    assert PHONE not in html and "9876543210" not in html
+    assert 'verifynow-status-pending' in html and ">Pending<" in html
+    assert "WhatsApp" in html and "signup" in html and "203.0.113.7" in html
+    assert reverse("admin:auth_user_change", args=[user.pk]) in html
+    assert reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk]) in html
+    assert reverse(DASHBOARD) in html
+    assert "1 verification attempt" in html
+
+
+def test_full_numbers_need_the_permission(client):
+    attempt()
+    client.force_login(staff("trusted", full_number_permission()))
+    html = changelist(client).content.decode()
+    assert f'<td class="field-phone_full">{PHONE}</td>' in html
+    assert 'class="field-phone"' not in html
+
+
+def test_superuser_sees_full_numbers(admin_client):
+    attempt()
+    assert PHONE in changelist(admin_client).content.decode()
+
+
+def test_no_add_button_and_add_page_forbidden(admin_client):
+    attempt()
+    html = changelist(admin_client).content.decode()
+    assert reverse("admin:django_verifynow_verificationattempt_add") not in html
+    assert admin_client.get(reverse("admin:django_verifynow_verificationattempt_add")).status_code == 403
+
+
+def test_change_page_is_read_only_with_check_history(operator_client):
+    a = attempt(status=AttemptStatus.VERIFIED, check_count=2, last_response_code=200,
+                session_binding="s" * 64)
+    VerificationCheck.objects.create(attempt=a, outcome=CheckOutcome.WRONG_CODE, response_code=702,
+                                     ip_address="198.51.100.1")
+    VerificationCheck.objects.create(attempt=a, outcome=CheckOutcome.VERIFIED, response_code=200)
+    url = reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk])
+    html = operator_client.get(url).content.decode()
+    assert "Wrong code" in html and "702 WRONG_OTP_PROVIDED" in html and "198.51.100.1" in html
+    checks = html.split('id="checks-group"')[1]
+    assert checks.index("Wrong code") < checks.index("200 SUCCESS")
+    assert MASKED in html and PHONE not in html
+    assert "s" * 64 not in html
+    assert 'name="_save"' not in html and 'name="phone_number"' not in html
+    # A POST changes nothing.
+    operator_client.post(url, {"status": "verified", "phone_number": "+10000000000"})
+    a.refresh_from_db()
+    assert a.phone_number == PHONE
+
+
+def test_change_page_full_number_with_permission(client):
+    a = attempt()
+    client.force_login(staff("trusted", full_number_permission()))
+    html = client.get(reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk])).content.decode()
+    assert PHONE in html
+
+
+def test_delete_only_for_superusers(client, admin_client):
+    a = attempt()
+    ct = ContentType.objects.get_for_model(VerificationAttempt)
+    user = staff("deleter", Permission.objects.get(codename="delete_verificationattempt", content_type=ct))
+    client.force_login(user)
+    url = reverse("admin:django_verifynow_verificationattempt_delete", args=[a.pk])
+    assert client.get(url).status_code == 403
+    assert admin_client.get(url).status_code == 200
+    admin_client.post(url, {"post": "yes"})
+    assert not VerificationAttempt.objects.filter(pk=a.pk).exists()
+
+
+# -- search ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "term", ["+919876543210", "+91 98765 43210", "0091-98765-43210", "919876543210", "(+91) 98765-43210"]
+)
+def test_search_normalises_the_number(operator_client, term):
+    mine = attempt()
+    attempt(OTHER)
+    attempt("+919812345678")
+    result = list(changelist(operator_client, q=term).context["cl"].result_list)
+    assert result == [mine]
+
+
+def test_search_national_format_with_allowed_countries(operator_client):
+    uk = attempt(OTHER)
+    attempt()
+    # Tried in each allowed country: several may be valid; only existing rows match.
+    assert "+447911123456" in phone_search_candidates("07911 123456")
+    assert phone_search_candidates("not a number 12") == []
+    assert list(changelist(operator_client, q="07911 123456").context["cl"].result_list) == [uk]
+
+
+def test_search_by_vendor_id_attempt_id_and_user(operator_client):
+    user = get_user_model().objects.create_user("bob", email="bob@example.com")
+    a = attempt(provider_verification_id="12345678")
+    b = attempt(OTHER, user=user)
+    c = attempt("+919812345678")
+    assert list(changelist(operator_client, q="12345678").context["cl"].result_list) == [a]
+    assert list(changelist(operator_client, q="bob").context["cl"].result_list) == [b]
+    assert list(changelist(operator_client, q="BOB@example.com").context["cl"].result_list) == [b]
+    assert list(changelist(operator_client, q=str(c.pk)).context["cl"].result_list) == [c]
+    assert list(changelist(operator_client, q="no such thing").context["cl"].result_list) == []
+
+
+def test_search_is_exact_not_substring(operator_client):
+    attempt()
+    assert list(changelist(operator_client, q="98765").context["cl"].result_list) == []
+
+
+# -- filters and date hierarchy --------------------------------------------------------
+
+
+def test_filters(operator_client):
+    a = attempt(status=AttemptStatus.VERIFIED, purpose="signup", flow_type="SMS")
+    b = attempt(OTHER, status=AttemptStatus.LOCKED, purpose="login", flow_type="WHATSAPP")
+    assert list(changelist(operator_client, status__exact="locked").context["cl"].result_list) == [b]
+    assert list(changelist(operator_client, country="IN").context["cl"].result_list) == [a]
+    assert list(changelist(operator_client, purpose="login").context["cl"].result_list) == [b]
+    assert list(changelist(operator_client, flow_type__exact="SMS").context["cl"].result_list) == [a]
+    html = changelist(operator_client).content.decode()
+    assert "?purpose=login" in html and "?purpose=signup" in html and "?country=GB" in html
+
+
+def test_date_hierarchy_without_distinct_scan(operator_client):
+    now = timezone.now()
+    attempt(created_at=now - timedelta(days=400))
+    recent = attempt(created_at=now)
+    with CaptureQueriesContext(connection) as ctx:
+        html = changelist(operator_client).content.decode()
+    assert f"?created_at__year={now.year}" in html
+    assert f"?created_at__year={now.year - 1}" in html
+    assert not [q for q in ctx.captured_queries if "DISTINCT" in q["sql"].upper()]
+    local = timezone.localtime(now)
+    drilled = changelist(operator_client, created_at__year=local.year, created_at__month=local.month)
+    assert list(drilled.context["cl"].result_list) == [recent]
+    assert f"created_at__day={local.day}" in drilled.content.decode()
+
+
+# -- large tables ----------------------------------------------------------------------
+
+
+def _queries(client, **params):
+    with CaptureQueriesContext(connection) as ctx:
+        changelist(client, **params)
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+def test_query_count_does_not_grow_with_the_page(operator_client, django_assert_max_num_queries):
+    user = get_user_model().objects.create_user("carol")
+    many(3, user=user)
+    small = _queries(operator_client)
+    many(150, user=user)
+    with django_assert_max_num_queries(len(small)):
+        response = changelist(operator_client)
+    assert len(response.context["cl"].result_list) == 100
+    assert len(_queries(operator_client, q=PHONE)) <= len(small) + 1  # + the user lookup
+    assert len(_queries(operator_client, status__exact="expired", country="IN")) == len(small)
+
+
+def test_counts_are_bounded(operator_client):
+    many(5)
+    for sql in _queries(operator_client):
+        if "COUNT(" in sql.upper():
+            assert "LIMIT" in sql.upper(), sql
+
+
+def test_count_capped_says_more_than(operator_client, monkeypatch):
+    many(30)
+    monkeypatch.setattr(VerificationAttemptAdmin, "count_limit", 20)
+    monkeypatch.setattr(VerificationAttemptAdmin, "list_per_page", 10)
+    response = changelist(operator_client)
+    html = response.content.decode()
+    assert response.context["cl"].paginator.capped is True
+    assert "More than 20 verification attempts" in html
+    assert "Select all matching" in html
+
+
+def test_bounded_paginator_exact_below_the_limit():
+    many(7)
+    paginator = BoundedCountPaginator(VerificationAttempt.objects.order_by("-created_at"), 5, limit=10)
+    assert paginator.count == 7 and paginator.capped is False and paginator.num_pages == 2
+
+
+# -- CSV export ------------------------------------------------------------------------
+
+
+def _export(client, *attempts):
+    response = client.post(
+        reverse(CHANGELIST),
+        {"action": "export_csv", "_selected_action": [str(a.pk) for a in attempts]},
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    body = b"".join(response.streaming_content).decode()
+    return list(csv.reader(io.StringIO(body)))
+
+
+def test_csv_export_masked(operator_client):
+    user = get_user_model().objects.create_user("=HYPERLINK(evil)")
+    a = attempt(user=user, status=AttemptStatus.VERIFIED, check_count=1, last_response_code=200)
+    attempt(OTHER)
+    rows = _export(operator_client, a)
+    assert rows[0][:5] == ["id", "created_at", "phone_number", "country", "status"]
+    assert len(rows) == 2
+    row = dict(zip(rows[0], rows[1]))
+    assert row["id"] == str(a.pk) and row["phone_number"] == MASKED
+    assert row["status"] == "verified" and row["checks_used"] == "1" and row["country"] == "IN"
+    assert row["user"] == "'=HYPERLINK(evil)"  # not a formula in a spreadsheet
+    assert not any("code" == h for h in rows[0])
+
+
+def test_csv_export_full_with_permission(client):
+    a = attempt()
+    client.force_login(staff("trusted", full_number_permission()))
+    rows = _export(client, a)
+    assert rows[1][2] == PHONE
+
+
+# -- dashboard page --------------------------------------------------------------------
+
+
+def test_dashboard_page(operator_client, django_assert_max_num_queries):
+    for i in range(4):
+        attempt(status=AttemptStatus.VERIFIED if i < 3 else AttemptStatus.LOCKED)
+    attempt(OTHER, status=AttemptStatus.FAILED, last_response_code=511)
+    with django_assert_max_num_queries(14):
+        response = operator_client.get(reverse(DASHBOARD))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<svg" in html and "<script" not in html.split('id="content-main"')[1]
+    assert '<b id="vn-total-sends">4</b>' in html
+    assert '<b id="vn-total-verified">3</b>' in html
+    assert '<b id="vn-total-conversion">75 %</b>' in html
+    assert "511 INVALID_COUNTRY_CODE" in html
+    assert html.count('class="vn-sends"') == 30
+    assert "No country or prefix shows the pumping signature" in html
+
+
+def test_dashboard_needs_view_permission(client):
+    user = get_user_model().objects.create_user("clerk", is_staff=True)
+    client.force_login(user)
+    assert client.get(reverse(DASHBOARD)).status_code == 403
+    client.logout()
+    assert client.get(reverse(DASHBOARD)).status_code == 302

@@ -1,0 +1,194 @@
+"""Operator commands: verifynow_check, verifynow_send, verifynow_purge (S38) and
+verifynow_sandbox."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+from django.utils import timezone
+
+from django_verifynow.management.commands import verifynow_sandbox
+from django_verifynow.models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from django_verifynow.sandbox.__main__ import build_parser
+from django_verifynow.testing import last_code, sandbox_engine
+
+pytestmark = pytest.mark.django_db
+
+PHONE = "+919876543210"
+BASE = {"SANDBOX": True, "ALLOWED_COUNTRIES": ["IN", "GB", "US", "DE"]}
+
+
+def run(name, *args, **kwargs):
+    out, err = io.StringIO(), io.StringIO()
+    call_command(name, *args, stdout=out, stderr=err, **kwargs)
+    return out.getvalue(), err.getvalue()
+
+
+# -- verifynow_check -------------------------------------------------------------------
+
+
+def test_check_ok_in_the_sandbox():
+    out, _ = run("verifynow_check")
+    assert "Mode:        sandbox" in out and "Settings: OK" in out and "Token: OK" in out
+    assert sandbox_engine().count("token") == 1
+
+
+@override_settings(VERIFYNOW={**BASE, "CUSTOMER_ID": "C-SANDBOX", "PASSWORD": "s3cret-Pa55"})
+def test_check_token_failure_prints_no_secret():
+    # The engine still knows only the default sandbox account: the password is wrong.
+    with pytest.raises(CommandError) as exc:
+        run("verifynow_check")
+    assert "Token: FAILED" in str(exc.value)
+    assert "s3cret" not in str(exc.value)
+    assert "s3cret" not in repr(exc.value.__cause__) and exc.value.__cause__ is None
+
+
+@override_settings(VERIFYNOW={"SANDBOX": False, "CUSTOMER_ID": "C-12345678", "PASSWORD": "s3cret-Pa55",
+                              "OTP_LENGTH": 12})
+def test_check_reports_bad_settings_without_secrets():
+    out = io.StringIO()
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="configuration problem"):
+        call_command("verifynow_check", stdout=out, stderr=err)
+    assert "OTP_LENGTH" in err.getvalue()
+    assert "s3cret" not in out.getvalue() + err.getvalue()
+
+
+@override_settings(VERIFYNOW={"SANDBOX": False, "CUSTOMER_ID": "C-12345678", "PASSWORD": "s3cret-Pa55",
+                              "ALLOWED_COUNTRIES": ["IN"]})
+def test_check_no_token_shows_masked_identity():
+    out, _ = run("verifynow_check", "--no-token")
+    assert "Mode:        live" in out and "Customer id: set (C-…, 10 characters)" in out
+    assert "C-12345678" not in out and "s3cret" not in out
+
+
+# -- verifynow_send --------------------------------------------------------------------
+
+
+class LateCode(io.StringIO):
+    """stdin whose lines are computed when read: the codes the sandbox sent by then."""
+
+    def __init__(self, *lines):
+        super().__init__()
+        self.lines = list(lines)
+
+    def readline(self, *args):
+        if not self.lines:
+            return ""
+        line = self.lines.pop(0)
+        return (line() if callable(line) else line) + "\n"
+
+
+def wrong(code):
+    return "".join(str((int(d) + 1) % 10) for d in code)
+
+
+def test_send_verifies_with_the_typed_code():
+    stdin = LateCode(lambda: wrong(last_code(PHONE)), lambda: last_code(PHONE))
+    out, err = run("verifynow_send", "+91 98765 43210", stdin=stdin)
+    assert "Sent to +91********10" in out and "Verified +91********10." in out
+    assert "Wrong code; 4 tries left." in err
+    attempt = VerificationAttempt.objects.get()
+    assert attempt.status == AttemptStatus.VERIFIED and attempt.purpose == "smoke_test"
+    assert list(attempt.checks.values_list("outcome", flat=True)) == ["wrong_code", "verified"]
+    assert PHONE not in out + err
+
+
+def test_send_stops_at_end_of_input():
+    with pytest.raises(CommandError, match="Stopped; the attempt is pending"):
+        run("verifynow_send", PHONE, stdin=LateCode())
+    assert VerificationAttempt.objects.get().status == AttemptStatus.PENDING
+
+
+def test_send_refused_number():
+    with pytest.raises(CommandError, match="Send refused: invalid_phone"):
+        run("verifynow_send", "12", stdin=LateCode())
+    assert sandbox_engine().count("send") == 0
+
+
+# -- verifynow_purge (S38) -------------------------------------------------------------
+
+
+def make(age_days, status=AttemptStatus.EXPIRED, checks=0, **fields):
+    created = timezone.now() - timedelta(days=age_days)
+    a = VerificationAttempt.objects.create(
+        phone_number=PHONE, country="IN", status=status, created_at=created,
+        expires_at=fields.pop("expires_at", created + timedelta(minutes=10)), **fields,
+    )
+    for _ in range(checks):
+        VerificationCheck.objects.create(attempt=a, outcome=CheckOutcome.WRONG_CODE, created_at=created)
+    return a
+
+
+def test_purge_deletes_only_expired_rows_in_batches():
+    old = [make(40, checks=2) for _ in range(5)]
+    boundary = make(29)
+    recent = make(1, status=AttemptStatus.VERIFIED, checks=1)
+    # Pending and still valid (an impossible age in practice): never touched.
+    live = make(40, status=AttemptStatus.PENDING, expires_at=timezone.now() + timedelta(minutes=5))
+    out, _ = run("verifynow_purge", "--batch-size", "2", verbosity=2)
+    assert "Deleted 5 attempts and 10 checks" in out and "in 3 batches" in out
+    assert out.count("  batch ") == 3
+    remaining = set(VerificationAttempt.objects.values_list("pk", flat=True))
+    assert remaining == {boundary.pk, recent.pk, live.pk}
+    assert not VerificationCheck.objects.filter(attempt_id__in=[a.pk for a in old]).exists()
+    assert VerificationCheck.objects.filter(attempt=recent).count() == 1
+    # Idempotent.
+    out, _ = run("verifynow_purge")
+    assert "Deleted 0 attempts and 0 checks" in out
+
+
+def test_purge_dry_run_deletes_nothing():
+    make(40, checks=3)
+    make(40)
+    make(2)
+    out, _ = run("verifynow_purge", "--dry-run")
+    assert "would delete 2 attempts and 3 checks" in out
+    assert VerificationAttempt.objects.count() == 3 and VerificationCheck.objects.count() == 3
+
+
+def test_purge_honours_retention_setting_and_days_option():
+    make(10)
+    make(3)
+    with override_settings(VERIFYNOW={**BASE, "RETENTION_DAYS": 7}):
+        out, _ = run("verifynow_purge")
+    assert "Deleted 1 attempts" in out and VerificationAttempt.objects.count() == 1
+    run("verifynow_purge", "--days", "2")
+    assert VerificationAttempt.objects.count() == 0
+    with pytest.raises(CommandError):
+        run("verifynow_purge", "--batch-size", "0")
+
+
+# -- verifynow_sandbox -----------------------------------------------------------------
+
+
+def test_sandbox_command_has_the_module_options():
+    from django.core.management import load_command_class
+
+    parser = load_command_class("django_verifynow", "verifynow_sandbox").create_parser(
+        "manage.py", "verifynow_sandbox"
+    )
+    ours = {s for a in parser._actions for s in a.option_strings}
+    theirs = {s for a in build_parser()._actions for s in a.option_strings if s not in ("-h", "--help")}
+    assert theirs and theirs <= ours
+
+
+def test_sandbox_command_passes_options_through(monkeypatch):
+    seen = []
+    monkeypatch.setattr(verifynow_sandbox, "main", lambda argv: seen.append(argv) or 0)
+    call_command("verifynow_sandbox", "--port", "0", "--profile", "strict-4xx",
+                 "--fixed-code", "123456", "--fake-clock")
+    argv = seen[0]
+    args = build_parser().parse_args(argv)
+    assert (args.port, args.profile, args.fixed_code, args.fake_clock) == (0, "strict-4xx", "123456", True)
+    assert args.host == "127.0.0.1" and args.quiet is False
+
+
+def test_sandbox_command_error_status(monkeypatch):
+    monkeypatch.setattr(verifynow_sandbox, "main", lambda argv: 1)
+    with pytest.raises(CommandError):
+        call_command("verifynow_sandbox", "--port", "1")
