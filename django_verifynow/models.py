@@ -173,3 +173,31 @@ class VerificationCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_outcome_display()} ({self.created_at:%Y-%m-%d %H:%M:%S})"
+
+
+class DailyAttemptStat(models.Model):
+    """Per-day counters that outlive the purge of attempts (R46): no phone data at all.
+
+    ``verifynow_purge`` adds each batch of attempts to these rows before deleting them,
+    so conversion by day, country and channel stays known after retention.
+    """
+
+    day = models.DateField(_("day"))
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    flow_type = models.CharField(_("channel"), max_length=16, choices=FlowType.choices)
+    status = models.CharField(_("status"), max_length=16, choices=AttemptStatus.choices)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    checks = models.PositiveIntegerField(_("checks"), default=0)
+
+    class Meta:
+        verbose_name = _("daily attempt statistic")
+        verbose_name_plural = _("daily attempt statistics")
+        ordering = ["-day", "country"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "country", "flow_type", "status"], name="verifynow_stat_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.country or '--'} {self.flow_type} {self.status}: {self.attempts}"

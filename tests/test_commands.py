@@ -12,7 +12,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_verifynow.management.commands import verifynow_sandbox
-from django_verifynow.models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from django_verifynow.models import (
+    AttemptStatus,
+    CheckOutcome,
+    DailyAttemptStat,
+    VerificationAttempt,
+    VerificationCheck,
+)
 from django_verifynow.sandbox.__main__ import build_parser
 from django_verifynow.testing import last_code, sandbox_engine
 
@@ -125,7 +131,7 @@ def make(age_days, status=AttemptStatus.EXPIRED, checks=0, **fields):
 
 
 def test_purge_deletes_only_expired_rows_in_batches():
-    old = [make(40, checks=2) for _ in range(5)]
+    old = [make(40, checks=2, check_count=2) for _ in range(5)]
     boundary = make(29)
     recent = make(1, status=AttemptStatus.VERIFIED, checks=1)
     # Pending and still valid (an impossible age in practice): never touched.
@@ -137,9 +143,15 @@ def test_purge_deletes_only_expired_rows_in_batches():
     assert remaining == {boundary.pk, recent.pk, live.pk}
     assert not VerificationCheck.objects.filter(attempt_id__in=[a.pk for a in old]).exists()
     assert VerificationCheck.objects.filter(attempt=recent).count() == 1
-    # Idempotent.
+    # Aggregates survive, without phone data: 5 failed SMS attempts 40 days ago, 10 checks.
+    stats = list(DailyAttemptStat.objects.values("country", "flow_type", "status", "attempts", "checks"))
+    assert sum(s["attempts"] for s in stats) == 5 and sum(s["checks"] for s in stats) == 10
+    assert {(s["status"], s["flow_type"]) for s in stats} == {(old[0].status, old[0].flow_type)}
+    assert all(not hasattr(s, "phone_number") for s in DailyAttemptStat.objects.all())
+    # Idempotent: nothing deleted, nothing counted twice.
     out, _ = run("verifynow_purge")
     assert "Deleted 0 attempts and 0 checks" in out
+    assert sum(DailyAttemptStat.objects.values_list("attempts", flat=True)) == 5
 
 
 def test_purge_dry_run_deletes_nothing():

@@ -9,7 +9,9 @@ Safe to run from cron while the site serves traffic:
   PostgreSQL, so a row some request is updating is left for the next run instead of
   making either side wait; new attempts (the recent end of the index) are never read;
 * idempotent: a second run finds nothing to delete;
-* a pending attempt whose code has not expired is never deleted, whatever its age.
+* a pending attempt whose code has not expired is never deleted, whatever its age;
+* aggregates survive: each batch is added to :class:`DailyAttemptStat` (day, country,
+  channel, status; no phone data) in the same transaction that deletes it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,46 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import router, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from django_verifynow.conf import verifynow_settings
-from django_verifynow.models import AttemptStatus, VerificationAttempt, VerificationCheck
+from django_verifynow.models import (
+    AttemptStatus,
+    DailyAttemptStat,
+    VerificationAttempt,
+    VerificationCheck,
+)
 
 
 def expired_attempts(cutoff: datetime, now: datetime) -> QuerySet[VerificationAttempt]:
     """Attempts created before ``cutoff``, except pending ones still valid at ``now``."""
     live = Q(status=AttemptStatus.PENDING) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
     return VerificationAttempt.objects.filter(created_at__lt=cutoff).exclude(live)
+
+
+def roll_up(ids: list[Any]) -> None:
+    """Add these attempts to the per-day counters before they are deleted (R46).
+
+    Runs inside the batch's transaction: the counts and the deletion commit together,
+    so a crash never counts a batch twice or loses it.
+    """
+    groups = (
+        VerificationAttempt.objects.filter(pk__in=ids)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "country", "flow_type", "status")
+        .annotate(attempts=Count("pk"), checks=Sum("check_count"))
+        .order_by()
+    )
+    for group in groups:
+        stat, _created = DailyAttemptStat.objects.get_or_create(
+            day=group["day"], country=group["country"], flow_type=group["flow_type"],
+            status=group["status"],
+        )
+        DailyAttemptStat.objects.filter(pk=stat.pk).update(
+            attempts=F("attempts") + group["attempts"], checks=F("checks") + (group["checks"] or 0)
+        )
 
 
 def purge_batch(cutoff: datetime, now: datetime, batch_size: int) -> tuple[int, int]:
@@ -47,6 +78,7 @@ def purge_batch(cutoff: datetime, now: datetime, batch_size: int) -> tuple[int, 
         )
         if not ids:
             return 0, 0
+        roll_up(ids)
         checks, _ = VerificationCheck.objects.filter(attempt_id__in=ids).delete()
         # QuerySet.delete() rather than a raw DELETE: models of the project that point
         # at attempts get their on_delete honoured.
