@@ -28,8 +28,10 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     # security.md R18-R20: 5/h and 10/d per phone, 10/h and 50/d per IP, 5/h per session,
     # more than 10 sends to one prefix within an hour blocks the prefix.
     "send": "5/h/phone,10/d/phone,10/h/ip,50/d/ip,5/h/session,10/h/prefix",
-    # R10: 60 validate calls per hour per IP.
+    # R10: 60 validate calls per hour per IP, malformed ones and unknown ids included.
     "validate": "60/h/ip",
+    # Attempt lookups (status polling): enough for a page that polls, not for scanning.
+    "read": "300/h/ip",
     # R9: 20 failed validations per rolling day per phone, across verifications and IPs.
     "validate_failure": "20/d/phone",
     # Resends also count as sends; this is the extra cap on the resend action itself.

@@ -143,8 +143,31 @@ def _resolve(attempt: VerificationAttempt | uuid.UUID | str, ctx: _Context) -> V
 def get_attempt(
     attempt_id: uuid.UUID | str, *, request: HttpRequest | None = None
 ) -> VerificationAttempt:
-    """Return the attempt if the requester may see it, else raise :class:`AttemptNotFound`."""
-    return _resolve(attempt_id, _context(request, bind=False))
+    """Return the attempt if the requester may see it, else raise :class:`AttemptNotFound`.
+
+    Lookups spend the requester's ``read`` budget, so ids cannot be enumerated.
+
+    :raises RateLimited: the ``read`` limits.
+    """
+    ctx = _context(request, bind=False)
+    _spend(ctx, "read")
+    return _resolve(attempt_id, ctx)
+
+
+def _spend(ctx: _Context, action: str) -> None:
+    """Count one call against the requester's (IP, session) limits of ``action``.
+
+    With the cache down, lookups and validates still run: the attempt cap lives in the
+    database (R24, S17); sends do not (they fail closed in :func:`_apply_send_limits`).
+    """
+    if ctx.request is None:
+        return  # server-side callers are trusted
+    try:
+        ratelimit.hit(action, ctx.limit_keys)
+    except RateLimited as exc:
+        if exc.scope != "unavailable":
+            _event("blocked", None, ctx, reason=f"rate_limited:{exc.scope}")
+            raise
 
 
 # -- events ---------------------------------------------------------------------------
@@ -414,8 +437,11 @@ def validate_otp(
         :class:`ProviderTimeout`, where the vendor may have counted it: resubmit the code.
     :raises ProviderError: the vendor refused; the check is recorded.
     """
-    cleaned = _clean_code(code)
     ctx = _context(request, bind=False)
+    # The per-IP budget is spent first, by every call: malformed codes and unknown ids
+    # included, so guessing ids or codes hits the limit too (R6, S8).
+    _spend(ctx, "validate")
+    cleaned = _clean_code(code)
     attempt = _resolve(attempt, ctx)
     if len(cleaned) != attempt.otp_length:
         raise InvalidInput(_("The code must be %(n)d digits.") % {"n": attempt.otp_length})
@@ -432,11 +458,8 @@ def validate_otp(
     phone_keys = {"phone": attempt.phone_number}
     try:
         ratelimit.check("validate_failure", phone_keys)
-        ratelimit.hit("validate", {**phone_keys, **ctx.limit_keys})
     except RateLimited as exc:
-        # With the cache down, validates still run: the attempt cap below lives in the
-        # database (R24, S17). Every other limit refusal stands.
-        if exc.scope != "unavailable":
+        if exc.scope != "unavailable":  # see _spend
             _event("blocked", attempt, ctx, reason=f"rate_limited:{exc.scope}")
             raise
 

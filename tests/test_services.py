@@ -538,3 +538,37 @@ def test_resend_onto_a_vendor_locked_code_is_rate_limited(request_a):
     newest = VerificationAttempt.objects.order_by("-created_at").first()
     assert newest.pk != first.pk and newest.status == AttemptStatus.FAILED
     assert len(sandbox_engine().outbox) == 1
+
+
+def test_id_enumeration_hits_the_per_ip_validate_limit():
+    """S8: random ids all get not-found, then the per-IP limit answers, no vendor call."""
+    request = make_request(ip="198.51.100.200")
+    with vn(RATE_LIMITS={"validate": "20/h/ip"}):
+        for _ in range(20):
+            with pytest.raises(AttemptNotFound):
+                services.validate_otp(uuid.uuid4(), "123456", request=request)
+        with pytest.raises(RateLimited):
+            services.validate_otp(uuid.uuid4(), "123456", request=request)
+    assert sandbox_engine().count("validate") == 0
+
+
+def test_malformed_codes_spend_the_ip_budget_but_not_attempts(request_a):
+    attempt = services.send_otp(PHONE, request=request_a)
+    with vn(RATE_LIMITS={"validate": "3/h/ip"}):
+        for _ in range(3):
+            with pytest.raises(InvalidInput):
+                services.validate_otp(attempt.pk, "abc", request=request_a)
+        with pytest.raises(RateLimited):
+            services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+    attempt.refresh_from_db()
+    assert attempt.check_count == 0
+
+
+def test_lookups_spend_the_read_budget(request_a):
+    attempt = services.send_otp(PHONE, request=request_a)
+    with vn(RATE_LIMITS={"read": "2/h/ip"}):
+        assert services.get_attempt(attempt.pk, request=request_a).pk == attempt.pk
+        with pytest.raises(AttemptNotFound):
+            services.get_attempt(uuid.uuid4(), request=request_a)
+        with pytest.raises(RateLimited):
+            services.get_attempt(attempt.pk, request=request_a)
