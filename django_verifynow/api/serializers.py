@@ -1,0 +1,158 @@
+"""Request parsing and the attempt representation of the HTTP API.
+
+Serializers here only parse and render: every rule about phone numbers, codes and
+limits lives in :mod:`django_verifynow.services`, which raises the contract errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from .. import services
+from ..conf import FLOW_TYPES
+from ..models import AttemptStatus, FlowType, VerificationAttempt
+from .errors import ERROR_CODES
+
+__all__ = [
+    "AttemptSerializer",
+    "ErrorSerializer",
+    "SendSerializer",
+    "StrictCharField",
+    "ValidateSerializer",
+]
+
+
+class StrictCharField(serializers.CharField):
+    """A ``CharField`` that refuses numbers and booleans instead of converting them.
+
+    DRF's ``CharField`` turns ``123456`` into ``"123456"``; the schema says "string", so
+    anything else is malformed input (and a JSON number would lose leading zeros).
+    """
+
+    default_error_messages = {"invalid": _("Not a valid string.")}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SendSerializer(serializers.Serializer):
+    """Body of ``POST ""``: the number to verify, and optionally channel and purpose."""
+
+    class Meta:
+        ref_name = "VerifyNowSendRequest"
+
+    phone_number = StrictCharField(
+        max_length=40,
+        help_text=_("The phone number in international form, e.g. +447911123456."),
+    )
+    flow_type = serializers.ChoiceField(
+        choices=FLOW_TYPES,
+        required=False,
+        help_text=_("Delivery channel; defaults to the site's VERIFYNOW FLOW_TYPE."),
+        # DRF's default message echoes the input back; ours does not.
+        error_messages={"invalid_choice": _("Choose SMS or WhatsApp.")},
+    )
+    purpose = StrictCharField(
+        max_length=64,
+        required=False,
+        default="verify",
+        help_text=_(
+            "What the verification is for (lowercase letters, digits, _ . : -), "
+            'e.g. "signup".'
+        ),
+    )
+
+
+class ValidateSerializer(serializers.Serializer):
+    """Body of ``POST "<id>/validate/"``: the code the user received."""
+
+    class Meta:
+        ref_name = "VerifyNowValidateRequest"
+
+    code = StrictCharField(
+        max_length=64,
+        help_text=_(
+            "The code received, exactly otp_length ASCII digits (spaces ignored)."
+        ),
+    )
+
+
+class ResendAvailableAtField(serializers.DateTimeField):
+    """When the cooldown lets a new code go to the attempt's phone."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("source", "*")
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        if isinstance(value, VerificationAttempt):
+            value = services.resend_available_at(value)
+        return super().to_representation(value)
+
+
+class AttemptSerializer(serializers.Serializer):
+    """One verification attempt as clients see it: never the full number, the
+    vendor's ids or a code."""
+
+    class Meta:
+        ref_name = "VerifyNowAttempt"
+
+    id = serializers.UUIDField(read_only=True, help_text=_("The attempt's id."))
+    phone_number = serializers.CharField(
+        source="masked_phone_number",
+        read_only=True,
+        help_text=_("The number, masked: country code and last digits."),
+    )
+    status = serializers.ChoiceField(
+        choices=AttemptStatus.choices,
+        read_only=True,
+        help_text=_("pending, verified, expired, locked, failed or unknown."),
+    )
+    expires_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text=_("When the code stops working.")
+    )
+    attempts_left = serializers.IntegerField(
+        read_only=True, min_value=0, help_text=_("Code checks still allowed.")
+    )
+    resend_available_at = ResendAvailableAtField(
+        help_text=_("When a new code can be requested.")
+    )
+    otp_length = serializers.IntegerField(
+        read_only=True, min_value=4, max_value=8, help_text=_("Digits in the code.")
+    )
+    flow_type = serializers.ChoiceField(
+        choices=FlowType.choices, read_only=True, help_text=_("Delivery channel.")
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error: a stable code, a translated text, and extra members by code."""
+
+    class Meta:
+        ref_name = "VerifyNowError"
+
+    code = serializers.ChoiceField(
+        choices=sorted(ERROR_CODES), help_text=_("Stable machine-readable code.")
+    )
+    detail = serializers.CharField(help_text=_("Translated text for the end user."))
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text=_("Messages per request field, for invalid_input and invalid_phone."),
+    )
+    attempts_left = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text=_("With invalid_code: checks still allowed."),
+    )
+    retry_after = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text=_("With every 429 and 503: seconds to wait (also in Retry-After)."),
+    )

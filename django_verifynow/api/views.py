@@ -1,0 +1,289 @@
+"""The verification endpoints: parse, call :mod:`django_verifynow.services`, render.
+
+No policy, vendor call or ORM write happens here: limits, binding, expiry and attempt
+counting are the service layer's. The views only translate the outcome of a check
+(a state on the returned attempt) into the HTTP contract of :mod:`.errors`.
+
+Cross-site protection (security.md R28): DRF views are CSRF-exempt, and DRF's
+``SessionAuthentication`` checks CSRF only for logged-in users, so an anonymous endpoint
+would let any web page make visitors' browsers send SMS. :class:`SameSiteCaller`
+therefore demands Django's CSRF proof from every caller that is anonymous or
+authenticated by session; callers authenticated another way (token, JWT, basic auth)
+do not carry ambient browser credentials and are exempt.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import SuspiciousOperation
+from django.http import QueryDict
+from django.middleware.csrf import get_token
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from rest_framework import parsers, permissions
+from rest_framework.authentication import CSRFCheck
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import services
+from ..exceptions import InvalidInput, InvalidPhoneNumber
+from ..models import AttemptStatus, CheckOutcome, VerificationAttempt
+from . import errors, idempotency
+from .serializers import AttemptSerializer, SendSerializer, ValidateSerializer
+
+__all__ = [
+    "AttemptView",
+    "LimitedFormParser",
+    "LimitedJSONParser",
+    "ResendView",
+    "SameSiteCaller",
+    "SendView",
+    "ValidateView",
+    "VerifyNowAPIView",
+]
+
+#: Largest request body the API reads (a code of 10,000 characters still fits, S9).
+MAX_BODY_BYTES = 16 * 1024
+
+
+def _read_limited(stream: Any) -> bytes:
+    if stream is None:
+        return b""
+    raw = stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge()
+    return raw
+
+
+class LimitedJSONParser(parsers.JSONParser):
+    """JSON bodies up to :data:`MAX_BODY_BYTES`; deep nesting is malformed input."""
+
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Any = None
+    ) -> Any:
+        raw = _read_limited(stream)
+        try:
+            return super().parse(io.BytesIO(raw), media_type, parser_context)
+        except RecursionError:
+            # json raises RecursionError (not ValueError) on "[[[[...": DRF lets it
+            # through as a 500.
+            raise parsers.ParseError() from None
+
+
+class LimitedFormParser(parsers.FormParser):
+    """Form-encoded bodies up to :data:`MAX_BODY_BYTES`."""
+
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Any = None
+    ) -> Any:
+        parser_context = parser_context or {}
+        encoding = parser_context.get("encoding", "utf-8")
+        raw = _read_limited(stream)
+        try:
+            return QueryDict(raw, encoding=encoding)
+        except SuspiciousOperation:  # TooManyFieldsSent: DATA_UPLOAD_MAX_NUMBER_FIELDS
+            raise parsers.ParseError() from None
+
+
+def enforce_csrf(request: Request) -> None:
+    """Apply Django's CSRF check to ``request``, as DRF's SessionAuthentication does."""
+
+    def dummy_get_response(request: Any) -> None:  # pragma: no cover - never called
+        return None
+
+    check = CSRFCheck(dummy_get_response)
+    check.process_request(request._request)
+    if check.process_view(request._request, None, (), {}):
+        raise errors.CsrfFailed()
+
+
+class SameSiteCaller(permissions.BasePermission):
+    """Anonymous and session-authenticated callers must pass Django's CSRF check.
+
+    Safe methods always pass (Django's check ignores them). A request authenticated by
+    a non-session authenticator (``TokenAuthentication``, a JWT class, …) carries no
+    ambient browser credential and is exempt, so API clients keep working.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        """Raise :class:`~.errors.CsrfFailed` for a browser-style call without CSRF."""
+        if request.successful_authenticator is not None:
+            # Token-style authenticators are exempt; SessionAuthentication has already
+            # run its own CSRF check for logged-in users.
+            return True
+        enforce_csrf(request)
+        return True
+
+
+class VerifyNowAPIView(APIView):
+    """Base of the verification views: JSON in and out, the error contract, CSRF for
+    browser callers, and optional DRF throttle scopes.
+
+    Throttling: the service layer's limits always apply. As an optional outer layer,
+    add ``ScopedRateThrottle`` to ``DEFAULT_THROTTLE_CLASSES`` and a rate for
+    ``verifynow_send``, ``verifynow_validate``, ``verifynow_resend`` or
+    ``verifynow_read`` to ``DEFAULT_THROTTLE_RATES``; a scope without a rate is off.
+    """
+
+    renderer_classes = [JSONRenderer]
+    parser_classes = [LimitedJSONParser, LimitedFormParser]
+    permission_classes = [SameSiteCaller]
+    #: The DRF throttle scope of this endpoint (see the class docstring).
+    throttle_scope = ""
+
+    def get_throttles(self) -> list[Any]:
+        """The site's throttles, minus scoped ones that have no rate for our scope.
+
+        ScopedRateThrottle raises ImproperlyConfigured for a scope without a rate; our
+        scopes are opt-in, so a missing rate means "not throttled here".
+        """
+        throttles = []
+        for throttle in super().get_throttles():
+            rates = getattr(throttle, "THROTTLE_RATES", None)
+            scoped = getattr(throttle, "scope_attr", None) == "throttle_scope"
+            if scoped and isinstance(rates, dict) and self.throttle_scope not in rates:
+                continue
+            throttles.append(throttle)
+        return throttles
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        """Hand out the ``csrftoken`` cookie with every answer (for browser callers)."""
+        get_token(request._request)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Refuse oversized bodies before anything reads them (the CSRF check parses
+        form bodies with Django's own, much larger, limits)."""
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY_BYTES:
+            raise errors.PayloadTooLarge()
+        super().initial(request, *args, **kwargs)
+
+    def get_exception_handler(self) -> Any:
+        """The contract's handler, whatever the project's EXCEPTION_HANDLER."""
+        return errors.exception_handler
+
+    def render_attempt(
+        self, attempt: VerificationAttempt, status_code: int = 200
+    ) -> Response:
+        """Render ``attempt`` (201 answers get a ``Location`` header)."""
+        data = dict(AttemptSerializer(attempt).data)
+        headers = {}
+        if status_code == 201:
+            location = self._attempt_url(attempt)
+            if location:
+                headers["Location"] = location
+        return Response(data, status=status_code, headers=headers)
+
+    def _attempt_url(self, attempt: VerificationAttempt) -> str | None:
+        match = getattr(self.request, "resolver_match", None)
+        namespace = getattr(match, "namespace", "") or "verifynow"
+        try:
+            return reverse(f"{namespace}:attempt", kwargs={"pk": attempt.pk})
+        except NoReverseMatch:
+            return None
+
+
+class SendView(VerifyNowAPIView):
+    """``POST ""``: send a code to a phone number; 201 with the new attempt.
+
+    The answer is the same for every valid number (no account enumeration).
+    """
+
+    throttle_scope = "verifynow_send"
+
+    def post(self, request: Request) -> Response:
+        """Send a code (``Idempotency-Key`` supported)."""
+        serializer = SendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        def send() -> Response:
+            try:
+                attempt = services.send_otp(
+                    data["phone_number"],
+                    request=request,
+                    purpose=data["purpose"],
+                    flow_type=data.get("flow_type"),
+                )
+            except InvalidPhoneNumber as exc:
+                exc.field = "phone_number"  # type: ignore[attr-defined]
+                raise
+            return self.render_attempt(attempt, 201)
+
+        return idempotency.run(request, "send", data, send)
+
+
+class AttemptView(VerifyNowAPIView):
+    """``GET "<id>/"``: read an attempt (status polling)."""
+
+    throttle_scope = "verifynow_read"
+
+    def get(self, request: Request, pk: str) -> Response:
+        """The attempt, or 404 ``not_found``."""
+        return self.render_attempt(services.get_attempt(pk, request=request))
+
+
+def _seconds_until(moment: datetime) -> int:
+    return max(1, int((moment - timezone.now()).total_seconds() + 0.999))
+
+
+class ValidateView(VerifyNowAPIView):
+    """``POST "<id>/validate/"``: check a code; 200 with the verified attempt."""
+
+    throttle_scope = "verifynow_validate"
+
+    def post(self, request: Request, pk: str) -> Response:
+        """Check the code and map the attempt's new state to the contract."""
+        serializer = ValidateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            attempt = services.validate_otp(
+                pk, serializer.validated_data["code"], request=request
+            )
+        except InvalidInput as exc:
+            exc.field = "code"  # type: ignore[attr-defined]
+            raise
+        if attempt.status == AttemptStatus.VERIFIED:
+            return self.render_attempt(attempt)  # also when already verified (S5)
+        outcome = getattr(attempt, "check_outcome", None)
+        if outcome == CheckOutcome.WRONG_CODE:
+            # Pending with checks left, or locked by this very check (0 left).
+            raise errors.InvalidCode(attempts_left=attempt.attempts_left)
+        if attempt.status == AttemptStatus.LOCKED or (
+            attempt.status == AttemptStatus.PENDING and not attempt.is_expired
+        ):
+            # Out of checks, no vendor call made: wait for a new code.
+            raise errors.TooManyAttempts(
+                retry_after=_seconds_until(services.resend_available_at(attempt))
+            )
+        raise errors.CodeExpired()  # expired, failed, unknown or replaced
+
+
+class ResendView(VerifyNowAPIView):
+    """``POST "<id>/resend/"``: a new code to the same phone; 201 with a new attempt."""
+
+    throttle_scope = "verifynow_resend"
+
+    def post(self, request: Request, pk: str) -> Response:
+        """Resend (``Idempotency-Key`` supported)."""
+
+        def resend() -> Response:
+            attempt = services.resend_otp(pk, request=request)
+            return self.render_attempt(attempt, 201)
+
+        return idempotency.run(request, "resend", {"attempt": str(pk)}, resend)
+
+
+# drf-spectacular annotations, registered only when drf-spectacular is installed.
+from . import schema as _schema  # noqa: E402,F401
