@@ -1,0 +1,242 @@
+"""Form support: a phone field that only accepts a number this browser has verified.
+
+The three-line change to a signup form::
+
+    from django_verifynow.forms import VerifiedPhoneFormMixin, VerifiedPhoneNumberField
+
+    class SignupForm(VerifiedPhoneFormMixin, UserCreationForm):
+        phone = VerifiedPhoneNumberField(purpose="signup")
+
+    form = SignupForm(request.POST or None, request=request)   # in the view
+
+``clean()`` returns the verified E.164 number only for an attempt that is verified, not
+consumed, bound to the request's session (or user), for the same number and purpose,
+and verified within ``PROOF_TTL``; the attempt id in the hidden input is a lookup key,
+never a claim. ``form.save()`` uses the proof up in the same transaction as the save,
+so one verification makes at most one account, concurrent submits included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from . import phone as phone_utils
+from . import services
+from .exceptions import AttemptNotFound, InvalidPhoneNumber
+from .widgets import PhoneVerificationValue, PhoneVerificationWidget
+
+__all__ = [
+    "PhoneVerificationWidget",
+    "VerifiedPhoneFormMixin",
+    "VerifiedPhoneNumberField",
+    "bind_request",
+    "consume_verified_phone",
+]
+
+
+class VerifiedPhoneNumberField(forms.Field):
+    """A phone number proven by a verified, unconsumed attempt of this session.
+
+    :param purpose: what the proof is for (``"signup"``, ``"phone_change"``); the
+        widget sends it with the code request and :meth:`clean` requires it to match.
+    :param countries: ISO codes offered by the widget's country list.
+    :param default_country: pre-selected country; also the region of national numbers.
+
+    The form must hand the field its request (:class:`VerifiedPhoneFormMixin` does, or
+    :func:`bind_request`): without one the session binding cannot be checked and
+    :meth:`clean` refuses to guess.
+    """
+
+    widget = PhoneVerificationWidget
+    default_error_messages = {
+        "required": _("Enter your phone number and verify it."),
+        "unverified": _("Verify this phone number: send a code and enter it above."),
+        "invalid_phone": _("Enter a valid phone number, including the country code."),
+    }
+
+    def __init__(
+        self,
+        *,
+        purpose: str = "verify",
+        countries: list[str] | None = None,
+        default_country: str | None = None,
+        widget: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if widget is None:
+            widget = PhoneVerificationWidget(
+                purpose=purpose, countries=countries, default_country=default_country
+            )
+        elif isinstance(widget, type):
+            widget = widget(purpose=purpose, countries=countries, default_country=default_country)
+        super().__init__(widget=widget, **kwargs)
+        self.purpose = purpose
+        self.default_country = default_country
+        #: The request whose session the proof must be bound to (set per form instance).
+        self.request: HttpRequest | None = None
+        #: The attempt that proved the number in the last successful :meth:`clean`.
+        self.attempt: Any = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> VerifiedPhoneNumberField:
+        result = super().__deepcopy__(memo)
+        result.request = None
+        result.attempt = None
+        return result
+
+    def clean(self, value: Any) -> str | None:
+        """Return the verified E.164 number, or raise ``ValidationError``."""
+        self.attempt = None
+        self.widget.verified = None
+        if not isinstance(value, dict):
+            value = PhoneVerificationValue(phone=str(value or ""), country="", attempt="")
+        typed = value.get("phone", "")
+        if not typed:
+            if self.required:
+                raise forms.ValidationError(self.error_messages["required"], code="required")
+            return None
+        region = value.get("country") or self.default_country or None
+        try:
+            e164 = phone_utils.normalize(typed, region.upper() if region else None)
+        except InvalidPhoneNumber:
+            raise forms.ValidationError(
+                self.error_messages["invalid_phone"], code="invalid_phone"
+            ) from None
+        attempt_id = value.get("attempt", "")
+        if not attempt_id:
+            raise forms.ValidationError(self.error_messages["unverified"], code="unverified")
+        if self.request is None:
+            raise ImproperlyConfigured(
+                "VerifiedPhoneNumberField needs the request to check the session binding: "
+                "use VerifiedPhoneFormMixin and pass request=request to the form, or call "
+                "django_verifynow.forms.bind_request(form, request)."
+            )
+        try:
+            attempt = services.verified_attempt(
+                attempt_id, phone_number=e164, purpose=self.purpose, request=self.request
+            )
+        except AttemptNotFound:
+            # One message whatever the reason (unknown, another session, used, too old):
+            # the form is no oracle for attempt ids.
+            raise forms.ValidationError(
+                self.error_messages["unverified"], code="unverified"
+            ) from None
+        self.attempt = attempt
+        self.widget.verified = {
+            "attempt": str(attempt.pk),
+            "phone": e164,
+            "masked": attempt.masked_phone_number,
+        }
+        self.run_validators(e164)
+        return e164
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        """Changed when the submitted number differs from the initial one."""
+        typed = data.get("phone", "") if isinstance(data, dict) else str(data or "")
+        return str(initial or "") != typed
+
+
+def bind_request(form: forms.BaseForm, request: HttpRequest | None) -> None:
+    """Give every :class:`VerifiedPhoneNumberField` of ``form`` the request to check."""
+    for field in form.fields.values():
+        if isinstance(field, VerifiedPhoneNumberField):
+            field.request = request
+
+
+def _verified_fields(form: forms.BaseForm, name: str | None) -> list[str]:
+    names = [
+        n for n, f in form.fields.items()
+        if isinstance(f, VerifiedPhoneNumberField) and (name is None or n == name)
+    ]
+    if name is not None and not names:
+        raise ValueError(f"{name!r} is not a VerifiedPhoneNumberField of this form.")
+    return names
+
+
+def consume_verified_phone(form: forms.BaseForm, name: str | None = None) -> list[Any]:
+    """Use up the proofs behind the form's verified phone fields (or only ``name``).
+
+    Call it inside the ``transaction.atomic()`` block that saves what the proof is for:
+    the conditional update in :func:`~django_verifynow.services.consume_verification`
+    succeeds for one transaction only, and a rollback gives the proof back. On failure
+    the error is added to the form and :class:`~django_verifynow.exceptions.AttemptNotFound`
+    is raised, which rolls the block back.
+
+    :returns: the consumed attempts.
+    :raises RuntimeError: called outside a transaction or before ``is_valid()``.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(
+            "consume_verified_phone() must run inside transaction.atomic() together "
+            "with the save it authorises."
+        )
+    if not hasattr(form, "cleaned_data"):
+        raise RuntimeError("Call form.is_valid() before consuming its verified phones.")
+    consumed = []
+    for field_name in _verified_fields(form, name):
+        field = form.fields[field_name]
+        number = form.cleaned_data.get(field_name)
+        if number is None:
+            continue  # an optional field left empty
+        if field.attempt is None:
+            raise RuntimeError(f"Field {field_name!r} has no verified attempt to consume.")
+        try:
+            consumed.append(
+                services.consume_verification(
+                    field.attempt, phone_number=number, purpose=field.purpose,
+                    request=field.request,
+                )
+            )
+        except AttemptNotFound:
+            field.widget.verified = None
+            form.add_error(
+                field_name,
+                forms.ValidationError(field.error_messages["unverified"], code="unverified"),
+            )
+            raise
+    return consumed
+
+
+class VerifiedPhoneFormMixin:
+    """Form mixin: binds the request to the verified phone fields and, for model forms,
+    consumes the proofs atomically with :meth:`save`.
+
+    Pass ``request=`` to the constructor. ``save(commit=True)`` runs the consumption
+    and the model save in one transaction; with ``commit=False`` nothing is consumed and
+    the caller saves inside :meth:`atomic_consume`. When the proof was used up in the
+    meantime (a concurrent submit), ``save()`` adds the error to the form and raises
+    :class:`~django_verifynow.exceptions.AttemptNotFound`; nothing is saved.
+    """
+
+    def __init__(self, *args: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self.request = request
+        bind_request(self, request)  # type: ignore[arg-type]
+
+    def consume_verified_phones(self) -> list[Any]:
+        """Consume every verified phone proof of this form (inside a transaction)."""
+        return consume_verified_phone(self)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def atomic_consume(self) -> Iterator[list[Any]]:
+        """``with form.atomic_consume(): ...save...`` - one transaction for both."""
+        with transaction.atomic():
+            yield self.consume_verified_phones()
+
+    def save(self, commit: bool = True) -> Any:
+        """Save the instance and consume the proofs in one transaction."""
+        parent = super()
+        if not hasattr(parent, "save"):
+            raise TypeError("save() needs a ModelForm; use atomic_consume() otherwise.")
+        if not commit:
+            return parent.save(commit=False)  # type: ignore[attr-defined]
+        with transaction.atomic():
+            self.consume_verified_phones()
+            return parent.save(commit=True)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Demo app of the example site: signup, profile, phone change and the sandbox inbox."""

@@ -1,0 +1,1 @@
+"""The django-verifynow example site: signup with a verified phone number."""

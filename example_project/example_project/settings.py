@@ -1,0 +1,133 @@
+"""Settings of the django-verifynow example site.
+
+Runs in sandbox mode with SQLite by default: no credentials and no network, the codes
+"delivered" are listed on the sandbox inbox page (``/sandbox/inbox/``). Set
+``VERIFYNOW_CUSTOMER_ID`` and ``VERIFYNOW_PASSWORD`` in the environment to talk to the
+real VerifyNow API instead. Development settings only: never deploy them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A development key for a development site; a real site reads it from its environment.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret-do-not-deploy")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+HAS_SPECTACULAR = importlib.util.find_spec("drf_spectacular") is not None
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.forms",  # the built-in widget templates, for FORM_RENDERER below
+    "rest_framework",
+    "phonenumber_field",
+    "django_verifynow",
+    "demo",
+]
+if HAS_SPECTACULAR:
+    INSTALLED_APPS.append("drf_spectacular")
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "demo.context_processors.sandbox",
+            ]
+        },
+    }
+]
+# Lets a site override the widget template from its own templates/ directory.
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("EXAMPLE_DB", str(BASE_DIR / "db.sqlite3")),
+    }
+}
+# One process (runserver) is all this site runs in, so the local-memory cache is enough
+# for the rate limits here. A real deployment uses Redis or Memcached (check W003).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SILENCED_SYSTEM_CHECKS = ["django_verifynow.W003"]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "profile"
+LOGOUT_REDIRECT_URL = "home"
+
+REST_FRAMEWORK = {}
+if HAS_SPECTACULAR:
+    REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "drf_spectacular.openapi.AutoSchema"
+    SPECTACULAR_SETTINGS = {
+        "TITLE": "django-verifynow example API",
+        "DESCRIPTION": "Phone verification endpoints mounted at /api/verify/.",
+        "VERSION": "1",
+    }
+
+_customer_id = os.environ.get("VERIFYNOW_CUSTOMER_ID")
+_password = os.environ.get("VERIFYNOW_PASSWORD")
+#: Sandbox unless real credentials are in the environment.
+SANDBOX = not (_customer_id and _password)
+
+VERIFYNOW = {
+    "SANDBOX": SANDBOX,
+    "ALLOWED_COUNTRIES": ["IN", "GB", "US", "DE", "FR", "AU", "CA", "SG", "AE"],
+    "RESEND_COOLDOWN": int(os.environ.get("VERIFYNOW_RESEND_COOLDOWN", "30")),
+}
+if not SANDBOX:
+    VERIFYNOW.update(CUSTOMER_ID=_customer_id, PASSWORD=_password)
+    if os.environ.get("VERIFYNOW_EMAIL"):
+        VERIFYNOW["EMAIL"] = os.environ["VERIFYNOW_EMAIL"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        # Sandbox deliveries (masked number + code) show up in the runserver console too.
+        "django_verifynow.sandbox": {"handlers": ["console"], "level": "INFO"},
+    },
+}

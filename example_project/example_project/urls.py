@@ -1,0 +1,35 @@
+"""URLs of the example site."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from demo import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("signup/", views.signup, name="signup"),
+    path("profile/", views.profile, name="profile"),
+    path("profile/phone/", views.change_phone, name="change_phone"),
+    path("sandbox/inbox/", views.sandbox_inbox, name="sandbox_inbox"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
+
+if importlib.util.find_spec("django_verifynow.urls") is not None:
+    # The verification API the widget talks to.
+    urlpatterns.append(path("api/verify/", include("django_verifynow.urls")))
+
+if settings.HAS_SPECTACULAR:
+    from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+    urlpatterns += [
+        path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+        path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    ]
