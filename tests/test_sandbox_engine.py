@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import pytest
 import time_machine
@@ -1186,7 +1186,7 @@ def test_callable_clock():
 def test_default_clock_follows_time_machine():
     engine = SandboxEngine()
     assert isinstance(engine.clock, SystemClock)
-    start = datetime(2031, 5, 1, tzinfo=UTC)
+    start = datetime(2031, 5, 1, tzinfo=timezone.utc)
     with time_machine.travel(start, tick=False) as traveller:
         token = engine.issue_token()
         vid, code = _sent(engine, token)

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..codes import ResponseCode
@@ -350,7 +350,7 @@ def _check_int(name: str, value: Any, lo: int) -> int:
 
 def _spring_error(status: int, error: str, path: str, now: float) -> dict[str, Any]:
     # What a Spring Boot service answers for routing errors (404, 405): no envelope.
-    stamp = datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="milliseconds")
+    stamp = datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="milliseconds")
     return {"timestamp": stamp, "status": status, "error": error, "path": path}
 
 
