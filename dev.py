@@ -35,14 +35,27 @@ def ensure_venv() -> None:
     if not PYTHON.exists():
         print(f"Creating {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    inputs = [ROOT / "pyproject.toml", ROOT / "requirements-test.txt", ROOT / "requirements-example.txt"]
+    inputs = [
+        ROOT / "pyproject.toml",
+        ROOT / "requirements-test.txt",
+        ROOT / "requirements-example.txt",
+    ]
     newest = max(p.stat().st_mtime for p in inputs)
     if STAMP.exists() and STAMP.stat().st_mtime >= newest:
         return
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(
-        PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[openapi]",
-        "-r", "requirements-test.txt", "-r", "requirements-example.txt",
+        PYTHON,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "-e",
+        ".[openapi]",
+        "-r",
+        "requirements-test.txt",
+        "-r",
+        "requirements-example.txt",
     )
     STAMP.touch()
 

@@ -47,12 +47,20 @@ def bench_pages(repeat: int) -> None:
     sample = VerificationAttempt.objects.order_by("-created_at")[5000]
     pages = {
         "changelist": changelist,
-        "changelist status=verified country=GB": changelist + "?status__exact=verified&country=GB",
-        "changelist purpose=login channel=WHATSAPP": changelist + "?purpose=login&flow_type__exact=WHATSAPP",
+        "changelist status=verified country=GB": changelist
+        + "?status__exact=verified&country=GB",
+        "changelist purpose=login channel=WHATSAPP": changelist
+        + "?purpose=login&flow_type__exact=WHATSAPP",
         "changelist page 50": changelist + "?p=49",
-        "phone search '+91 9...' (any format)": changelist + "?q=" + sample.phone_number[:3] + "%20" + sample.phone_number[3:],
+        "phone search '+91 9...' (any format)": changelist
+        + "?q="
+        + sample.phone_number[:3]
+        + "%20"
+        + sample.phone_number[3:],
         "user search": changelist + "?q=user6",
-        "change page": reverse("admin:django_verifynow_verificationattempt_change", args=[sample.pk]),
+        "change page": reverse(
+            "admin:django_verifynow_verificationattempt_change", args=[sample.pk]
+        ),
         "dashboard": reverse("admin:django_verifynow_verificationattempt_dashboard"),
     }
     total = VerificationAttempt.objects.count()
@@ -69,8 +77,10 @@ def bench_pages(repeat: int) -> None:
             assert response.status_code == 200, (name, response.status_code)
         cl = response.context.get("cl") if response.context else None
         rows = len(cl.result_list) if cl is not None else "-"
-        print(f"{name:44} {statistics.median(times):10.0f} {max(times):8.0f} "
-              f"{len(ctx.captured_queries):8d} {rows!s:>6}")
+        print(
+            f"{name:44} {statistics.median(times):10.0f} {max(times):8.0f} "
+            f"{len(ctx.captured_queries):8d} {rows!s:>6}"
+        )
 
 
 def bench_purge(batch_size: int) -> None:
@@ -95,7 +105,9 @@ def bench_purge(batch_size: int) -> None:
                 cursor.execute("SET lock_timeout = '2s'")
             while not stop.is_set():
                 started = time.perf_counter()
-                services.send_otp(f"+9197{(int(time.time()) * 1000 + i) % 100000000:08d}")
+                services.send_otp(
+                    f"+9197{(int(time.time()) * 1000 + i) % 100000000:08d}"
+                )
                 latencies.append((time.perf_counter() - started) * 1000)
                 i += 1
                 time.sleep(0.02)
@@ -104,7 +116,11 @@ def bench_purge(batch_size: int) -> None:
         finally:
             connections.close_all()
 
-    settings = {"SANDBOX": True, "RATE_LIMITS": {"send": ""}, "ALLOWED_COUNTRIES": ["IN"]}
+    settings = {
+        "SANDBOX": True,
+        "RATE_LIMITS": {"send": ""},
+        "ALLOWED_COUNTRIES": ["IN"],
+    }
     with override_settings(VERIFYNOW=settings):
         reset_sandbox()
         before = VerificationAttempt.objects.count()
@@ -116,11 +132,15 @@ def bench_purge(batch_size: int) -> None:
         stop.set()
         thread.join()
     after = VerificationAttempt.objects.count()
-    print(f"\npurge: {before:,} -> {after:,} attempts in {elapsed:.1f} s "
-          f"(batch size {batch_size})")
+    print(
+        f"\npurge: {before:,} -> {after:,} attempts in {elapsed:.1f} s "
+        f"(batch size {batch_size})"
+    )
     if latencies:
-        print(f"concurrent sends: {len(latencies)}, median {statistics.median(latencies):.0f} ms, "
-              f"max {max(latencies):.0f} ms, errors {len(errors)}")
+        print(
+            f"concurrent sends: {len(latencies)}, median {statistics.median(latencies):.0f} ms, "
+            f"max {max(latencies):.0f} ms, errors {len(errors)}"
+        )
     for exc in errors:
         print(f"  send error: {exc!r}")
 
@@ -128,9 +148,14 @@ def bench_purge(batch_size: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("VERIFYNOW_BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("VERIFYNOW_BENCH_DATABASE_URL", DEFAULT_URL),
+    )
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--purge", action="store_true", help="also time a purge (destructive)")
+    parser.add_argument(
+        "--purge", action="store_true", help="also time a purge (destructive)"
+    )
     parser.add_argument("--batch-size", type=int, default=2000)
     args = parser.parse_args(argv)
     setup_django(args.database_url)

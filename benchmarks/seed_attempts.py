@@ -47,7 +47,9 @@ def create_database(url: str) -> None:
     name = parts.path.lstrip("/")
     admin_url = parts._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+        if not conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
@@ -124,21 +126,29 @@ def seed(rows: int, days: int, users: int) -> None:
     call_command("migrate", verbosity=0)
     user_model = get_user_model()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE django_verifynow_verificationcheck, "
-                       "django_verifynow_verificationattempt")
+        cursor.execute(
+            "TRUNCATE django_verifynow_verificationcheck, "
+            "django_verifynow_verificationattempt"
+        )
     existing = user_model.objects.count()
     if existing < users:
         user_model.objects.bulk_create(
             user_model(username=f"user{n}", email=f"user{n}@example.com")
             for n in range(existing + 1, users + 1)
         )
-    first_user = user_model.objects.order_by("pk").values_list("pk", flat=True).first() or 1
+    first_user = (
+        user_model.objects.order_by("pk").values_list("pk", flat=True).first() or 1
+    )
     started = time.monotonic()
     with connection.cursor() as cursor:
         # Integers only (argparse), formatted in; no parameters, so "%" is modulo.
         sql = ATTEMPTS_SQL
-        for name, value in (("rows", rows), ("days", days), ("users", users),
-                            ("first_user", first_user)):
+        for name, value in (
+            ("rows", rows),
+            ("days", days),
+            ("users", users),
+            ("first_user", first_user),
+        ):
             sql = sql.replace("{" + name + "}", str(int(value)))
         cursor.execute(sql)
         print(f"attempts: {rows:,} rows in {time.monotonic() - started:.1f} s")
@@ -155,10 +165,17 @@ def seed(rows: int, days: int, users: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("VERIFYNOW_BENCH_DATABASE_URL", DEFAULT_URL))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("VERIFYNOW_BENCH_DATABASE_URL", DEFAULT_URL),
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=90, help="spread over this many days")
-    parser.add_argument("--users", type=int, default=1000, help="users to link attempts to")
+    parser.add_argument(
+        "--days", type=int, default=90, help="spread over this many days"
+    )
+    parser.add_argument(
+        "--users", type=int, default=1000, help="users to link attempts to"
+    )
     args = parser.parse_args(argv)
     create_database(args.database_url)
     setup_django(args.database_url)

@@ -127,7 +127,7 @@ def _truncate(value: datetime, kind: str) -> datetime:
 def _step(value: datetime, kind: str) -> datetime:
     if kind == "day":
         # Through a naive date so DST changes do not shift the local midnight.
-        nxt = (value.date() + timedelta(days=1))
+        nxt = value.date() + timedelta(days=1)
         return value.replace(year=nxt.year, month=nxt.month, day=nxt.day)
     if kind == "month":
         if value.month == 12:
@@ -199,10 +199,14 @@ class CountryFilter(_RecentValuesFilter):
     parameter_name = "country"
     field_name = "country"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, str]]:
         """The country codes to offer, sorted."""
         allowed = verifynow_settings.ALLOWED_COUNTRIES
-        values = set(allowed) if allowed is not None else self.recent_values(model_admin)
+        values = (
+            set(allowed) if allowed is not None else self.recent_values(model_admin)
+        )
         if self.value():
             values.add(self.value())
         return [(v, v) for v in sorted(values)]
@@ -215,7 +219,9 @@ class PurposeFilter(_RecentValuesFilter):
     parameter_name = "purpose"
     field_name = "purpose"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, str]]:
         """The purposes to offer, sorted."""
         values = self.recent_values(model_admin)
         if self.value():
@@ -337,7 +343,9 @@ CSV_COLUMNS = (
 )
 
 
-def csv_rows(attempts: Iterable[VerificationAttempt], *, full_numbers: bool) -> Iterator[list[str]]:
+def csv_rows(
+    attempts: Iterable[VerificationAttempt], *, full_numbers: bool
+) -> Iterator[list[str]]:
     """The export's rows, header first. Masked numbers unless ``full_numbers``."""
     yield list(CSV_COLUMNS)
     for a in attempts:
@@ -400,13 +408,37 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
     change_list_template = "admin/django_verifynow/verificationattempt/change_list.html"
 
     _fieldsets = (
-        (None, {"fields": ("id", "PHONE", "country", "status_badge", "purpose", "flow_type")}),
-        (_("Checks"), {"fields": ("check_count", "max_attempts", "otp_length", "attempts_left")}),
-        (_("Timeline"), {"fields": ("created_at", "expires_at", "verified_at", "consumed_at")}),
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "PHONE",
+                    "country",
+                    "status_badge",
+                    "purpose",
+                    "flow_type",
+                )
+            },
+        ),
+        (
+            _("Checks"),
+            {"fields": ("check_count", "max_attempts", "otp_length", "attempts_left")},
+        ),
+        (
+            _("Timeline"),
+            {"fields": ("created_at", "expires_at", "verified_at", "consumed_at")},
+        ),
         (_("Requester"), {"fields": ("user_link", "ip_address")}),
         (
             _("VerifyNow"),
-            {"fields": ("provider_verification_id", "provider_transaction_id", "vendor_answer")},
+            {
+                "fields": (
+                    "provider_verification_id",
+                    "provider_transaction_id",
+                    "vendor_answer",
+                )
+            },
         ),
     )
 
@@ -431,11 +463,18 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         qs = AdminAttemptQuerySet(self.model, using=self.model.objects.db)
         return qs.order_by(*(self.get_ordering(request) or ()))
 
-    def get_paginator(self, request: HttpRequest, queryset: QuerySet, per_page: int,
-                      orphans: int = 0, allow_empty_first_page: bool = True) -> Paginator:
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
         """A :class:`BoundedCountPaginator` capped at :attr:`count_limit`."""
-        return self.paginator(queryset, per_page, orphans, allow_empty_first_page,
-                              limit=self.count_limit)
+        return self.paginator(
+            queryset, per_page, orphans, allow_empty_first_page, limit=self.count_limit
+        )
 
     def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
         """The columns, with full numbers for holders of the permission."""
@@ -471,9 +510,13 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         # index lookups; a subquery inside the OR would make PostgreSQL scan the table.
         user_model = get_user_model()
         lookup = Q(**{user_model.USERNAME_FIELD: term})
-        if "@" in term and any(f.name == "email" for f in user_model._meta.get_fields()):
+        if "@" in term and any(
+            f.name == "email" for f in user_model._meta.get_fields()
+        ):
             lookup |= Q(email__iexact=term)
-        return list(user_model._default_manager.filter(lookup).values_list("pk", flat=True)[:50])
+        return list(
+            user_model._default_manager.filter(lookup).values_list("pk", flat=True)[:50]
+        )
 
     # -- columns -------------------------------------------------------------------
 
@@ -495,7 +538,10 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
             '<span class="verifynow-status verifynow-status-{}" style="background:{};'
             "color:{};padding:1px 8px;border-radius:9px;white-space:nowrap;"
             'font-weight:600">{}</span>',
-            obj.status, background, colour, obj.get_status_display(),
+            obj.status,
+            background,
+            colour,
+            obj.get_status_display(),
         )
 
     @admin.display(description=_("user"))
@@ -532,17 +578,30 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         binding (a secret-derived value)."""
         column = "phone_full" if can_view_full_numbers(request) else "phone"
         return [
-            (title, {"fields": tuple(column if f == "PHONE" else f for f in opts["fields"])})
+            (
+                title,
+                {
+                    "fields": tuple(
+                        column if f == "PHONE" else f for f in opts["fields"]
+                    )
+                },
+            )
             for title, opts in self._fieldsets
         ]
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Any = None
+    ) -> tuple[str, ...]:
         """All of them."""
-        return tuple(f for _t, opts in self.get_fieldsets(request, obj) for f in opts["fields"])
+        return tuple(
+            f for _t, opts in self.get_fieldsets(request, obj) for f in opts["fields"]
+        )
 
     # -- export --------------------------------------------------------------------
 
-    @admin.action(description=_("Export selected attempts as CSV"), permissions=["view"])
+    @admin.action(
+        description=_("Export selected attempts as CSV"), permissions=["view"]
+    )
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
         """Stream the selection as CSV; numbers masked unless permitted. No codes
         (none are stored)."""
@@ -550,8 +609,12 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         attempts = queryset.select_related("user").order_by("-created_at", "-pk")
         writer = csv.writer(_Echo())
         response = StreamingHttpResponse(
-            (writer.writerow(row) for row in csv_rows(attempts.iterator(chunk_size=2000),
-                                                      full_numbers=full)),
+            (
+                writer.writerow(row)
+                for row in csv_rows(
+                    attempts.iterator(chunk_size=2000), full_numbers=full
+                )
+            ),
             content_type="text/csv; charset=utf-8",
         )
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
@@ -566,7 +629,9 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         """Adds ``dashboard/`` (URL name ``admin:django_verifynow_verificationattempt_dashboard``)."""
         name = f"{self.opts.app_label}_{self.opts.model_name}_dashboard"
         return [
-            path("dashboard/", self.admin_site.admin_view(self.dashboard_view), name=name),
+            path(
+                "dashboard/", self.admin_site.admin_view(self.dashboard_view), name=name
+            ),
             *super().get_urls(),
         ]
 
@@ -591,4 +656,6 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
             "pumping": dashboard.pumping_signals(now=now),
             "window_days": dashboard.DEFAULT_DAYS,
         }
-        return TemplateResponse(request, "admin/django_verifynow/dashboard.html", context)
+        return TemplateResponse(
+            request, "admin/django_verifynow/dashboard.html", context
+        )

@@ -175,7 +175,10 @@ def _classify(exc: requests.RequestException) -> str:
             reason = reason.reason
         if isinstance(
             reason,
-            (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError),
+            (
+                urllib3.exceptions.NewConnectionError,
+                urllib3.exceptions.ConnectTimeoutError,
+            ),
         ):
             return "connect"
         # "Connection aborted", reset mid-answer: the request was sent.
@@ -195,7 +198,9 @@ class CircuitBreaker:
     reopens it. Cache errors never block a call: the breaker then fails open.
     """
 
-    def __init__(self, cache_alias: str, base_url: str, fail_max: int, reset_timeout: int):
+    def __init__(
+        self, cache_alias: str, base_url: str, fail_max: int, reset_timeout: int
+    ):
         self.cache_alias = cache_alias
         key = hashlib.sha256(base_url.encode()).hexdigest()[:16]
         self.failures_key = f"verifynow:cb:{key}:failures"
@@ -216,17 +221,23 @@ class CircuitBreaker:
                 return
             remaining = open_until - _now()
             if remaining > 0:
-                raise ProviderUnavailable(retry_after=math.ceil(remaining), endpoint=endpoint)
+                raise ProviderUnavailable(
+                    retry_after=math.ceil(remaining), endpoint=endpoint
+                )
             # Half-open: exactly one caller (across processes) gets to probe.
             if self.cache.add(self.probe_key, 1, timeout=max(self.reset_timeout, 30)):
-                logger.info("VerifyNow circuit breaker half-open: probing with %s", endpoint)
+                logger.info(
+                    "VerifyNow circuit breaker half-open: probing with %s", endpoint
+                )
                 return
         except ProviderUnavailable:
             raise
         except Exception:  # noqa: BLE001 - a broken cache must not stop vendor calls
             logger.warning("VerifyNow circuit breaker state unavailable (cache error)")
             return
-        raise ProviderUnavailable(retry_after=min(self.reset_timeout, 5), endpoint=endpoint)
+        raise ProviderUnavailable(
+            retry_after=min(self.reset_timeout, 5), endpoint=endpoint
+        )
 
     def record_success(self) -> None:
         """Close the breaker (forget earlier failures)."""
@@ -246,7 +257,9 @@ class CircuitBreaker:
             failures = self.cache.incr(self.failures_key)
             if failures >= self.fail_max or half_open:
                 self.cache.set(
-                    self.open_key, _now() + self.reset_timeout, timeout=self.reset_timeout * 10
+                    self.open_key,
+                    _now() + self.reset_timeout,
+                    timeout=self.reset_timeout * 10,
                 )
                 self.cache.delete(self.probe_key)
                 logger.warning(
@@ -333,14 +346,18 @@ class VerifyNowClient:
         self.country = country
         self.cache_alias = cache_alias
         self._adapter_factory = adapter_factory
-        ident = hashlib.sha256(f"{self.base_url}|{customer_id}".encode()).hexdigest()[:16]
+        ident = hashlib.sha256(f"{self.base_url}|{customer_id}".encode()).hexdigest()[
+            :16
+        ]
         self._token_key = f"verifynow:token:{ident}"
         self._token_lock_key = f"verifynow:token:{ident}:lock"
         self._local = threading.local()
         self._token_lock = threading.Lock()
         # Last token seen by this process: used when the cache itself is down.
         self._fallback_token: tuple[str, float] | None = None
-        self.breaker = CircuitBreaker(cache_alias, self.base_url, breaker_failures, breaker_reset)
+        self.breaker = CircuitBreaker(
+            cache_alias, self.base_url, breaker_failures, breaker_reset
+        )
 
     def __repr__(self) -> str:  # never show the password
         return f"<VerifyNowClient {self.base_url} {self.api_version}>"
@@ -354,16 +371,23 @@ class VerifyNowClient:
         if session is None:
             session = requests.Session()
             session.headers.update(
-                {"User-Agent": f"django-verifynow/{__version__}", "Accept": "application/json"}
+                {
+                    "User-Agent": f"django-verifynow/{__version__}",
+                    "Accept": "application/json",
+                }
             )
-            session.trust_env = False  # no proxy or .netrc surprises from the environment
+            session.trust_env = (
+                False  # no proxy or .netrc surprises from the environment
+            )
             if self._adapter_factory is not None:
                 adapter = self._adapter_factory()
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
             else:
                 # Retries happen in this module only (R32): urllib3's are switched off.
-                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=10, max_retries=0)
+                adapter = HTTPAdapter(
+                    pool_connections=4, pool_maxsize=10, max_retries=0
+                )
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
             self._local.session = session
@@ -457,7 +481,9 @@ class VerifyNowClient:
 
     def _acquire_refresh_lock(self) -> bool:
         try:
-            return bool(self.cache.add(self._token_lock_key, 1, timeout=TOKEN_LOCK_TIMEOUT))
+            return bool(
+                self.cache.add(self._token_lock_key, 1, timeout=TOKEN_LOCK_TIMEOUT)
+            )
         except Exception:  # noqa: BLE001
             return True  # no shared cache: nothing to serialise against
 
@@ -500,9 +526,14 @@ class VerifyNowClient:
                 _sleep(delay)
                 continue
             body = self._json(response)
-            if response.status_code in TOKEN_RETRY_STATUSES and not (body and body.get("token")):
+            if response.status_code in TOKEN_RETRY_STATUSES and not (
+                body and body.get("token")
+            ):
                 retry_after = _as_seconds(response.headers.get("Retry-After"))
-                if attempt == TOKEN_ATTEMPTS or (retry_after or 0) > TOKEN_MAX_RETRY_AFTER:
+                if (
+                    attempt == TOKEN_ATTEMPTS
+                    or (retry_after or 0) > TOKEN_MAX_RETRY_AFTER
+                ):
                     self.breaker.record_failure()
                     raise ProviderUnavailable(
                         endpoint="token", retry_after=retry_after or 30
@@ -512,7 +543,9 @@ class VerifyNowClient:
             return self._accept_token(response, body)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _accept_token(self, response: requests.Response, body: dict[str, Any] | None) -> str:
+    def _accept_token(
+        self, response: requests.Response, body: dict[str, Any] | None
+    ) -> str:
         # Success is HTTP 200 with {"status": 200, "token": "<JWT>"}; refusals come as
         # HTTP 200 too, with {"status": 400, "error": "password is wrong"}.
         token = body.get("token") if body else None
@@ -525,7 +558,9 @@ class VerifyNowClient:
                 response.status_code,
                 status if isinstance(status, int) else "missing",
             )
-            raise ProviderAuthError(endpoint="token", response_code=_response_code(body or {}))
+            raise ProviderAuthError(
+                endpoint="token", response_code=_response_code(body or {})
+            )
         self.breaker.record_success()
         exp = _jwt_exp(token)
         ttl = int(exp - _now() - TOKEN_EXPIRY_MARGIN) if exp else TOKEN_DEFAULT_TTL
@@ -561,7 +596,9 @@ class VerifyNowClient:
         connect_retries = 1
         while True:
             try:
-                response = self._http(endpoint, method, path, params, {"authToken": token})
+                response = self._http(
+                    endpoint, method, path, params, {"authToken": token}
+                )
             except _TransportFailure as failure:
                 if failure.kind == "connect" and connect_retries:
                     # Nothing reached the vendor: one retry is safe even for a send.
@@ -576,10 +613,14 @@ class VerifyNowClient:
             body = self._json(response)
             code = _response_code(body) if body else None
             # Decide on the body when it has a code; on the HTTP status only without one.
-            if code in (401, 403) or (code is None and response.status_code in (401, 403)):
+            if code in (401, 403) or (
+                code is None and response.status_code in (401, 403)
+            ):
                 if refreshed:
                     self.breaker.record_success()
-                    logger.error("VerifyNow refused a freshly issued token on %s", endpoint)
+                    logger.error(
+                        "VerifyNow refused a freshly issued token on %s", endpoint
+                    )
                     raise ProviderAuthError(endpoint=endpoint, response_code=code)
                 # Replaying is safe: the vendor refused before doing anything (R34).
                 refreshed = True
@@ -587,7 +628,9 @@ class VerifyNowClient:
                 continue
             return response, body
 
-    def _fault(self, endpoint: str, response: requests.Response, code: int | None) -> ProviderError:
+    def _fault(
+        self, endpoint: str, response: requests.Response, code: int | None
+    ) -> ProviderError:
         self.breaker.record_failure()
         logger.error(
             "VerifyNow %s failed: HTTP %s, responseCode %s",
@@ -597,7 +640,9 @@ class VerifyNowClient:
         )
         return ProviderError(endpoint=endpoint, response_code=code)
 
-    def _rejected(self, endpoint: str, response: requests.Response, code: int | None) -> ProviderError:
+    def _rejected(
+        self, endpoint: str, response: requests.Response, code: int | None
+    ) -> ProviderError:
         self.breaker.record_success()  # the vendor is up; it refused this request
         logger.error(
             "VerifyNow %s refused: HTTP %s, responseCode %s (%s)",
@@ -653,7 +698,9 @@ class VerifyNowClient:
             )
         if outcome is Outcome.LIMIT_REACHED:
             self.breaker.record_success()
-            logger.warning("VerifyNow send refused: the vendor's limit was reached (800)")
+            logger.warning(
+                "VerifyNow send refused: the vendor's limit was reached (800)"
+            )
             raise RateLimited(retry_after=PROVIDER_LIMIT_RETRY_AFTER, scope="provider")
         if outcome is Outcome.PROVIDER_FAULT or response.status_code >= 500:
             raise self._fault("send", response, code)

@@ -19,13 +19,17 @@ class ResponseCode(enum.IntEnum):
 
     SUCCESS = 200
     BAD_REQUEST = 400
-    UNAUTHORIZED = 401  # not in the vendor table; what an expired token is assumed to give
+    UNAUTHORIZED = (
+        401  # not in the vendor table; what an expired token is assumed to give
+    )
     DUPLICATE_RESOURCE = 409
     SERVER_ERROR = 500
     INVALID_CUSTOMER_ID = 501
     INVALID_VERIFICATION_ID = 505
     REQUEST_ALREADY_EXISTS = 506
-    INSUFFICIENT_BALANCE = 508  # name assumed: the vendor console shows "Insufficient Balance!"
+    INSUFFICIENT_BALANCE = (
+        508  # name assumed: the vendor console shows "Insufficient Balance!"
+    )
     INVALID_COUNTRY_CODE = 511
     VERIFICATION_FAILED = 700
     WRONG_OTP_PROVIDED = 702

@@ -113,8 +113,11 @@ class VerifyNowSettings:
 
     def _int(self, key: str, lo: int, hi: int | None = None) -> int:
         value = self._raw(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
-            hi is not None and value > hi
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < lo
+            or (hi is not None and value > hi)
         ):
             bound = f"an integer from {lo} to {hi}" if hi else f"an integer >= {lo}"
             raise _bad(key, bound, value)
@@ -123,7 +126,11 @@ class VerifyNowSettings:
     def unknown_keys(self) -> list[str]:
         """Keys in ``settings.VERIFYNOW`` that this version does not know (typos)."""
         user = getattr(settings, "VERIFYNOW", None) or {}
-        return sorted(k for k in user if k not in DEFAULTS) if isinstance(user, dict) else []
+        return (
+            sorted(k for k in user if k not in DEFAULTS)
+            if isinstance(user, dict)
+            else []
+        )
 
     # -- credentials --------------------------------------------------------------------
     @property
@@ -274,20 +281,28 @@ class VerifyNowSettings:
         value = self._raw("ALLOWED_COUNTRIES")
         if value is None:
             return None
-        if isinstance(value, str) or not _iterable(value) or not all(
-            isinstance(c, str) and len(c) == 2 for c in value
+        if (
+            isinstance(value, str)
+            or not _iterable(value)
+            or not all(isinstance(c, str) and len(c) == 2 for c in value)
         ):
-            raise _bad("ALLOWED_COUNTRIES", 'a list of ISO codes like ["IN", "GB"]', value)
+            raise _bad(
+                "ALLOWED_COUNTRIES", 'a list of ISO codes like ["IN", "GB"]', value
+            )
         return frozenset(c.upper() for c in value)
 
     @property
     def ALLOWED_NUMBER_TYPES(self) -> frozenset[str]:
         """libphonenumber number types accepted (names of ``PhoneNumberType``)."""
         value = self._raw("ALLOWED_NUMBER_TYPES")
-        if isinstance(value, str) or not _iterable(value) or not all(
-            v in NUMBER_TYPES for v in value
+        if (
+            isinstance(value, str)
+            or not _iterable(value)
+            or not all(v in NUMBER_TYPES for v in value)
         ):
-            raise _bad("ALLOWED_NUMBER_TYPES", f"a list drawn from {NUMBER_TYPES}", value)
+            raise _bad(
+                "ALLOWED_NUMBER_TYPES", f"a list drawn from {NUMBER_TYPES}", value
+            )
         return frozenset(value)
 
     @property
@@ -307,7 +322,9 @@ class VerifyNowSettings:
         """Cache alias for the token, the limits and the circuit breaker."""
         value = self._raw("CACHE")
         if not isinstance(value, str) or value not in settings.CACHES:
-            raise _bad("CACHE", f"one of the CACHES aliases {sorted(settings.CACHES)}", value)
+            raise _bad(
+                "CACHE", f"one of the CACHES aliases {sorted(settings.CACHES)}", value
+            )
         return value
 
     @property

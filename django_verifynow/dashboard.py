@@ -105,7 +105,9 @@ def _rows(days: int, now: datetime | None) -> tuple[datetime, list[dict[str, Any
             ),
         )
         .values("day", "country", "status", "error_code")
-        .annotate(n=Count("pk"), consumed=Count("pk", filter=Q(consumed_at__isnull=False)))
+        .annotate(
+            n=Count("pk"), consumed=Count("pk", filter=Q(consumed_at__isnull=False))
+        )
         .order_by()
     )
     return start, list(rows)
@@ -148,7 +150,9 @@ def _daily(start: datetime, rows: list[dict[str, Any]], days: int) -> list[DaySt
     return result
 
 
-def daily_stats(days: int = DEFAULT_DAYS, *, now: datetime | None = None) -> list[DayStats]:
+def daily_stats(
+    days: int = DEFAULT_DAYS, *, now: datetime | None = None
+) -> list[DayStats]:
     """Sends, verifications and vendor refusals per local day, oldest first.
 
     Every day of the window is present, days without attempts as zeros. One query.
@@ -183,7 +187,9 @@ def _summary(rows: list[dict[str, Any]]) -> Summary:
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
     return Summary(
-        sends=sum(n for status, n in by_status.items() if status != AttemptStatus.FAILED),
+        sends=sum(
+            n for status, n in by_status.items() if status != AttemptStatus.FAILED
+        ),
         verified=by_status.get(AttemptStatus.VERIFIED, 0),
         locked=by_status.get(AttemptStatus.LOCKED, 0),
         failed=by_status.get(AttemptStatus.FAILED, 0),
@@ -266,7 +272,11 @@ def _vendor_errors(
         VerificationCheck.objects.filter(
             created_at__gte=start,
             created_at__lte=end,
-            outcome__in=[CheckOutcome.ERROR, CheckOutcome.UNAVAILABLE, CheckOutcome.UNKNOWN],
+            outcome__in=[
+                CheckOutcome.ERROR,
+                CheckOutcome.UNAVAILABLE,
+                CheckOutcome.UNKNOWN,
+            ],
         )
         .values("response_code")
         .annotate(count=Count("pk"))
@@ -278,7 +288,9 @@ def _vendor_errors(
     return result
 
 
-def vendor_errors(days: int = DEFAULT_DAYS, *, now: datetime | None = None) -> list[VendorError]:
+def vendor_errors(
+    days: int = DEFAULT_DAYS, *, now: datetime | None = None
+) -> list[VendorError]:
     """Failed sends and failed checks grouped by vendor response code, most first.
 
     Sends in status ``failed`` or ``unknown`` by their last response code, and checks
@@ -347,10 +359,14 @@ def record_blocked(sender: Any = None, *, reason: str = "", **kwargs: Any) -> No
         logger.warning("verifynow dashboard: could not count a blocked send")
 
 
-verification_blocked.connect(record_blocked, dispatch_uid="django_verifynow.dashboard.blocked")
+verification_blocked.connect(
+    record_blocked, dispatch_uid="django_verifynow.dashboard.blocked"
+)
 
 
-def blocked_sends(days: int = DEFAULT_DAYS, *, now: datetime | None = None) -> list[BlockedCount]:
+def blocked_sends(
+    days: int = DEFAULT_DAYS, *, now: datetime | None = None
+) -> list[BlockedCount]:
     """Sends refused by policy per reason over the last ``days`` UTC days, most first.
 
     Read from the cache (one ``get_many``): only as durable and as shared as the cache
@@ -358,7 +374,8 @@ def blocked_sends(days: int = DEFAULT_DAYS, *, now: datetime | None = None) -> l
     """
     today = (now or timezone.now()).date()
     keys = [
-        _BLOCKED_KEY.format(day=(today - timedelta(days=n)).isoformat()) for n in range(days)
+        _BLOCKED_KEY.format(day=(today - timedelta(days=n)).isoformat())
+        for n in range(days)
     ]
     try:
         found = caches[verifynow_settings.CACHE].get_many(keys)
@@ -368,7 +385,10 @@ def blocked_sends(days: int = DEFAULT_DAYS, *, now: datetime | None = None) -> l
     for counts in found.values():
         for reason, count in counts.items():
             totals[reason] = totals.get(reason, 0) + count
-    return [BlockedCount(r, c) for r, c in sorted(totals.items(), key=lambda i: (-i[1], i[0]))]
+    return [
+        BlockedCount(r, c)
+        for r, c in sorted(totals.items(), key=lambda i: (-i[1], i[0]))
+    ]
 
 
 # -- SMS pumping (R22) -----------------------------------------------------------------
@@ -480,7 +500,9 @@ def pumping_signals(
             continue
         base_counts: dict[str, Any] = {}
         for n, window in enumerate(windows):
-            period = Q(created_at__gte=now - window - baseline, created_at__lt=now - window)
+            period = Q(
+                created_at__gte=now - window - baseline, created_at__lt=now - window
+            )
             base_counts[f"b{n}"] = Count("pk", filter=period)
             base_counts[f"bv{n}"] = Count("pk", filter=period & _VERIFIED)
         base = {
@@ -579,9 +601,23 @@ def chart(days: list[DayStats], *, width: int = 760, height: int = 240) -> Chart
         text = f"{d.day:%Y-%m-%d}: {d.sends} sent, {d.verified} verified" + (
             f", {conv:.0%}" if conv is not None else ""
         )
-        sends.append(Bar(x, y_of(d.sends), round(bar_w, 1), round(bottom - y_of(d.sends), 1), text))
+        sends.append(
+            Bar(
+                x,
+                y_of(d.sends),
+                round(bar_w, 1),
+                round(bottom - y_of(d.sends), 1),
+                text,
+            )
+        )
         verified.append(
-            Bar(x, y_of(d.verified), round(bar_w, 1), round(bottom - y_of(d.verified), 1), text)
+            Bar(
+                x,
+                y_of(d.verified),
+                round(bar_w, 1),
+                round(bottom - y_of(d.verified), 1),
+                text,
+            )
         )
         if conv is not None:
             cx = round(left + i * slot + slot / 2, 1)

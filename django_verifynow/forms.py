@@ -76,7 +76,9 @@ class VerifiedPhoneNumberField(forms.Field):
                 purpose=purpose, countries=countries, default_country=default_country
             )
         elif isinstance(widget, type):
-            widget = widget(purpose=purpose, countries=countries, default_country=default_country)
+            widget = widget(
+                purpose=purpose, countries=countries, default_country=default_country
+            )
         super().__init__(widget=widget, **kwargs)
         self.purpose = purpose
         self.default_country = default_country
@@ -96,11 +98,15 @@ class VerifiedPhoneNumberField(forms.Field):
         self.attempt = None
         self.widget.verified = None
         if not isinstance(value, dict):
-            value = PhoneVerificationValue(phone=str(value or ""), country="", attempt="")
+            value = PhoneVerificationValue(
+                phone=str(value or ""), country="", attempt=""
+            )
         typed = value.get("phone", "")
         if not typed:
             if self.required:
-                raise forms.ValidationError(self.error_messages["required"], code="required")
+                raise forms.ValidationError(
+                    self.error_messages["required"], code="required"
+                )
             return None
         region = value.get("country") or self.default_country or None
         try:
@@ -111,7 +117,9 @@ class VerifiedPhoneNumberField(forms.Field):
             ) from None
         attempt_id = value.get("attempt", "")
         if not attempt_id:
-            raise forms.ValidationError(self.error_messages["unverified"], code="unverified")
+            raise forms.ValidationError(
+                self.error_messages["unverified"], code="unverified"
+            )
         if self.request is None:
             raise ImproperlyConfigured(
                 "VerifiedPhoneNumberField needs the request to check the session binding: "
@@ -120,7 +128,10 @@ class VerifiedPhoneNumberField(forms.Field):
             )
         try:
             attempt = services.verified_attempt(
-                attempt_id, phone_number=e164, purpose=self.purpose, request=self.request
+                attempt_id,
+                phone_number=e164,
+                purpose=self.purpose,
+                request=self.request,
             )
         except AttemptNotFound:
             # One message whatever the reason (unknown, another session, used, too old):
@@ -152,7 +163,8 @@ def bind_request(form: forms.BaseForm, request: HttpRequest | None) -> None:
 
 def _verified_fields(form: forms.BaseForm, name: str | None) -> list[str]:
     names = [
-        n for n, f in form.fields.items()
+        n
+        for n, f in form.fields.items()
         if isinstance(f, VerifiedPhoneNumberField) and (name is None or n == name)
     ]
     if name is not None and not names:
@@ -186,11 +198,15 @@ def consume_verified_phone(form: forms.BaseForm, name: str | None = None) -> lis
         if number is None:
             continue  # an optional field left empty
         if field.attempt is None:
-            raise RuntimeError(f"Field {field_name!r} has no verified attempt to consume.")
+            raise RuntimeError(
+                f"Field {field_name!r} has no verified attempt to consume."
+            )
         try:
             consumed.append(
                 services.consume_verification(
-                    field.attempt, phone_number=number, purpose=field.purpose,
+                    field.attempt,
+                    phone_number=number,
+                    purpose=field.purpose,
                     request=field.request,
                 )
             )
@@ -198,7 +214,9 @@ def consume_verified_phone(form: forms.BaseForm, name: str | None = None) -> lis
             field.widget.verified = None
             form.add_error(
                 field_name,
-                forms.ValidationError(field.error_messages["unverified"], code="unverified"),
+                forms.ValidationError(
+                    field.error_messages["unverified"], code="unverified"
+                ),
             )
             raise
     return consumed
@@ -215,7 +233,9 @@ class VerifiedPhoneFormMixin:
     :class:`~django_verifynow.exceptions.AttemptNotFound`; nothing is saved.
     """
 
-    def __init__(self, *args: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, request: HttpRequest | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self.request = request
         bind_request(self, request)  # type: ignore[arg-type]

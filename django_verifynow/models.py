@@ -64,7 +64,9 @@ class VerificationAttempt(models.Model):
     phone_number = models.CharField(_("phone number"), max_length=20)  # E.164
     country = models.CharField(_("country"), max_length=2, blank=True)
     status = models.CharField(
-        _("status"), max_length=16, choices=AttemptStatus.choices,
+        _("status"),
+        max_length=16,
+        choices=AttemptStatus.choices,
         default=AttemptStatus.UNKNOWN,
     )
     purpose = models.CharField(_("purpose"), max_length=64, default="verify")
@@ -79,8 +81,12 @@ class VerificationAttempt(models.Model):
         _("VerifyNow transaction id"), max_length=64, blank=True
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     #: SHA-256 of a random token kept in the browser's session: binds the attempt to
@@ -107,10 +113,14 @@ class VerificationAttempt(models.Model):
             # The admin's default ordering and date hierarchy, and the purge horizon.
             models.Index(fields=["-created_at"], name="verifynow_att_created"),
             # Per-phone history: admin search, 506 reuse, expiring the previous attempt.
-            models.Index(fields=["phone_number", "-created_at"], name="verifynow_att_phone"),
+            models.Index(
+                fields=["phone_number", "-created_at"], name="verifynow_att_phone"
+            ),
             # Admin filters combined with the default ordering.
             models.Index(fields=["status", "-created_at"], name="verifynow_att_status"),
-            models.Index(fields=["country", "-created_at"], name="verifynow_att_country"),
+            models.Index(
+                fields=["country", "-created_at"], name="verifynow_att_country"
+            ),
             models.Index(fields=["provider_verification_id"], name="verifynow_att_vid"),
         ]
 
@@ -157,12 +167,18 @@ class VerificationCheck(models.Model):
     Outcome = CheckOutcome
 
     attempt = models.ForeignKey(
-        VerificationAttempt, verbose_name=_("attempt"), on_delete=models.CASCADE,
+        VerificationAttempt,
+        verbose_name=_("attempt"),
+        on_delete=models.CASCADE,
         related_name="checks",
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
-    outcome = models.CharField(_("outcome"), max_length=16, choices=CheckOutcome.choices)
-    response_code = models.IntegerField(_("VerifyNow response code"), null=True, blank=True)
+    outcome = models.CharField(
+        _("outcome"), max_length=16, choices=CheckOutcome.choices
+    )
+    response_code = models.IntegerField(
+        _("VerifyNow response code"), null=True, blank=True
+    )
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
 
     class Meta:
@@ -195,7 +211,8 @@ class DailyAttemptStat(models.Model):
         ordering = ["-day", "country"]
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "country", "flow_type", "status"], name="verifynow_stat_unique"
+                fields=["day", "country", "flow_type", "status"],
+                name="verifynow_stat_unique",
             )
         ]
 

@@ -16,7 +16,15 @@ from phonenumbers import PhoneNumberType
 from .conf import NUMBER_TYPES, verifynow_settings
 from .exceptions import InvalidPhoneNumber, PhoneNumberNotAllowed
 
-__all__ = ["VendorNumber", "check_allowed", "mask", "normalize", "prefix", "region_of", "split_for_vendor"]
+__all__ = [
+    "VendorNumber",
+    "check_allowed",
+    "mask",
+    "normalize",
+    "prefix",
+    "region_of",
+    "split_for_vendor",
+]
 
 _TYPE_NAMES = {getattr(PhoneNumberType, name): name for name in NUMBER_TYPES}
 

@@ -127,12 +127,19 @@ def _bound_to(attempt: VerificationAttempt, ctx: _Context) -> bool:
     )
 
 
-def _resolve(attempt: VerificationAttempt | uuid.UUID | str, ctx: _Context) -> VerificationAttempt:
+def _resolve(
+    attempt: VerificationAttempt | uuid.UUID | str, ctx: _Context
+) -> VerificationAttempt:
     if not isinstance(attempt, VerificationAttempt):
         try:
             pk = attempt if isinstance(attempt, uuid.UUID) else uuid.UUID(str(attempt))
             attempt = VerificationAttempt.objects.get(pk=pk)
-        except (ValueError, TypeError, AttributeError, VerificationAttempt.DoesNotExist):
+        except (
+            ValueError,
+            TypeError,
+            AttributeError,
+            VerificationAttempt.DoesNotExist,
+        ):
             raise AttemptNotFound() from None
     if not _bound_to(attempt, ctx):
         # The same error as an unknown id: nothing reveals that the attempt exists.
@@ -173,7 +180,9 @@ def _spend(ctx: _Context, action: str) -> None:
 # -- events ---------------------------------------------------------------------------
 
 
-def _event(name: str, attempt: VerificationAttempt | None, ctx: _Context, **fields: Any) -> None:
+def _event(
+    name: str, attempt: VerificationAttempt | None, ctx: _Context, **fields: Any
+) -> None:
     data = {
         "event": name,
         "attempt": str(attempt.pk) if attempt else None,
@@ -183,17 +192,28 @@ def _event(name: str, attempt: VerificationAttempt | None, ctx: _Context, **fiel
         **fields,
     }
     events.info(
-        "verifynow %s %s", name, " ".join(f"{k}={v}" for k, v in data.items() if v is not None),
+        "verifynow %s %s",
+        name,
+        " ".join(f"{k}={v}" for k, v in data.items() if v is not None),
         extra={"verifynow": data},
     )
 
 
 def _blocked(e164: str, ctx: _Context, reason: str) -> None:
-    _event("blocked", None, ctx, phone=phone.mask(e164), country=phone.region_of(e164),
-           reason=reason)
+    _event(
+        "blocked",
+        None,
+        ctx,
+        phone=phone.mask(e164),
+        country=phone.region_of(e164),
+        reason=reason,
+    )
     signals.verification_blocked.send(
-        sender=VerificationAttempt, attempt=None, request=ctx.request,
-        phone_number=phone.mask(e164), reason=reason,
+        sender=VerificationAttempt,
+        attempt=None,
+        request=ctx.request,
+        phone_number=phone.mask(e164),
+        reason=reason,
     )
 
 
@@ -247,7 +267,9 @@ def send_otp(
 
 
 def resend_otp(
-    attempt: VerificationAttempt | uuid.UUID | str, *, request: HttpRequest | None = None
+    attempt: VerificationAttempt | uuid.UUID | str,
+    *,
+    request: HttpRequest | None = None,
 ) -> VerificationAttempt:
     """Send a new code to the phone of ``attempt``; return the new attempt.
 
@@ -262,14 +284,19 @@ def resend_otp(
     if previous.status == AttemptStatus.VERIFIED:
         raise InvalidInput(_("This phone number is already verified."))
     if ctx.user is None and previous.user_id is not None:
-        ctx = _Context(request=ctx.request, user=previous.user, binding=ctx.binding, ip=ctx.ip)
+        ctx = _Context(
+            request=ctx.request, user=previous.user, binding=ctx.binding, ip=ctx.ip
+        )
     try:
         ratelimit.hit("resend", {"phone": previous.phone_number, **ctx.limit_keys})
     except RateLimited as exc:
         _blocked(previous.phone_number, ctx, f"rate_limited:{exc.scope}")
         raise
     return _send(
-        previous.phone_number, ctx, purpose=previous.purpose, flow=previous.flow_type,
+        previous.phone_number,
+        ctx,
+        purpose=previous.purpose,
+        flow=previous.flow_type,
         previous=previous,
     )
 
@@ -280,10 +307,16 @@ def _apply_send_limits(e164: str, ctx: _Context) -> None:
         _blocked(e164, ctx, "cooldown")
         raise RateLimited(retry_after=wait, scope="cooldown")
     try:
-        ratelimit.hit("send", {"phone": e164, "prefix": phone.prefix(e164), **ctx.limit_keys})
+        ratelimit.hit(
+            "send", {"phone": e164, "prefix": phone.prefix(e164), **ctx.limit_keys}
+        )
         ratelimit.hit_daily_cap()
     except RateLimited as exc:
-        _blocked(e164, ctx, "daily_cap" if exc.scope == "daily_cap" else f"rate_limited:{exc.scope}")
+        _blocked(
+            e164,
+            ctx,
+            "daily_cap" if exc.scope == "daily_cap" else f"rate_limited:{exc.scope}",
+        )
         raise
     ratelimit.start_cooldown(e164)
 
@@ -357,8 +390,11 @@ def _send(
     attempt.last_response_code = result.response_code
     attempt.expires_at = now + timedelta(seconds=lifetime)
     fields = [
-        "status", "provider_verification_id", "provider_transaction_id",
-        "last_response_code", "expires_at",
+        "status",
+        "provider_verification_id",
+        "provider_transaction_id",
+        "last_response_code",
+        "expires_at",
     ]
     if result.reused:
         # 506: the vendor kept its pending code (no SMS went out) and counts wrong codes
@@ -382,7 +418,9 @@ def _send(
             raise RateLimited(retry_after=lifetime, scope="provider")
     attempt.save(update_fields=fields)
     _event("sent", attempt, ctx, reused=result.reused, channel=flow)
-    signals.verification_sent.send(sender=VerificationAttempt, attempt=attempt, request=ctx.request)
+    signals.verification_sent.send(
+        sender=VerificationAttempt, attempt=attempt, request=ctx.request
+    )
     return attempt
 
 
@@ -444,7 +482,9 @@ def validate_otp(
     cleaned = _clean_code(code)
     attempt = _resolve(attempt, ctx)
     if len(cleaned) != attempt.otp_length:
-        raise InvalidInput(_("The code must be %(n)d digits.") % {"n": attempt.otp_length})
+        raise InvalidInput(
+            _("The code must be %(n)d digits.") % {"n": attempt.otp_length}
+        )
     attempt.check_outcome = None
 
     if attempt.status != AttemptStatus.PENDING or not attempt.provider_verification_id:
@@ -472,8 +512,13 @@ def validate_otp(
         expires_at__gt=now,
     ).update(check_count=F("check_count") + 1)
     if not reserved:
-        attempt.refresh_from_db(fields=["status", "check_count", "verified_at", "expires_at"])
-        if attempt.status == AttemptStatus.PENDING and attempt.check_count >= attempt.max_attempts:
+        attempt.refresh_from_db(
+            fields=["status", "check_count", "verified_at", "expires_at"]
+        )
+        if (
+            attempt.status == AttemptStatus.PENDING
+            and attempt.check_count >= attempt.max_attempts
+        ):
             _settle(attempt, AttemptStatus.LOCKED)
         return attempt
     attempt.check_count += 1
@@ -510,7 +555,12 @@ def validate_otp(
     code_ = result.response_code
     if result.verified:
         # 703 counts as success only because this attempt of ours is still pending (S4).
-        if _settle(attempt, AttemptStatus.VERIFIED, response_code=code_, verified_at=timezone.now()):
+        if _settle(
+            attempt,
+            AttemptStatus.VERIFIED,
+            response_code=code_,
+            verified_at=timezone.now(),
+        ):
             ratelimit.reset("validate_failure", phone_keys)  # forget failures (R13)
             _event("verified", attempt, ctx)
             signals.verification_verified.send(
@@ -524,7 +574,9 @@ def validate_otp(
         _count_failure(phone_keys)
         # Lock when this check used the last allowed attempt (whoever's check it was).
         locked = VerificationAttempt.objects.filter(
-            pk=attempt.pk, status=AttemptStatus.PENDING, check_count__gte=F("max_attempts")
+            pk=attempt.pk,
+            status=AttemptStatus.PENDING,
+            check_count__gte=F("max_attempts"),
         ).update(status=AttemptStatus.LOCKED, last_response_code=code_)
         if locked:
             attempt.status = AttemptStatus.LOCKED
@@ -605,7 +657,8 @@ def _proof_filter(e164: str, purpose: str) -> Q:
         consumed_at__isnull=True,
         phone_number=e164,
         purpose=purpose,
-        verified_at__gte=timezone.now() - timedelta(seconds=verifynow_settings.PROOF_TTL),
+        verified_at__gte=timezone.now()
+        - timedelta(seconds=verifynow_settings.PROOF_TTL),
     )
 
 
@@ -627,7 +680,9 @@ def verified_attempt(
     e164 = phone.normalize(phone_number)
     ctx = _context(request, bind=False)
     resolved = _resolve(attempt, ctx)
-    if not VerificationAttempt.objects.filter(_proof_filter(e164, purpose), pk=resolved.pk).exists():
+    if not VerificationAttempt.objects.filter(
+        _proof_filter(e164, purpose), pk=resolved.pk
+    ).exists():
         raise AttemptNotFound(_PROOF_MISSING)
     return resolved
 

@@ -92,7 +92,9 @@ class PhoneVerificationWidget(forms.Widget):
         self.verified: dict[str, str] | None = None
 
     # -- data ---------------------------------------------------------------------------
-    def value_from_datadict(self, data: Any, files: Any, name: str) -> PhoneVerificationValue:
+    def value_from_datadict(
+        self, data: Any, files: Any, name: str
+    ) -> PhoneVerificationValue:
         """Collect the phone, its country and the attempt id from the submitted form."""
         return PhoneVerificationValue(
             phone=(data.get(name) or "").strip(),
@@ -134,7 +136,9 @@ class PhoneVerificationWidget(forms.Widget):
                 'add path("verify/", include("django_verifynow.urls")) to urlpatterns.'
             ) from exc
 
-    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+    def get_context(
+        self, name: str, value: Any, attrs: dict[str, Any] | None
+    ) -> dict[str, Any]:
         """Add the phone, country, verified state, API URLs and messages to the context."""
         context = super().get_context(name, value, attrs)
         widget = context["widget"]
@@ -145,9 +149,15 @@ class PhoneVerificationWidget(forms.Widget):
             phone = str(value)
         choices = self.country_choices()
         if not country:
-            country = (self.default_country or (choices[0][0] if choices else "")).upper()
+            country = (
+                self.default_country or (choices[0][0] if choices else "")
+            ).upper()
         verified = self.verified
-        if verified and isinstance(value, dict) and value.get("attempt") == verified["attempt"]:
+        if (
+            verified
+            and isinstance(value, dict)
+            and value.get("attempt") == verified["attempt"]
+        ):
             # Only an attempt the server just re-checked is rendered back as verified.
             attempt = verified["attempt"]
         else:

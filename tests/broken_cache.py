@@ -10,7 +10,9 @@ from django.core.cache.backends.base import BaseCache
 class BrokenCache(BaseCache):
     """Raises ``ConnectionError`` on every call, like a Redis server that went away."""
 
-    def __init__(self, location: str = "", params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, location: str = "", params: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(params or {})
 
     def _fail(self, *args: Any, **kwargs: Any) -> Any:

@@ -54,7 +54,9 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 def _stub(request: HttpRequest, pk: object = None) -> JsonResponse:
-    return JsonResponse({"code": "not_implemented", "detail": "API missing"}, status=501)
+    return JsonResponse(
+        {"code": "not_implemented", "detail": "API missing"}, status=501
+    )
 
 
 if HAS_API:

@@ -27,9 +27,15 @@ def _service_gate(var: str, what: str) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Gate tests marked ``postgres`` or ``redis`` on the matching service URL."""
     if item.get_closest_marker("postgres"):
-        _service_gate("VERIFYNOW_TEST_DATABASE_URL", "needs PostgreSQL for row locks and concurrency")
+        _service_gate(
+            "VERIFYNOW_TEST_DATABASE_URL",
+            "needs PostgreSQL for row locks and concurrency",
+        )
     if item.get_closest_marker("redis"):
-        _service_gate("VERIFYNOW_TEST_REDIS_URL", "needs Redis for a cache shared across processes")
+        _service_gate(
+            "VERIFYNOW_TEST_REDIS_URL",
+            "needs Redis for a cache shared across processes",
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -72,7 +72,9 @@ if _db_url:
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    }
 
 _redis_url = os.environ.get("VERIFYNOW_TEST_REDIS_URL")
 if _redis_url:

@@ -48,15 +48,20 @@ def attempt(phone=PHONE, **fields):
         "provider_verification_id": str(uuid.uuid4().int)[:8],
         "expires_at": timezone.now() + timedelta(minutes=10),
     }
-    return VerificationAttempt.objects.create(phone_number=phone, **{**defaults, **fields})
+    return VerificationAttempt.objects.create(
+        phone_number=phone, **{**defaults, **fields}
+    )
 
 
 def many(n, phone=PHONE, **fields):
     now = timezone.now()
     VerificationAttempt.objects.bulk_create(
         VerificationAttempt(
-            phone_number=phone, country="IN", status=AttemptStatus.EXPIRED,
-            created_at=now - timedelta(minutes=i), **fields,
+            phone_number=phone,
+            country="IN",
+            status=AttemptStatus.EXPIRED,
+            created_at=now - timedelta(minutes=i),
+            **fields,
         )
         for i in range(n)
     )
@@ -65,7 +70,8 @@ def many(n, phone=PHONE, **fields):
 def full_number_permission():
     ct = ContentType.objects.get_for_model(VerificationAttempt)
     perm, _ = Permission.objects.get_or_create(
-        codename="view_full_phone_number", content_type=ct,
+        codename="view_full_phone_number",
+        content_type=ct,
         defaults={"name": "Can view full phone numbers"},
     )
     return perm
@@ -74,7 +80,9 @@ def full_number_permission():
 def staff(username="operator", *perms):
     user = get_user_model().objects.create_user(username, is_staff=True)
     ct = ContentType.objects.get_for_model(VerificationAttempt)
-    user.user_permissions.add(Permission.objects.get(codename="view_verificationattempt", content_type=ct))
+    user.user_permissions.add(
+        Permission.objects.get(codename="view_verificationattempt", content_type=ct)
+    )
     for perm in perms:
         user.user_permissions.add(perm)
     return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
@@ -101,10 +109,13 @@ def test_changelist_shows_the_attempt_masked(operator_client):
     html = changelist(operator_client).content.decode()
     assert f'<td class="field-phone">{MASKED}</td>' in html
     assert PHONE not in html and "9876543210" not in html
-    assert 'verifynow-status-pending' in html and ">Pending<" in html
+    assert "verifynow-status-pending" in html and ">Pending<" in html
     assert "WhatsApp" in html and "signup" in html and "203.0.113.7" in html
     assert reverse("admin:auth_user_change", args=[user.pk]) in html
-    assert reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk]) in html
+    assert (
+        reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk])
+        in html
+    )
     assert reverse(DASHBOARD) in html
     assert "1 verification attempt" in html
 
@@ -126,18 +137,37 @@ def test_no_add_button_and_add_page_forbidden(admin_client):
     attempt()
     html = changelist(admin_client).content.decode()
     assert reverse("admin:django_verifynow_verificationattempt_add") not in html
-    assert admin_client.get(reverse("admin:django_verifynow_verificationattempt_add")).status_code == 403
+    assert (
+        admin_client.get(
+            reverse("admin:django_verifynow_verificationattempt_add")
+        ).status_code
+        == 403
+    )
 
 
 def test_change_page_is_read_only_with_check_history(operator_client):
-    a = attempt(status=AttemptStatus.VERIFIED, check_count=2, last_response_code=200,
-                session_binding="s" * 64)
-    VerificationCheck.objects.create(attempt=a, outcome=CheckOutcome.WRONG_CODE, response_code=702,
-                                     ip_address="198.51.100.1")
-    VerificationCheck.objects.create(attempt=a, outcome=CheckOutcome.VERIFIED, response_code=200)
+    a = attempt(
+        status=AttemptStatus.VERIFIED,
+        check_count=2,
+        last_response_code=200,
+        session_binding="s" * 64,
+    )
+    VerificationCheck.objects.create(
+        attempt=a,
+        outcome=CheckOutcome.WRONG_CODE,
+        response_code=702,
+        ip_address="198.51.100.1",
+    )
+    VerificationCheck.objects.create(
+        attempt=a, outcome=CheckOutcome.VERIFIED, response_code=200
+    )
     url = reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk])
     html = operator_client.get(url).content.decode()
-    assert "Wrong code" in html and "702 WRONG_OTP_PROVIDED" in html and "198.51.100.1" in html
+    assert (
+        "Wrong code" in html
+        and "702 WRONG_OTP_PROVIDED" in html
+        and "198.51.100.1" in html
+    )
     checks = html.split('id="checks-group"')[1]
     assert checks.index("Wrong code") < checks.index("200 SUCCESS")
     assert MASKED in html and PHONE not in html
@@ -152,14 +182,19 @@ def test_change_page_is_read_only_with_check_history(operator_client):
 def test_change_page_full_number_with_permission(client):
     a = attempt()
     client.force_login(staff("trusted", full_number_permission()))
-    html = client.get(reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk])).content.decode()
+    html = client.get(
+        reverse("admin:django_verifynow_verificationattempt_change", args=[a.pk])
+    ).content.decode()
     assert PHONE in html
 
 
 def test_delete_only_for_superusers(client, admin_client):
     a = attempt()
     ct = ContentType.objects.get_for_model(VerificationAttempt)
-    user = staff("deleter", Permission.objects.get(codename="delete_verificationattempt", content_type=ct))
+    user = staff(
+        "deleter",
+        Permission.objects.get(codename="delete_verificationattempt", content_type=ct),
+    )
     client.force_login(user)
     url = reverse("admin:django_verifynow_verificationattempt_delete", args=[a.pk])
     assert client.get(url).status_code == 403
@@ -172,7 +207,14 @@ def test_delete_only_for_superusers(client, admin_client):
 
 
 @pytest.mark.parametrize(
-    "term", ["+919876543210", "+91 98765 43210", "0091-98765-43210", "919876543210", "(+91) 98765-43210"]
+    "term",
+    [
+        "+919876543210",
+        "+91 98765 43210",
+        "0091-98765-43210",
+        "919876543210",
+        "(+91) 98765-43210",
+    ],
 )
 def test_search_normalises_the_number(operator_client, term):
     mine = attempt()
@@ -188,7 +230,9 @@ def test_search_national_format_with_allowed_countries(operator_client):
     # Tried in each allowed country: several may be valid; only existing rows match.
     assert "+447911123456" in phone_search_candidates("07911 123456")
     assert phone_search_candidates("not a number 12") == []
-    assert list(changelist(operator_client, q="07911 123456").context["cl"].result_list) == [uk]
+    assert list(
+        changelist(operator_client, q="07911 123456").context["cl"].result_list
+    ) == [uk]
 
 
 def test_search_by_vendor_id_attempt_id_and_user(operator_client):
@@ -196,11 +240,20 @@ def test_search_by_vendor_id_attempt_id_and_user(operator_client):
     a = attempt(provider_verification_id="12345678")
     b = attempt(OTHER, user=user)
     c = attempt("+919812345678")
-    assert list(changelist(operator_client, q="12345678").context["cl"].result_list) == [a]
+    assert list(
+        changelist(operator_client, q="12345678").context["cl"].result_list
+    ) == [a]
     assert list(changelist(operator_client, q="bob").context["cl"].result_list) == [b]
-    assert list(changelist(operator_client, q="BOB@example.com").context["cl"].result_list) == [b]
-    assert list(changelist(operator_client, q=str(c.pk)).context["cl"].result_list) == [c]
-    assert list(changelist(operator_client, q="no such thing").context["cl"].result_list) == []
+    assert list(
+        changelist(operator_client, q="BOB@example.com").context["cl"].result_list
+    ) == [b]
+    assert list(changelist(operator_client, q=str(c.pk)).context["cl"].result_list) == [
+        c
+    ]
+    assert (
+        list(changelist(operator_client, q="no such thing").context["cl"].result_list)
+        == []
+    )
 
 
 def test_search_is_exact_not_substring(operator_client):
@@ -213,13 +266,25 @@ def test_search_is_exact_not_substring(operator_client):
 
 def test_filters(operator_client):
     a = attempt(status=AttemptStatus.VERIFIED, purpose="signup", flow_type="SMS")
-    b = attempt(OTHER, status=AttemptStatus.LOCKED, purpose="login", flow_type="WHATSAPP")
-    assert list(changelist(operator_client, status__exact="locked").context["cl"].result_list) == [b]
-    assert list(changelist(operator_client, country="IN").context["cl"].result_list) == [a]
-    assert list(changelist(operator_client, purpose="login").context["cl"].result_list) == [b]
-    assert list(changelist(operator_client, flow_type__exact="SMS").context["cl"].result_list) == [a]
+    b = attempt(
+        OTHER, status=AttemptStatus.LOCKED, purpose="login", flow_type="WHATSAPP"
+    )
+    assert list(
+        changelist(operator_client, status__exact="locked").context["cl"].result_list
+    ) == [b]
+    assert list(
+        changelist(operator_client, country="IN").context["cl"].result_list
+    ) == [a]
+    assert list(
+        changelist(operator_client, purpose="login").context["cl"].result_list
+    ) == [b]
+    assert list(
+        changelist(operator_client, flow_type__exact="SMS").context["cl"].result_list
+    ) == [a]
     html = changelist(operator_client).content.decode()
-    assert "?purpose=login" in html and "?purpose=signup" in html and "?country=GB" in html
+    assert (
+        "?purpose=login" in html and "?purpose=signup" in html and "?country=GB" in html
+    )
 
 
 def test_date_hierarchy_without_distinct_scan(operator_client):
@@ -232,7 +297,9 @@ def test_date_hierarchy_without_distinct_scan(operator_client):
     assert f"?created_at__year={now.year - 1}" in html
     assert not [q for q in ctx.captured_queries if "DISTINCT" in q["sql"].upper()]
     local = timezone.localtime(now)
-    drilled = changelist(operator_client, created_at__year=local.year, created_at__month=local.month)
+    drilled = changelist(
+        operator_client, created_at__year=local.year, created_at__month=local.month
+    )
     assert list(drilled.context["cl"].result_list) == [recent]
     assert f"created_at__day={local.day}" in drilled.content.decode()
 
@@ -246,7 +313,9 @@ def _queries(client, **params):
     return [q["sql"] for q in ctx.captured_queries]
 
 
-def test_query_count_does_not_grow_with_the_page(operator_client, django_assert_max_num_queries):
+def test_query_count_does_not_grow_with_the_page(
+    operator_client, django_assert_max_num_queries
+):
     user = get_user_model().objects.create_user("carol")
     many(3, user=user)
     small = _queries(operator_client)
@@ -254,8 +323,12 @@ def test_query_count_does_not_grow_with_the_page(operator_client, django_assert_
     with django_assert_max_num_queries(len(small)):
         response = changelist(operator_client)
     assert len(response.context["cl"].result_list) == 100
-    assert len(_queries(operator_client, q=PHONE)) <= len(small) + 1  # + the user lookup
-    assert len(_queries(operator_client, status__exact="expired", country="IN")) == len(small)
+    assert (
+        len(_queries(operator_client, q=PHONE)) <= len(small) + 1
+    )  # + the user lookup
+    assert len(_queries(operator_client, status__exact="expired", country="IN")) == len(
+        small
+    )
 
 
 def test_counts_are_bounded(operator_client):
@@ -278,8 +351,12 @@ def test_count_capped_says_more_than(operator_client, monkeypatch):
 
 def test_bounded_paginator_exact_below_the_limit():
     many(7)
-    paginator = BoundedCountPaginator(VerificationAttempt.objects.order_by("-created_at"), 5, limit=10)
-    assert paginator.count == 7 and paginator.capped is False and paginator.num_pages == 2
+    paginator = BoundedCountPaginator(
+        VerificationAttempt.objects.order_by("-created_at"), 5, limit=10
+    )
+    assert (
+        paginator.count == 7 and paginator.capped is False and paginator.num_pages == 2
+    )
 
 
 # -- CSV export ------------------------------------------------------------------------
@@ -298,14 +375,20 @@ def _export(client, *attempts):
 
 def test_csv_export_masked(operator_client):
     user = get_user_model().objects.create_user("=HYPERLINK(evil)")
-    a = attempt(user=user, status=AttemptStatus.VERIFIED, check_count=1, last_response_code=200)
+    a = attempt(
+        user=user, status=AttemptStatus.VERIFIED, check_count=1, last_response_code=200
+    )
     attempt(OTHER)
     rows = _export(operator_client, a)
     assert rows[0][:5] == ["id", "created_at", "phone_number", "country", "status"]
     assert len(rows) == 2
     row = dict(zip(rows[0], rows[1]))
     assert row["id"] == str(a.pk) and row["phone_number"] == MASKED
-    assert row["status"] == "verified" and row["checks_used"] == "1" and row["country"] == "IN"
+    assert (
+        row["status"] == "verified"
+        and row["checks_used"] == "1"
+        and row["country"] == "IN"
+    )
     assert row["user"] == "'=HYPERLINK(evil)"  # not a formula in a spreadsheet
     assert not any("code" == h for h in rows[0])
 

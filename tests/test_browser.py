@@ -40,7 +40,9 @@ WAIT = 30_000  # ms: an upper bound on waiting for a state, never an assertion o
 
 def _gate(reason: str) -> None:
     if os.environ.get("VERIFYNOW_REQUIRE_SERVICES"):
-        pytest.fail(f"{reason}; VERIFYNOW_REQUIRE_SERVICES forbids skipping the browser tests")
+        pytest.fail(
+            f"{reason}; VERIFYNOW_REQUIRE_SERVICES forbids skipping the browser tests"
+        )
     pytest.skip(reason)
 
 
@@ -77,14 +79,22 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def vn_settings(settings: Any) -> Any:
     """Short resend cooldown for the browser tests (the countdown must finish)."""
-    settings.VERIFYNOW = {**settings.VERIFYNOW, "RESEND_COOLDOWN": 2, "RESEND_COOLDOWN_MAX": 4}
+    settings.VERIFYNOW = {
+        **settings.VERIFYNOW,
+        "RESEND_COOLDOWN": 2,
+        "RESEND_COOLDOWN_MAX": 4,
+    }
     return settings
 
 
 @pytest.fixture
-def page(browser: Any, live_server: Any, transactional_db: None, vn_settings: Any) -> Iterator[Any]:
+def page(
+    browser: Any, live_server: Any, transactional_db: None, vn_settings: Any
+) -> Iterator[Any]:
     """A fresh browser context on the signup page; fails the test on any JS error."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 900, "height": 900})
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 900, "height": 900}
+    )
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -127,7 +137,8 @@ def wrong(code: str) -> str:
 
 def wait_text(page: Any, text: str) -> str:
     page.wait_for_function(
-        "t => document.querySelector('[data-verifynow-status]').textContent.includes(t)", arg=text
+        "t => document.querySelector('[data-verifynow-status]').textContent.includes(t)",
+        arg=text,
     )
     return status(page).inner_text()
 
@@ -181,7 +192,9 @@ def test_resend_after_the_countdown(page: Any) -> None:
     first = last_code(PHONE)
     first_attempt = VerificationAttempt.objects.get(phone_number=PHONE)
     resend.click()
-    page.wait_for_function("() => document.querySelector('[data-verifynow-resend]').disabled")
+    page.wait_for_function(
+        "() => document.querySelector('[data-verifynow-resend]').disabled"
+    )
     wait_text(page, "We sent a code")
     assert sandbox_engine().count("send") == 2
     shot(page, "07-resent")
@@ -201,7 +214,9 @@ def test_expired_code_offers_a_resend(page: Any) -> None:
     assert "Request a new code" in text
     assert page.is_visible("[data-verifynow-resend]")
     shot(page, "08-expired")
-    page.wait_for_function("() => !document.querySelector('[data-verifynow-resend]').disabled")
+    page.wait_for_function(
+        "() => !document.querySelector('[data-verifynow-resend]').disabled"
+    )
     page.click("[data-verifynow-resend]")
     wait_text(page, "We sent a code")
     enter_code(page, last_code(PHONE))
@@ -210,7 +225,9 @@ def test_expired_code_offers_a_resend(page: Any) -> None:
 
 def test_rate_limited_message_with_the_wait(page: Any, vn_settings: Any) -> None:
     vn_settings.VERIFYNOW = {
-        **vn_settings.VERIFYNOW, "RESEND_COOLDOWN": 120, "RESEND_COOLDOWN_MAX": 120,
+        **vn_settings.VERIFYNOW,
+        "RESEND_COOLDOWN": 120,
+        "RESEND_COOLDOWN_MAX": 120,
     }
     send_code(page)
     page.click("[data-verifynow-send]")  # again, inside the cooldown
@@ -242,7 +259,9 @@ def test_verified_state_survives_a_failed_submit(page: Any) -> None:
     attempt_id = page.input_value("[data-verifynow-attempt]")
     page.click("#submit")
     page.wait_for_selector(".errorlist")
-    assert "password" in page.inner_text(".errorlist").lower() or page.is_visible(".errorlist")
+    assert "password" in page.inner_text(".errorlist").lower() or page.is_visible(
+        ".errorlist"
+    )
     assert page.input_value("[data-verifynow-attempt]") == attempt_id
     assert "verified" in status(page).inner_text()
     assert page.is_visible("[data-verifynow-change]")
@@ -279,7 +298,9 @@ def test_keyboard_only(page: Any) -> None:
     kb.press("Tab")
     kb.type(PASSWORD)
     kb.press("Tab")  # the country list
-    assert page.evaluate("document.activeElement.hasAttribute('data-verifynow-country')")
+    assert page.evaluate(
+        "document.activeElement.hasAttribute('data-verifynow-country')"
+    )
     kb.press("Tab")
     kb.type("+91 " + NATIONAL)
     kb.press("Enter")  # sends the code, does not submit the form
@@ -297,8 +318,9 @@ def test_keyboard_only(page: Any) -> None:
     assert get_user_model().objects.filter(username="kim").exists()
 
 
-def test_without_javascript_the_page_explains(browser: Any, live_server: Any,
-                                              transactional_db: None) -> None:
+def test_without_javascript_the_page_explains(
+    browser: Any, live_server: Any, transactional_db: None
+) -> None:
     context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
     pg = context.new_page()
     pg.goto("/signup/")
@@ -316,7 +338,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_example_site_signup_with_the_sandbox_inbox(browser: Any, tmp_path: Path) -> None:
+def test_example_site_signup_with_the_sandbox_inbox(
+    browser: Any, tmp_path: Path
+) -> None:
     """The README's promise: the example serves, the inbox shows the code, the profile
     shows the verified number (runs example_project/manage.py as dev.py does)."""
     import subprocess
@@ -326,15 +350,30 @@ def test_example_site_signup_with_the_sandbox_inbox(browser: Any, tmp_path: Path
     root = Path(__file__).resolve().parent.parent
     manage = root / "example_project" / "manage.py"
     env = {**os.environ, "EXAMPLE_DB": str(tmp_path / "example.sqlite3")}
-    for var in ("DJANGO_SETTINGS_MODULE", "VERIFYNOW_CUSTOMER_ID", "VERIFYNOW_PASSWORD"):
+    for var in (
+        "DJANGO_SETTINGS_MODULE",
+        "VERIFYNOW_CUSTOMER_ID",
+        "VERIFYNOW_PASSWORD",
+    ):
         env.pop(var, None)
-    for command in (["migrate", "--noinput"], ["ensure_demo_admin"], ["ensure_demo_admin"]):
-        subprocess.run([sys.executable, str(manage), *command], env=env, check=True,
-                       capture_output=True, timeout=120)
+    for command in (
+        ["migrate", "--noinput"],
+        ["ensure_demo_admin"],
+        ["ensure_demo_admin"],
+    ):
+        subprocess.run(
+            [sys.executable, str(manage), *command],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, str(manage), "runserver", "--noreload", f"127.0.0.1:{port}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-import responses
 import urllib3
 from django.core.cache import caches
 
@@ -52,7 +51,9 @@ TOKEN = jwt()
 
 
 def make_client(**kwargs) -> VerifyNowClient:
-    return VerifyNowClient(customer_id="C-TEST", password=PASSWORD, base_url=BASE, **kwargs)
+    return VerifyNowClient(
+        customer_id="C-TEST", password=PASSWORD, base_url=BASE, **kwargs
+    )
 
 
 def token_ok(vendor, token: str = TOKEN) -> None:
@@ -87,7 +88,12 @@ def query(call) -> dict[str, list[str]]:
     return parse_qs(urlsplit(call.request.url).query)
 
 
-SEND_ARGS = {"country_code": "91", "national_number": "9876543210", "flow_type": "SMS", "otp_length": 6}
+SEND_ARGS = {
+    "country_code": "91",
+    "national_number": "9876543210",
+    "flow_type": "SMS",
+    "otp_length": 6,
+}
 
 
 # -- wire format --------------------------------------------------------------------
@@ -100,10 +106,16 @@ def test_token_request_wire_format(vendor):
 
     token_call, send_call = vendor.calls
     assert token_call.request.method == "GET"
-    assert f"key={KEY.replace('+', '%2B').replace('/', '%2F').replace('=', '%3D')}" in token_call.request.url
+    assert (
+        f"key={KEY.replace('+', '%2B').replace('/', '%2F').replace('=', '%3D')}"
+        in token_call.request.url
+    )
     q = query(token_call)
     assert q == {
-        "customerId": ["C-TEST"], "key": [KEY], "scope": ["NEW"], "country": ["91"],
+        "customerId": ["C-TEST"],
+        "key": [KEY],
+        "scope": ["NEW"],
+        "country": ["91"],
         "email": ["ops@example.com"],
     }
     assert "authToken" not in token_call.request.headers
@@ -119,8 +131,11 @@ def test_send_wire_format(vendor):
     assert send_call.request.headers["authToken"] == TOKEN
     assert not send_call.request.body  # parameters in the query string, empty body
     assert query(send_call) == {
-        "countryCode": ["91"], "customerId": ["C-TEST"], "flowType": ["SMS"],
-        "mobileNumber": ["9876543210"], "otpLength": ["6"],
+        "countryCode": ["91"],
+        "customerId": ["C-TEST"],
+        "flowType": ["SMS"],
+        "mobileNumber": ["9876543210"],
+        "otpLength": ["6"],
     }
     assert result.verification_id == "2949"
     assert result.timeout == 60
@@ -130,11 +145,24 @@ def test_send_wire_format(vendor):
 
 def test_validate_wire_format_v3(vendor):
     token_ok(vendor)
-    vendor.get(VALIDATE_URL, json=envelope(200, "SUCCESS", {
-        "verificationId": 2949, "verificationStatus": "VERIFICATION_COMPLETED", "authToken": None,
-    }))
-    result = make_client().validate(verification_id="2949", code="123456",
-                                    country_code="91", national_number="9876543210")
+    vendor.get(
+        VALIDATE_URL,
+        json=envelope(
+            200,
+            "SUCCESS",
+            {
+                "verificationId": 2949,
+                "verificationStatus": "VERIFICATION_COMPLETED",
+                "authToken": None,
+            },
+        ),
+    )
+    result = make_client().validate(
+        verification_id="2949",
+        code="123456",
+        country_code="91",
+        national_number="9876543210",
+    )
     call = vendor.calls[1]
     assert call.request.method == "GET"
     assert query(call) == {"verificationId": ["2949"], "code": ["123456"]}
@@ -143,14 +171,22 @@ def test_validate_wire_format_v3(vendor):
 
 def test_v2_paths_send_customer_id_everywhere(vendor):
     token_ok(vendor)
-    vendor.post(BASE + "/verification/v2/verification/send",
-                json=envelope(200, "SUCCESS", {"verificationId": "20", "timeout": "60"}))
-    vendor.get(BASE + "/verification/v2/verification/validateOtp",
-               json=envelope(702, "WRONG_OTP_PROVIDED"))
+    vendor.post(
+        BASE + "/verification/v2/verification/send",
+        json=envelope(200, "SUCCESS", {"verificationId": "20", "timeout": "60"}),
+    )
+    vendor.get(
+        BASE + "/verification/v2/verification/validateOtp",
+        json=envelope(702, "WRONG_OTP_PROVIDED"),
+    )
     client = make_client(api_version="v2")
     assert client.send(**SEND_ARGS).verification_id == "20"
-    result = client.validate(verification_id="20", code="000000", country_code="91",
-                             national_number="9876543210")
+    result = client.validate(
+        verification_id="20",
+        code="000000",
+        country_code="91",
+        national_number="9876543210",
+    )
     assert result.outcome is Outcome.WRONG_CODE
     q = query(vendor.calls[2])
     assert q["customerId"] == ["C-TEST"] and q["mobileNumber"] == ["9876543210"]
@@ -159,10 +195,17 @@ def test_v2_paths_send_customer_id_everywhere(vendor):
 
 @pytest.mark.parametrize(
     ("raw_id", "raw_timeout", "want_id", "want_timeout"),
-    [("2949", "60", "2949", 60), (2949, "60.0", "2949", 60), ("12345678", 30.0, "12345678", 30),
-     ("77", None, "77", None), ("78", "soon", "78", None)],
+    [
+        ("2949", "60", "2949", 60),
+        (2949, "60.0", "2949", 60),
+        ("12345678", 30.0, "12345678", 30),
+        ("77", None, "77", None),
+        ("78", "soon", "78", None),
+    ],
 )
-def test_send_normalises_id_and_timeout_types(vendor, raw_id, raw_timeout, want_id, want_timeout):
+def test_send_normalises_id_and_timeout_types(
+    vendor, raw_id, raw_timeout, want_id, want_timeout
+):
     token_ok(vendor)
     send_ok(vendor, vid=raw_id, timeout=raw_timeout)
     result = make_client().send(**SEND_ARGS)
@@ -175,17 +218,28 @@ def test_send_normalises_id_and_timeout_types(vendor, raw_id, raw_timeout, want_
 @pytest.mark.parametrize("http_status", [200, 400, 409])
 def test_send_506_reuses_the_pending_verification(vendor, http_status):
     token_ok(vendor)
-    vendor.post(SEND_URL, status=http_status, json=envelope(
-        506, "REQUEST_ALREADY_EXISTS", {"verificationId": "4242", "timeout": "41"}))
+    vendor.post(
+        SEND_URL,
+        status=http_status,
+        json=envelope(
+            506, "REQUEST_ALREADY_EXISTS", {"verificationId": "4242", "timeout": "41"}
+        ),
+    )
     result = make_client().send(**SEND_ARGS)
     assert result.reused is True
-    assert (result.verification_id, result.timeout, result.response_code) == ("4242", 41, 506)
+    assert (result.verification_id, result.timeout, result.response_code) == (
+        "4242",
+        41,
+        506,
+    )
 
 
 @pytest.mark.parametrize("http_status", [200, 429, 400])
 def test_send_800_is_rate_limited(vendor, http_status):
     token_ok(vendor)
-    vendor.post(SEND_URL, status=http_status, json=envelope(800, "MAXIMUM_LIMIT_REACHED"))
+    vendor.post(
+        SEND_URL, status=http_status, json=envelope(800, "MAXIMUM_LIMIT_REACHED")
+    )
     with pytest.raises(RateLimited) as info:
         make_client().send(**SEND_ARGS)
     assert info.value.scope == "provider" and info.value.retry_after > 0
@@ -209,7 +263,9 @@ def test_send_200_without_verification_id_is_an_error(vendor):
         make_client().send(**SEND_ARGS)
 
 
-@pytest.mark.parametrize("body", [b"<html>502 Bad Gateway</html>", b"", b"[1, 2]", b'{"data": {}}'])
+@pytest.mark.parametrize(
+    "body", [b"<html>502 Bad Gateway</html>", b"", b"[1, 2]", b'{"data": {}}']
+)
 def test_send_malformed_answer_is_an_error_without_retry(vendor, body):
     token_ok(vendor)
     vendor.post(SEND_URL, body=body, status=200)
@@ -238,7 +294,8 @@ def test_send_read_timeout_is_never_resent(vendor):
 def test_send_dropped_connection_is_never_resent(vendor):
     token_ok(vendor)
     dropped = requests.ConnectionError(
-        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError()))
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
+    )
     vendor.post(SEND_URL, body=dropped)
     with pytest.raises(ProviderTimeout):
         make_client().send(**SEND_ARGS)
@@ -247,7 +304,9 @@ def test_send_dropped_connection_is_never_resent(vendor):
 
 def refused() -> requests.ConnectionError:
     reason = urllib3.exceptions.NewConnectionError(None, "Connection refused")
-    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/x", reason))
+    return requests.ConnectionError(
+        urllib3.exceptions.MaxRetryError(None, "/x", reason)
+    )
 
 
 def test_send_connect_error_is_retried_once(vendor):
@@ -272,12 +331,18 @@ def test_send_connect_error_then_success(vendor):
 
 @pytest.mark.parametrize(
     ("code", "outcome"),
-    [(702, Outcome.WRONG_CODE), (703, Outcome.ALREADY_VERIFIED), (705, Outcome.EXPIRED),
-     (800, Outcome.LIMIT_REACHED)],
+    [
+        (702, Outcome.WRONG_CODE),
+        (703, Outcome.ALREADY_VERIFIED),
+        (705, Outcome.EXPIRED),
+        (800, Outcome.LIMIT_REACHED),
+    ],
 )
 @pytest.mark.parametrize("http_status", [200, 400, 422])
 @pytest.mark.parametrize("data", [None, "absent"])
-def test_validate_expected_outcomes_on_any_status(vendor, code, outcome, http_status, data):
+def test_validate_expected_outcomes_on_any_status(
+    vendor, code, outcome, http_status, data
+):
     token_ok(vendor)
     body = envelope(code, "NAME")
     if data == "absent":
@@ -298,10 +363,14 @@ def test_validate_refusals_never_verify(vendor, code):
     assert info.value.response_code == code
 
 
-@pytest.mark.parametrize("status", [None, "VERIFICATION_PENDING", "verification_completed"])
+@pytest.mark.parametrize(
+    "status", [None, "VERIFICATION_PENDING", "verification_completed"]
+)
 def test_validate_200_without_completed_status_fails_closed(vendor, status):
     token_ok(vendor)
-    vendor.get(VALIDATE_URL, json=envelope(200, "SUCCESS", {"verificationStatus": status}))
+    vendor.get(
+        VALIDATE_URL, json=envelope(200, "SUCCESS", {"verificationStatus": status})
+    )
     with pytest.raises(ProviderError):
         make_client().validate(verification_id="1", code="123456")
 
@@ -391,7 +460,9 @@ def test_401_refreshes_the_token_once_and_replays(vendor):
     assert [c.request.headers["authToken"] for c in sends] == [TOKEN, fresh]
 
 
-@pytest.mark.parametrize("status,body", [(401, None), (403, None), (200, envelope(401, "UNAUTHORIZED"))])
+@pytest.mark.parametrize(
+    "status,body", [(401, None), (403, None), (200, envelope(401, "UNAUTHORIZED"))]
+)
 def test_second_auth_failure_stops_without_a_loop(vendor, status, body):
     token_ok(vendor)
     token_ok(vendor, jwt(exp_in=999))
@@ -498,7 +569,10 @@ def test_business_refusals_do_not_trip_the_breaker(vendor):
         vendor.get(VALIDATE_URL, json=envelope(702, "WRONG_OTP_PROVIDED"))
     client = make_client()
     for _ in range(7):
-        assert client.validate(verification_id="1", code="000000").outcome is Outcome.WRONG_CODE
+        assert (
+            client.validate(verification_id="1", code="000000").outcome
+            is Outcome.WRONG_CODE
+        )
 
 
 # -- secrets --------------------------------------------------------------------------
@@ -512,8 +586,15 @@ def test_redact_removes_query_strings():
 def test_urllib3_debug_lines_are_redacted(caplog):
     caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
     logging.getLogger("urllib3.connectionpool").debug(
-        '%s://%s:%s "%s %s %s" %s %s', "https", "vendor.test", 443, "GET",
-        "/verification/v3/validateOtp?verificationId=1&code=654321", "HTTP/1.1", 200, 10,
+        '%s://%s:%s "%s %s %s" %s %s',
+        "https",
+        "vendor.test",
+        443,
+        "GET",
+        "/verification/v3/validateOtp?verificationId=1&code=654321",
+        "HTTP/1.1",
+        200,
+        10,
     )
     assert "654321" not in caplog.text
     assert "validateOtp?<redacted>" in caplog.text
@@ -522,8 +603,12 @@ def test_urllib3_debug_lines_are_redacted(caplog):
 def test_no_secret_in_exceptions_or_logs(vendor, caplog):
     caplog.set_level(logging.DEBUG)
     token_ok(vendor)
-    vendor.get(VALIDATE_URL, body=requests.ReadTimeout(
-        f"HTTPSConnectionPool: Read timed out. (url: {VALIDATE_URL}?verificationId=1&code=654321)"))
+    vendor.get(
+        VALIDATE_URL,
+        body=requests.ReadTimeout(
+            f"HTTPSConnectionPool: Read timed out. (url: {VALIDATE_URL}?verificationId=1&code=654321)"
+        ),
+    )
     client = make_client()
     with pytest.raises(ProviderTimeout) as info:
         client.validate(verification_id="1", code="654321")

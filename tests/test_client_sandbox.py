@@ -45,7 +45,10 @@ def sim(request) -> Iterator[tuple[SandboxEngine, SandboxServer]]:
 def make_client(server: SandboxServer, **kwargs) -> VerifyNowClient:
     kwargs.setdefault("timeout", (1.0, 2.0))
     return VerifyNowClient(
-        customer_id=SANDBOX_CUSTOMER_ID, password=SANDBOX_PASSWORD, base_url=server.url, **kwargs
+        customer_id=SANDBOX_CUSTOMER_ID,
+        password=SANDBOX_PASSWORD,
+        base_url=server.url,
+        **kwargs,
     )
 
 
@@ -65,8 +68,14 @@ def test_full_flow_and_every_validate_outcome(sim):
     code = code_for(engine)
     assert len(code) == 6
 
-    assert client.validate(verification_id=sent.verification_id, code=wrong(code)).outcome is Outcome.WRONG_CODE
-    assert client.validate(verification_id=sent.verification_id, code=code).outcome is Outcome.VERIFIED
+    assert (
+        client.validate(verification_id=sent.verification_id, code=wrong(code)).outcome
+        is Outcome.WRONG_CODE
+    )
+    assert (
+        client.validate(verification_id=sent.verification_id, code=code).outcome
+        is Outcome.VERIFIED
+    )
     again = client.validate(verification_id=sent.verification_id, code=code)
     assert again.outcome is Outcome.ALREADY_VERIFIED and again.response_code == 703
     assert engine.count("token") == 1
@@ -96,7 +105,9 @@ def test_token_refresh_on_401_replays_once(sim):
 
 def test_wrong_credentials(sim):
     engine, server = sim
-    client = VerifyNowClient(customer_id=SANDBOX_CUSTOMER_ID, password="wrong", base_url=server.url)
+    client = VerifyNowClient(
+        customer_id=SANDBOX_CUSTOMER_ID, password="wrong", base_url=server.url
+    )
     with pytest.raises(ProviderAuthError):
         client.send(**NUMBER, otp_length=6)
     assert engine.count("send") == 0
@@ -117,7 +128,9 @@ def test_expiry_705(sim):
     client = make_client(server)
     sent = client.send(**NUMBER, otp_length=6)
     engine.clock.advance(61)
-    result = client.validate(verification_id=sent.verification_id, code=code_for(engine))
+    result = client.validate(
+        verification_id=sent.verification_id, code=code_for(engine)
+    )
     assert result.outcome is Outcome.EXPIRED and result.response_code == 705
 
 
@@ -126,7 +139,10 @@ def test_lock_after_the_vendor_maximum_800(sim):
     client = make_client(server)
     sent = client.send(**NUMBER, otp_length=6)
     bad = wrong(code_for(engine))
-    outcomes = [client.validate(verification_id=sent.verification_id, code=bad).outcome for _ in range(6)]
+    outcomes = [
+        client.validate(verification_id=sent.verification_id, code=bad).outcome
+        for _ in range(6)
+    ]
     assert outcomes == [Outcome.WRONG_CODE] * 5 + [Outcome.LIMIT_REACHED]
 
 
@@ -140,7 +156,11 @@ def test_unknown_verification_505(sim):
 @pytest.mark.parametrize(
     ("engine_options", "number", "code"),
     [
-        ({"country_codes": ["91"]}, {"country_code": "44", "national_number": "7400123456"}, 511),
+        (
+            {"country_codes": ["91"]},
+            {"country_code": "44", "national_number": "7400123456"},
+            511,
+        ),
         ({"credits": 0}, NUMBER, 508),
         ({}, {"country_code": "91", "national_number": "12"}, 400),
     ],
@@ -199,8 +219,12 @@ def test_server_down_is_unavailable_not_unknown():
     server = SandboxServer(engine).start()
     url = server.url
     server.stop()
-    client = VerifyNowClient(customer_id=SANDBOX_CUSTOMER_ID, password=SANDBOX_PASSWORD,
-                             base_url=url, timeout=(0.5, 0.5))
+    client = VerifyNowClient(
+        customer_id=SANDBOX_CUSTOMER_ID,
+        password=SANDBOX_PASSWORD,
+        base_url=url,
+        timeout=(0.5, 0.5),
+    )
     with pytest.raises(ProviderUnavailable) as info:
         client.send(**NUMBER, otp_length=6)
     assert not isinstance(info.value, ProviderTimeout)
@@ -210,10 +234,14 @@ def test_v2_family(sim):
     engine, server = sim
     client = make_client(server, api_version="v2")
     sent = client.send(**NUMBER, otp_length=6)
-    result = client.validate(verification_id=sent.verification_id, code=code_for(engine), **NUMBER)
+    result = client.validate(
+        verification_id=sent.verification_id, code=code_for(engine), **NUMBER
+    )
     assert result.outcome is Outcome.VERIFIED
     assert {r.path for r in engine.requests if r.endpoint != "token"} == {
-        "/verification/v2/verification/send", "/verification/v2/verification/validateOtp"}
+        "/verification/v2/verification/send",
+        "/verification/v2/verification/validateOtp",
+    }
 
 
 def test_no_secret_or_full_number_in_logs(sim, caplog):
@@ -231,7 +259,9 @@ def test_no_secret_or_full_number_in_logs(sim, caplog):
     key = base64.b64encode(SANDBOX_PASSWORD.encode()).decode()
     # The sandbox's own delivery line shows the code on purpose (a development inbox).
     text = "\n".join(
-        f"{r.name} {r.getMessage()}" for r in caplog.records if r.name != "django_verifynow.sandbox"
+        f"{r.name} {r.getMessage()}"
+        for r in caplog.records
+        if r.name != "django_verifynow.sandbox"
     )
     assert "urllib3.connectionpool" in text  # the debug lines were captured...
     for secret in (code, wrong(code), token, key, SANDBOX_PASSWORD, "9876543210"):

@@ -39,11 +39,15 @@ def run(name, *args, **kwargs):
 
 def test_check_ok_in_the_sandbox():
     out, _ = run("verifynow_check")
-    assert "Mode:        sandbox" in out and "Settings: OK" in out and "Token: OK" in out
+    assert (
+        "Mode:        sandbox" in out and "Settings: OK" in out and "Token: OK" in out
+    )
     assert sandbox_engine().count("token") == 1
 
 
-@override_settings(VERIFYNOW={**BASE, "CUSTOMER_ID": "C-SANDBOX", "PASSWORD": "s3cret-Pa55"})
+@override_settings(
+    VERIFYNOW={**BASE, "CUSTOMER_ID": "C-SANDBOX", "PASSWORD": "s3cret-Pa55"}
+)
 def test_check_token_failure_prints_no_secret():
     # The engine still knows only the default sandbox account: the password is wrong.
     with pytest.raises(CommandError) as exc:
@@ -53,8 +57,14 @@ def test_check_token_failure_prints_no_secret():
     assert "s3cret" not in repr(exc.value.__cause__) and exc.value.__cause__ is None
 
 
-@override_settings(VERIFYNOW={"SANDBOX": False, "CUSTOMER_ID": "C-12345678", "PASSWORD": "s3cret-Pa55",
-                              "OTP_LENGTH": 12})
+@override_settings(
+    VERIFYNOW={
+        "SANDBOX": False,
+        "CUSTOMER_ID": "C-12345678",
+        "PASSWORD": "s3cret-Pa55",
+        "OTP_LENGTH": 12,
+    }
+)
 def test_check_reports_bad_settings_without_secrets():
     out = io.StringIO()
     err = io.StringIO()
@@ -64,8 +74,14 @@ def test_check_reports_bad_settings_without_secrets():
     assert "s3cret" not in out.getvalue() + err.getvalue()
 
 
-@override_settings(VERIFYNOW={"SANDBOX": False, "CUSTOMER_ID": "C-12345678", "PASSWORD": "s3cret-Pa55",
-                              "ALLOWED_COUNTRIES": ["IN"]})
+@override_settings(
+    VERIFYNOW={
+        "SANDBOX": False,
+        "CUSTOMER_ID": "C-12345678",
+        "PASSWORD": "s3cret-Pa55",
+        "ALLOWED_COUNTRIES": ["IN"],
+    }
+)
 def test_check_no_token_shows_masked_identity():
     out, _ = run("verifynow_check", "--no-token")
     assert "Mode:        live" in out and "Customer id: set (C-…, 10 characters)" in out
@@ -100,7 +116,10 @@ def test_send_verifies_with_the_typed_code():
     assert "Wrong code; 4 tries left." in err
     attempt = VerificationAttempt.objects.get()
     assert attempt.status == AttemptStatus.VERIFIED and attempt.purpose == "smoke_test"
-    assert list(attempt.checks.values_list("outcome", flat=True)) == ["wrong_code", "verified"]
+    assert list(attempt.checks.values_list("outcome", flat=True)) == [
+        "wrong_code",
+        "verified",
+    ]
     assert PHONE not in out + err
 
 
@@ -122,11 +141,17 @@ def test_send_refused_number():
 def make(age_days, status=AttemptStatus.EXPIRED, checks=0, **fields):
     created = timezone.now() - timedelta(days=age_days)
     a = VerificationAttempt.objects.create(
-        phone_number=PHONE, country="IN", status=status, created_at=created,
-        expires_at=fields.pop("expires_at", created + timedelta(minutes=10)), **fields,
+        phone_number=PHONE,
+        country="IN",
+        status=status,
+        created_at=created,
+        expires_at=fields.pop("expires_at", created + timedelta(minutes=10)),
+        **fields,
     )
     for _ in range(checks):
-        VerificationCheck.objects.create(attempt=a, outcome=CheckOutcome.WRONG_CODE, created_at=created)
+        VerificationCheck.objects.create(
+            attempt=a, outcome=CheckOutcome.WRONG_CODE, created_at=created
+        )
     return a
 
 
@@ -135,18 +160,32 @@ def test_purge_deletes_only_expired_rows_in_batches():
     boundary = make(29)
     recent = make(1, status=AttemptStatus.VERIFIED, checks=1)
     # Pending and still valid (an impossible age in practice): never touched.
-    live = make(40, status=AttemptStatus.PENDING, expires_at=timezone.now() + timedelta(minutes=5))
+    live = make(
+        40,
+        status=AttemptStatus.PENDING,
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
     out, _ = run("verifynow_purge", "--batch-size", "2", verbosity=2)
     assert "Deleted 5 attempts and 10 checks" in out and "in 3 batches" in out
     assert out.count("  batch ") == 3
     remaining = set(VerificationAttempt.objects.values_list("pk", flat=True))
     assert remaining == {boundary.pk, recent.pk, live.pk}
-    assert not VerificationCheck.objects.filter(attempt_id__in=[a.pk for a in old]).exists()
+    assert not VerificationCheck.objects.filter(
+        attempt_id__in=[a.pk for a in old]
+    ).exists()
     assert VerificationCheck.objects.filter(attempt=recent).count() == 1
     # Aggregates survive, without phone data: 5 failed SMS attempts 40 days ago, 10 checks.
-    stats = list(DailyAttemptStat.objects.values("country", "flow_type", "status", "attempts", "checks"))
-    assert sum(s["attempts"] for s in stats) == 5 and sum(s["checks"] for s in stats) == 10
-    assert {(s["status"], s["flow_type"]) for s in stats} == {(old[0].status, old[0].flow_type)}
+    stats = list(
+        DailyAttemptStat.objects.values(
+            "country", "flow_type", "status", "attempts", "checks"
+        )
+    )
+    assert (
+        sum(s["attempts"] for s in stats) == 5 and sum(s["checks"] for s in stats) == 10
+    )
+    assert {(s["status"], s["flow_type"]) for s in stats} == {
+        (old[0].status, old[0].flow_type)
+    }
     assert all(not hasattr(s, "phone_number") for s in DailyAttemptStat.objects.all())
     # Idempotent: nothing deleted, nothing counted twice.
     out, _ = run("verifynow_purge")
@@ -160,7 +199,10 @@ def test_purge_dry_run_deletes_nothing():
     make(2)
     out, _ = run("verifynow_purge", "--dry-run")
     assert "would delete 2 attempts and 3 checks" in out
-    assert VerificationAttempt.objects.count() == 3 and VerificationCheck.objects.count() == 3
+    assert (
+        VerificationAttempt.objects.count() == 3
+        and VerificationCheck.objects.count() == 3
+    )
 
 
 def test_purge_honours_retention_setting_and_days_option():
@@ -185,18 +227,36 @@ def test_sandbox_command_has_the_module_options():
         "manage.py", "verifynow_sandbox"
     )
     ours = {s for a in parser._actions for s in a.option_strings}
-    theirs = {s for a in build_parser()._actions for s in a.option_strings if s not in ("-h", "--help")}
+    theirs = {
+        s
+        for a in build_parser()._actions
+        for s in a.option_strings
+        if s not in ("-h", "--help")
+    }
     assert theirs and theirs <= ours
 
 
 def test_sandbox_command_passes_options_through(monkeypatch):
     seen = []
     monkeypatch.setattr(verifynow_sandbox, "main", lambda argv: seen.append(argv) or 0)
-    call_command("verifynow_sandbox", "--port", "0", "--profile", "strict-4xx",
-                 "--fixed-code", "123456", "--fake-clock")
+    call_command(
+        "verifynow_sandbox",
+        "--port",
+        "0",
+        "--profile",
+        "strict-4xx",
+        "--fixed-code",
+        "123456",
+        "--fake-clock",
+    )
     argv = seen[0]
     args = build_parser().parse_args(argv)
-    assert (args.port, args.profile, args.fixed_code, args.fake_clock) == (0, "strict-4xx", "123456", True)
+    assert (args.port, args.profile, args.fixed_code, args.fake_clock) == (
+        0,
+        "strict-4xx",
+        "123456",
+        True,
+    )
     assert args.host == "127.0.0.1" and args.quiet is False
 
 

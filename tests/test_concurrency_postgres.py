@@ -18,7 +18,12 @@ from django.test import override_settings
 
 from django_verifynow import services, signals
 from django_verifynow.exceptions import AttemptNotFound, RateLimited
-from django_verifynow.models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from django_verifynow.models import (
+    AttemptStatus,
+    CheckOutcome,
+    VerificationAttempt,
+    VerificationCheck,
+)
 from django_verifynow.testing import last_code, sandbox_engine
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -67,7 +72,9 @@ def test_twenty_concurrent_wrong_codes_reach_the_vendor_max_attempts_times():
     attempt.refresh_from_db()
     assert attempt.check_count == 5
     assert attempt.status == AttemptStatus.LOCKED
-    assert VerificationCheck.objects.filter(outcome=CheckOutcome.WRONG_CODE).count() == 5
+    assert (
+        VerificationCheck.objects.filter(outcome=CheckOutcome.WRONG_CODE).count() == 5
+    )
     # Fifteen callers were turned away by the conditional update, with no vendor call.
     assert sum(1 for r in results if r.check_outcome is None) == 15
 
@@ -82,7 +89,9 @@ def test_two_concurrent_right_codes_make_one_transition():
 
     signals.verification_verified.connect(on_verified, weak=False)
     try:
-        sandbox_engine().inject_fault("latency", endpoint="validate", times=2, delay=0.05)
+        sandbox_engine().inject_fault(
+            "latency", endpoint="validate", times=2, delay=0.05
+        )
         results = race(2, lambda i: services.validate_otp(attempt.pk, code))
     finally:
         signals.verification_verified.disconnect(on_verified)
@@ -100,7 +109,9 @@ def test_two_concurrent_consumes_make_one_success():
 
     results = race(
         2,
-        lambda i: services.consume_verification(attempt.pk, phone_number=PHONE, purpose="signup"),
+        lambda i: services.consume_verification(
+            attempt.pk, phone_number=PHONE, purpose="signup"
+        ),
     )
 
     successes = [r for r in results if isinstance(r, VerificationAttempt)]

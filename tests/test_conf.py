@@ -12,7 +12,12 @@ from django_verifynow.exceptions import VerifyNowConfigurationError
 def test_defaults():
     with override_settings(VERIFYNOW={}):
         s = verifynow_settings
-        assert (s.OTP_LENGTH, s.MAX_ATTEMPTS, s.CODE_TTL, s.PROOF_TTL) == (6, 5, 600, 900)
+        assert (s.OTP_LENGTH, s.MAX_ATTEMPTS, s.CODE_TTL, s.PROOF_TTL) == (
+            6,
+            5,
+            600,
+            900,
+        )
         assert s.API_VERSION == "v3" and s.FLOW_TYPE == "SMS" and s.SANDBOX is False
         assert s.TIMEOUT == (3.05, 10.0)
         assert s.BASE_URL == "https://cpaas.messagecentral.com"
@@ -35,18 +40,32 @@ def test_code_ttl_is_capped_at_ten_minutes():
 def test_rate_limits_merge_over_defaults():
     with override_settings(VERIFYNOW={"RATE_LIMITS": {"send": "1/m/phone"}}):
         limits = verifynow_settings.RATE_LIMITS
-    assert limits["send"] == "1/m/phone" and limits["validate"] == DEFAULT_RATE_LIMITS["validate"]
+    assert (
+        limits["send"] == "1/m/phone"
+        and limits["validate"] == DEFAULT_RATE_LIMITS["validate"]
+    )
 
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("OTP_LENGTH", 3), ("OTP_LENGTH", "6"), ("API_VERSION", "v4"), ("FLOW_TYPE", "SMOKE"),
-     ("TIMEOUT", "fast"), ("TIMEOUT", (0, 1)), ("ALLOWED_COUNTRIES", "IN"),
-     ("ALLOWED_NUMBER_TYPES", ["MOBILE", "SATELLITE"]), ("BASE_URL", "ftp://x"), ("CACHE", "nope")],
+    [
+        ("OTP_LENGTH", 3),
+        ("OTP_LENGTH", "6"),
+        ("API_VERSION", "v4"),
+        ("FLOW_TYPE", "SMOKE"),
+        ("TIMEOUT", "fast"),
+        ("TIMEOUT", (0, 1)),
+        ("ALLOWED_COUNTRIES", "IN"),
+        ("ALLOWED_NUMBER_TYPES", ["MOBILE", "SATELLITE"]),
+        ("BASE_URL", "ftp://x"),
+        ("CACHE", "nope"),
+    ],
 )
 def test_bad_values_name_the_key(key, value):
     with override_settings(VERIFYNOW={key: value}):
-        with pytest.raises(VerifyNowConfigurationError, match=f'VERIFYNOW\\["{key}"\\]'):
+        with pytest.raises(
+            VerifyNowConfigurationError, match=f'VERIFYNOW\\["{key}"\\]'
+        ):
             getattr(verifynow_settings, key)
 
 
@@ -67,7 +86,10 @@ def test_credentials_from_settings_never_in_repr():
         assert "hunter2" not in repr(verifynow_settings)
 
 
-@pytest.mark.parametrize(("key", "value"), [("ALLOWED_COUNTRIES", 5), ("ALLOWED_NUMBER_TYPES", 5), ("CACHE", ["x"])])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("ALLOWED_COUNTRIES", 5), ("ALLOWED_NUMBER_TYPES", 5), ("CACHE", ["x"])],
+)
 def test_wrong_types_are_configuration_errors(key, value):
     with override_settings(VERIFYNOW={key: value}):
         with pytest.raises(VerifyNowConfigurationError):

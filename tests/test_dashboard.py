@@ -3,13 +3,19 @@ errors, blocked sends, the SMS-pumping signature (R22) and the chart geometry.""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
 
 from django_verifynow import dashboard, signals
-from django_verifynow.models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from django_verifynow.models import (
+    AttemptStatus,
+    CheckOutcome,
+    VerificationAttempt,
+    VerificationCheck,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +26,11 @@ S = AttemptStatus
 def add(n, *, at, status=S.VERIFIED, country="IN", phone=None, code=None):
     VerificationAttempt.objects.bulk_create(
         VerificationAttempt(
-            phone_number=phone or f"+91987654{i:04d}", country=country, status=status,
-            created_at=at, last_response_code=code,
+            phone_number=phone or f"+91987654{i:04d}",
+            country=country,
+            status=status,
+            created_at=at,
+            last_response_code=code,
         )
         for i in range(n)
     )
@@ -54,7 +63,13 @@ def test_summary_totals():
         pk__in=VerificationAttempt.objects.filter(status=S.VERIFIED).values("pk")[:2]
     ).update(consumed_at=NOW)
     total = dashboard.summary(now=NOW)
-    assert (total.sends, total.verified, total.locked, total.unknown, total.failed) == (9, 6, 2, 1, 3)
+    assert (total.sends, total.verified, total.locked, total.unknown, total.failed) == (
+        9,
+        6,
+        2,
+        1,
+        3,
+    )
     assert total.consumed == 2
     assert total.conversion == pytest.approx(6 / 9)
 
@@ -68,7 +83,8 @@ def test_top_countries_sorted_with_conversion():
     add(20, at=at, country="US", status=S.FAILED)  # never sent: not a send
     rows = dashboard.top_countries(now=NOW)
     assert [(c.country, c.sends, c.verified, c.locked) for c in rows] == [
-        ("IN", 10, 8, 0), ("GB", 5, 1, 4)
+        ("IN", 10, 8, 0),
+        ("GB", 5, 1, 4),
     ]
     assert rows[0].conversion == 0.8 and rows[1].conversion == 0.2
     assert [c.country for c in dashboard.top_countries(now=NOW, limit=1)] == ["IN"]
@@ -80,8 +96,12 @@ def test_vendor_errors_by_response_code():
     add(1, at=at, status=S.FAILED, code=508)
     add(2, at=at, status=S.UNKNOWN)
     a = VerificationAttempt.objects.filter(status=S.FAILED).first()
-    VerificationCheck.objects.create(attempt=a, created_at=at, outcome=CheckOutcome.ERROR, response_code=505)
-    VerificationCheck.objects.create(attempt=a, created_at=at, outcome=CheckOutcome.WRONG_CODE, response_code=702)
+    VerificationCheck.objects.create(
+        attempt=a, created_at=at, outcome=CheckOutcome.ERROR, response_code=505
+    )
+    VerificationCheck.objects.create(
+        attempt=a, created_at=at, outcome=CheckOutcome.WRONG_CODE, response_code=702
+    )
     errors = dashboard.vendor_errors(now=NOW)
     assert [(e.call, e.response_code, e.count, e.name) for e in errors] == [
         ("send", 511, 3, "INVALID_COUNTRY_CODE"),
@@ -94,11 +114,16 @@ def test_vendor_errors_by_response_code():
 def test_blocked_sends_counted_from_the_signal():
     for reason in ["cooldown", "cooldown", "country", "rate_limited:prefix"]:
         signals.verification_blocked.send(
-            sender=VerificationAttempt, attempt=None, request=None, phone_number="+91***10",
+            sender=VerificationAttempt,
+            attempt=None,
+            request=None,
+            phone_number="+91***10",
             reason=reason,
         )
     assert [(b.reason, b.count) for b in dashboard.blocked_sends()] == [
-        ("cooldown", 2), ("country", 1), ("rate_limited:prefix", 1)
+        ("cooldown", 2),
+        ("country", 1),
+        ("rate_limited:prefix", 1),
     ]
 
 
@@ -125,7 +150,8 @@ def test_pumping_signature_flags_country_and_prefix():
     # The last hour: 60 sends to one IN prefix, 5 verified (S19).
     VerificationAttempt.objects.bulk_create(
         VerificationAttempt(
-            phone_number=f"+91987650{i:04d}", country="IN",
+            phone_number=f"+91987650{i:04d}",
+            country="IN",
             status=S.VERIFIED if i < 5 else S.EXPIRED,
             created_at=NOW - timedelta(minutes=30),
         )
@@ -134,12 +160,25 @@ def test_pumping_signature_flags_country_and_prefix():
     # GB: as many sends but healthy conversion; DE: poor but steady (not rising).
     add(60, at=NOW - timedelta(minutes=20), country="GB", phone="+447911123456")
     for day in range(0, 8):
-        add(30, at=NOW - timedelta(days=day, minutes=5), country="DE", phone="+4915112345678",
-            status=S.EXPIRED)
-        add(5, at=NOW - timedelta(days=day, minutes=5), country="DE", phone="+4915112345678")
+        add(
+            30,
+            at=NOW - timedelta(days=day, minutes=5),
+            country="DE",
+            phone="+4915112345678",
+            status=S.EXPIRED,
+        )
+        add(
+            5,
+            at=NOW - timedelta(days=day, minutes=5),
+            country="DE",
+            phone="+4915112345678",
+        )
     found = dashboard.pumping_signals(now=NOW)
     hour = [s for s in found if s.window == timedelta(hours=1)]
-    assert {(s.scope, s.key) for s in hour} == {("country", "IN"), ("prefix", "+91987650")}
+    assert {(s.scope, s.key) for s in hour} == {
+        ("country", "IN"),
+        ("prefix", "+91987650"),
+    }
     country = next(s for s in hour if s.scope == "country")
     assert (country.sends, country.verified) == (60, 5)
     assert country.baseline_conversion == pytest.approx(0.8)
@@ -159,7 +198,9 @@ def test_pumping_needs_enough_sends():
 
 def test_dashboard_page_shows_the_pumping_warning(admin_client):
     add(60, at=timezone.now() - timedelta(minutes=5), status=S.EXPIRED)
-    html = admin_client.get("/admin/django_verifynow/verificationattempt/dashboard/").content.decode()
+    html = admin_client.get(
+        "/admin/django_verifynow/verificationattempt/dashboard/"
+    ).content.decode()
     assert 'role="alert"' in html and "Possible SMS pumping" in html
     assert "+91987654xxxx" in html and html.count('class="vn-pumping-row"') == 4
 

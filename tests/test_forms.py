@@ -52,14 +52,18 @@ def make_request(session: SessionStore | None = None, user: Any = None) -> Any:
     return request
 
 
-def verify(request: Any, number: str = PHONE, purpose: str = "signup") -> VerificationAttempt:
+def verify(
+    request: Any, number: str = PHONE, purpose: str = "signup"
+) -> VerificationAttempt:
     attempt = services.send_otp(number, request=request, purpose=purpose)
     attempt = services.validate_otp(attempt, last_code(number), request=request)
     assert attempt.status == "verified"
     return attempt
 
 
-def signup_data(attempt: Any, *, phone: str = PHONE, username: str = "alice", **extra: str) -> dict:
+def signup_data(
+    attempt: Any, *, phone: str = PHONE, username: str = "alice", **extra: str
+) -> dict:
     data = {
         "username": username,
         "password1": "a-Long-enough-pass-7",
@@ -216,7 +220,9 @@ def test_logged_in_user_attempt_is_accepted() -> None:
         phone = VerifiedPhoneNumberField(purpose="phone_change")
 
     other_session = make_request(user=user)  # same user, new session (after a login)
-    form = ChangeForm({"phone": PHONE, "phone_attempt": str(attempt.pk)}, request=other_session)
+    form = ChangeForm(
+        {"phone": PHONE, "phone_attempt": str(attempt.pk)}, request=other_session
+    )
     assert form.is_valid(), form.errors
 
 
@@ -263,7 +269,9 @@ def test_second_of_two_validated_forms_saves_nothing(request_: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_failed_save_gives_the_proof_back(request_: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_save_gives_the_proof_back(
+    request_: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     attempt = verify(request_)
     form = SignupForm(signup_data(attempt), request=request_)
     assert form.is_valid()

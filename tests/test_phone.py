@@ -5,7 +5,8 @@ from __future__ import annotations
 import phonenumbers
 import pytest
 from django.test import override_settings
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from django_verifynow import phone, ratelimit
 from django_verifynow.exceptions import InvalidPhoneNumber, PhoneNumberNotAllowed
@@ -15,7 +16,13 @@ REGIONS = ["IN", "GB", "US", "DE"]
 
 @pytest.mark.parametrize(
     "variant",
-    ["+91 98765 43210", "+919876543210", "009198765 43210", "+91 (987) 654-3210", " +91-9876543210 "],
+    [
+        "+91 98765 43210",
+        "+919876543210",
+        "009198765 43210",
+        "+91 (987) 654-3210",
+        " +91-9876543210 ",
+    ],
 )
 def test_formatting_variants_normalise_to_one_number(variant):
     assert phone.normalize(variant) == "+919876543210"
@@ -26,7 +33,9 @@ def test_national_form_with_a_region():
     assert phone.normalize("07400 123456", region="GB") == "+447400123456"
 
 
-@pytest.mark.parametrize("value", ["+91 12345", "+999 123456789", "hello", "", "+", "+1" + "2" * 70])
+@pytest.mark.parametrize(
+    "value", ["+91 12345", "+999 123456789", "hello", "", "+", "+1" + "2" * 70]
+)
 def test_invalid_numbers(value):
     with pytest.raises(InvalidPhoneNumber):
         phone.normalize(value)
@@ -34,7 +43,9 @@ def test_invalid_numbers(value):
 
 def test_possible_but_invalid_is_refused():
     candidate = phonenumbers.parse("+1 555 555 5555")
-    assert phonenumbers.is_possible_number(candidate) and not phonenumbers.is_valid_number(candidate)
+    assert phonenumbers.is_possible_number(
+        candidate
+    ) and not phonenumbers.is_valid_number(candidate)
     with pytest.raises(InvalidPhoneNumber):
         phone.normalize("+1 555 555 5555")
 
@@ -83,13 +94,18 @@ def test_arbitrary_text_is_a_number_or_a_clear_error(text):
 def _examples():
     for region in REGIONS:
         for kind in ("MOBILE", "FIXED_LINE", "FIXED_LINE_OR_MOBILE"):
-            number = phonenumbers.example_number_for_type(region, getattr(phonenumbers.PhoneNumberType, kind))
+            number = phonenumbers.example_number_for_type(
+                region, getattr(phonenumbers.PhoneNumberType, kind)
+            )
             if number is not None:
                 yield number
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.sampled_from(list(_examples())), st.sampled_from(list(phonenumbers.PhoneNumberFormat.__dict__.values())))
+@given(
+    st.sampled_from(list(_examples())),
+    st.sampled_from(list(phonenumbers.PhoneNumberFormat.__dict__.values())),
+)
 def test_every_format_of_a_number_maps_to_one_rate_limit_key(number, fmt):
     if not isinstance(fmt, int):
         return

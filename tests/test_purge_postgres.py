@@ -14,7 +14,11 @@ from django.utils import timezone
 
 from django_verifynow import services
 from django_verifynow.management.commands.verifynow_purge import purge_batch
-from django_verifynow.models import AttemptStatus, VerificationAttempt, VerificationCheck
+from django_verifynow.models import (
+    AttemptStatus,
+    VerificationAttempt,
+    VerificationCheck,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -52,7 +56,9 @@ def seed() -> None:
         cursor.execute("ANALYZE django_verifynow_verificationattempt")
 
 
-def send_in_thread(count: int, results: list, errors: list, start: int) -> threading.Thread:
+def send_in_thread(
+    count: int, results: list, errors: list, start: int
+) -> threading.Thread:
     """Send ``count`` codes from another connection that refuses to wait on any lock."""
 
     def work() -> None:
@@ -78,8 +84,9 @@ def test_purge_100k_rows_in_batches_with_concurrent_sends():
     seed()
     assert VerificationAttempt.objects.count() == OLD + RECENT
     recent_ids = set(
-        VerificationAttempt.objects.filter(created_at__gte=timezone.now() - timezone.timedelta(days=2))
-        .values_list("pk", flat=True)
+        VerificationAttempt.objects.filter(
+            created_at__gte=timezone.now() - timezone.timedelta(days=2)
+        ).values_list("pk", flat=True)
     )
     assert len(recent_ids) == RECENT
 
@@ -109,7 +116,12 @@ def test_purge_100k_rows_in_batches_with_concurrent_sends():
     remaining = set(VerificationAttempt.objects.values_list("pk", flat=True))
     assert remaining == recent_ids | set(results)
     assert VerificationCheck.objects.count() == RECENT
-    assert VerificationAttempt.objects.filter(pk__in=results, status=AttemptStatus.PENDING).count() == 35
+    assert (
+        VerificationAttempt.objects.filter(
+            pk__in=results, status=AttemptStatus.PENDING
+        ).count()
+        == 35
+    )
 
     # 3. Idempotent.
     out = io.StringIO()

@@ -27,7 +27,12 @@ from django_verifynow.exceptions import (
     ProviderUnavailable,
     RateLimited,
 )
-from django_verifynow.models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from django_verifynow.models import (
+    AttemptStatus,
+    CheckOutcome,
+    VerificationAttempt,
+    VerificationCheck,
+)
 from django_verifynow.testing import last_code, sandbox_engine
 
 pytestmark = pytest.mark.django_db
@@ -63,12 +68,19 @@ def request_a():
 def received():
     """Collect every lifecycle signal sent during the test."""
     seen: list[tuple[str, dict]] = []
-    names = ["verification_sent", "verification_verified", "verification_failed",
-             "verification_locked", "verification_blocked"]
+    names = [
+        "verification_sent",
+        "verification_verified",
+        "verification_failed",
+        "verification_locked",
+        "verification_blocked",
+    ]
     handlers = []
     for name in names:
+
         def handler(sender, _name=name, **kwargs):
             seen.append((_name, kwargs))
+
         getattr(signals, name).connect(handler, weak=False)
         handlers.append((name, handler))
     yield seen
@@ -79,9 +91,13 @@ def received():
 # -- send -----------------------------------------------------------------------------
 
 
-def test_send_creates_a_pending_attempt(request_a, received, django_assert_max_num_queries):
+def test_send_creates_a_pending_attempt(
+    request_a, received, django_assert_max_num_queries
+):
     with django_assert_max_num_queries(4):
-        attempt = services.send_otp("+91 98765 43210", request=request_a, purpose="signup")
+        attempt = services.send_otp(
+            "+91 98765 43210", request=request_a, purpose="signup"
+        )
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.PENDING
     assert attempt.phone_number == PHONE and attempt.country == "IN"
@@ -89,7 +105,11 @@ def test_send_creates_a_pending_attempt(request_a, received, django_assert_max_n
     assert attempt.otp_length == 6 and attempt.attempts_left == 5
     assert attempt.ip_address == "203.0.113.7" and attempt.session_binding
     # Sandbox validity is 60 s, below CODE_TTL: the shorter one wins.
-    assert timedelta(seconds=55) < attempt.expires_at - attempt.created_at <= timedelta(seconds=61)
+    assert (
+        timedelta(seconds=55)
+        < attempt.expires_at - attempt.created_at
+        <= timedelta(seconds=61)
+    )
     code = last_code(PHONE)
     assert code is not None and len(code) == 6
     assert [name for name, _ in received] == ["verification_sent"]
@@ -98,7 +118,10 @@ def test_send_creates_a_pending_attempt(request_a, received, django_assert_max_n
     assert send.query["otpLength"] == "6" and send.query["mobileNumber"] == "9876543210"
 
 
-@pytest.mark.parametrize("value", ["", "12", "not a number", "+91 12345", "+1" + "9" * 60, None, 919876543210])
+@pytest.mark.parametrize(
+    "value",
+    ["", "12", "not a number", "+91 12345", "+1" + "9" * 60, None, 919876543210],
+)
 def test_invalid_numbers_are_refused_before_the_vendor(value):
     with pytest.raises(InvalidPhoneNumber):
         services.send_otp(value)
@@ -118,13 +141,21 @@ def test_disallowed_country_is_blocked_with_no_vendor_call(received):
         services.send_otp("+33 6 12 34 56 78")
     assert info.value.reason == "country"
     assert sandbox_engine().count("send") == 0
-    assert received[0][0] == "verification_blocked" and received[0][1]["reason"] == "country"
-    assert received[0][1]["phone_number"].endswith("78") and "612345678" not in received[0][1]["phone_number"]
+    assert (
+        received[0][0] == "verification_blocked"
+        and received[0][1]["reason"] == "country"
+    )
+    assert (
+        received[0][1]["phone_number"].endswith("78")
+        and "612345678" not in received[0][1]["phone_number"]
+    )
 
 
 @pytest.mark.parametrize("kind", ["TOLL_FREE", "PREMIUM_RATE"])
 def test_monetisable_number_types_are_blocked(kind):
-    example = phonenumbers.example_number_for_type("US", getattr(phonenumbers.PhoneNumberType, kind))
+    example = phonenumbers.example_number_for_type(
+        "US", getattr(phonenumbers.PhoneNumberType, kind)
+    )
     e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
     with pytest.raises(PhoneNumberNotAllowed) as info:
         services.send_otp(e164)
@@ -132,7 +163,9 @@ def test_monetisable_number_types_are_blocked(kind):
     assert sandbox_engine().count("send") == 0
 
 
-@pytest.mark.parametrize("kwargs", [{"purpose": "Signup!"}, {"purpose": ""}, {"flow_type": "RCS"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"purpose": "Signup!"}, {"purpose": ""}, {"flow_type": "RCS"}]
+)
 def test_bad_purpose_or_channel_is_refused(kwargs):
     with pytest.raises(InvalidInput):
         services.send_otp(PHONE, **kwargs)
@@ -182,7 +215,10 @@ def test_send_read_timeout_records_unknown(request_a, received):
     with pytest.raises(ProviderTimeout) as info:
         services.send_otp(PHONE, request=request_a)
     attempt = VerificationAttempt.objects.get()
-    assert attempt.status == AttemptStatus.UNKNOWN and attempt.provider_verification_id == ""
+    assert (
+        attempt.status == AttemptStatus.UNKNOWN
+        and attempt.provider_verification_id == ""
+    )
     assert info.value.retry_after >= 1
     assert sandbox_engine().count("send") == 1  # never resent
     assert received[-1][0] == "verification_failed"
@@ -234,8 +270,13 @@ def test_send_replaces_the_previous_pending_attempt(request_a):
 def test_right_code_verifies(request_a, received, django_assert_max_num_queries):
     attempt = services.send_otp(PHONE, request=request_a)
     with django_assert_max_num_queries(5):
-        result = services.validate_otp(str(attempt.pk), last_code(PHONE), request=request_a)
-    assert result.status == AttemptStatus.VERIFIED and result.check_outcome == CheckOutcome.VERIFIED
+        result = services.validate_otp(
+            str(attempt.pk), last_code(PHONE), request=request_a
+        )
+    assert (
+        result.status == AttemptStatus.VERIFIED
+        and result.check_outcome == CheckOutcome.VERIFIED
+    )
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.VERIFIED and attempt.verified_at is not None
     assert attempt.check_count == 1
@@ -244,7 +285,9 @@ def test_right_code_verifies(request_a, received, django_assert_max_num_queries)
     assert [n for n, _ in received] == ["verification_sent", "verification_verified"]
 
 
-def test_wrong_codes_count_then_lock(request_a, received, django_assert_max_num_queries):
+def test_wrong_codes_count_then_lock(
+    request_a, received, django_assert_max_num_queries
+):
     attempt = services.send_otp(PHONE, request=request_a)
     code = last_code(PHONE)
     for left in (4, 3, 2, 1):
@@ -253,19 +296,35 @@ def test_wrong_codes_count_then_lock(request_a, received, django_assert_max_num_
         assert result.status == AttemptStatus.PENDING and result.attempts_left == left
         assert result.check_outcome == CheckOutcome.WRONG_CODE
     result = services.validate_otp(attempt.pk, wrong(code), request=request_a)
-    assert result.status == AttemptStatus.LOCKED and result.check_outcome == CheckOutcome.WRONG_CODE
+    assert (
+        result.status == AttemptStatus.LOCKED
+        and result.check_outcome == CheckOutcome.WRONG_CODE
+    )
     assert sandbox_engine().count("validate") == 5
     # Locked: even the right code is refused, without a vendor call.
     result = services.validate_otp(attempt.pk, code, request=request_a)
     assert result.status == AttemptStatus.LOCKED and result.check_outcome is None
     assert sandbox_engine().count("validate") == 5
-    assert VerificationCheck.objects.filter(outcome=CheckOutcome.WRONG_CODE).count() == 5
+    assert (
+        VerificationCheck.objects.filter(outcome=CheckOutcome.WRONG_CODE).count() == 5
+    )
     assert sum(1 for n, _ in received if n == "verification_locked") == 1
 
 
 @pytest.mark.parametrize(
     "code",
-    ["12345", "1234567", "abcdef", "12345a", "１２３４５６", "١٢٣٤٥٦", "", "1" * 10_000, None, 123456],
+    [
+        "12345",
+        "1234567",
+        "abcdef",
+        "12345a",
+        "１２３４５６",
+        "١٢٣٤٥٦",
+        "",
+        "1" * 10_000,
+        None,
+        123456,
+    ],
 )
 def test_malformed_codes_cost_nothing(request_a, code):
     attempt = services.send_otp(PHONE, request=request_a)
@@ -280,7 +339,10 @@ def test_spaces_in_the_code_are_trimmed(request_a):
     attempt = services.send_otp(PHONE, request=request_a)
     code = last_code(PHONE)
     spaced = f" {code[:3]} {code[3:]} "
-    assert services.validate_otp(attempt.pk, spaced, request=request_a).status == AttemptStatus.VERIFIED
+    assert (
+        services.validate_otp(attempt.pk, spaced, request=request_a).status
+        == AttemptStatus.VERIFIED
+    )
 
 
 def test_expired_locally_without_a_vendor_call(request_a):
@@ -309,9 +371,15 @@ def test_replay_after_success_makes_no_vendor_call(request_a):
 @pytest.mark.parametrize("lookup", ["other_session", "random_uuid", "garbage"])
 def test_someone_elses_attempt_is_not_found(request_a, lookup):
     attempt = services.send_otp(PHONE, request=request_a)
-    target = {"other_session": attempt.pk, "random_uuid": uuid.uuid4(), "garbage": "1000001"}[lookup]
+    target = {
+        "other_session": attempt.pk,
+        "random_uuid": uuid.uuid4(),
+        "garbage": "1000001",
+    }[lookup]
     with pytest.raises(AttemptNotFound) as info:
-        services.validate_otp(target, last_code(PHONE), request=make_request(ip="203.0.113.9"))
+        services.validate_otp(
+            target, last_code(PHONE), request=make_request(ip="203.0.113.9")
+        )
     assert str(info.value) == str(AttemptNotFound())  # one message for all three cases
     attempt.refresh_from_db()
     assert attempt.check_count == 0 and sandbox_engine().count("validate") == 0
@@ -321,7 +389,9 @@ def test_the_same_user_in_another_session_may_validate():
     user = get_user_model().objects.create_user("ana", password="x" * 12)
     attempt = services.send_otp(PHONE, request=make_request(user=user))
     assert attempt.user == user
-    result = services.validate_otp(attempt.pk, last_code(PHONE), request=make_request(user=user))
+    result = services.validate_otp(
+        attempt.pk, last_code(PHONE), request=make_request(user=user)
+    )
     assert result.status == AttemptStatus.VERIFIED
 
 
@@ -406,9 +476,14 @@ def test_resend_makes_a_new_attempt_and_retires_the_old(request_a):
         second = services.resend_otp(first.pk, request=request_a)
     first.refresh_from_db()
     assert second.pk != first.pk and second.purpose == "signup"
-    assert first.status == AttemptStatus.EXPIRED and second.status == AttemptStatus.PENDING
+    assert (
+        first.status == AttemptStatus.EXPIRED and second.status == AttemptStatus.PENDING
+    )
     assert second.provider_verification_id != first.provider_verification_id
-    assert services.validate_otp(second.pk, last_code(PHONE), request=request_a).status == "verified"
+    assert (
+        services.validate_otp(second.pk, last_code(PHONE), request=request_a).status
+        == "verified"
+    )
 
 
 def test_resend_while_the_vendor_code_is_live_keeps_the_count(request_a):
@@ -454,12 +529,14 @@ def verified(request_a):
 
 
 def test_consume_once(verified, request_a):
-    consumed = services.consume_verification(verified.pk, phone_number="+91 98765 43210",
-                                             purpose="signup", request=request_a)
+    consumed = services.consume_verification(
+        verified.pk, phone_number="+91 98765 43210", purpose="signup", request=request_a
+    )
     assert consumed.consumed_at is not None
     with pytest.raises(AttemptNotFound):
-        services.consume_verification(verified.pk, phone_number=PHONE, purpose="signup",
-                                      request=request_a)
+        services.consume_verification(
+            verified.pk, phone_number=PHONE, purpose="signup", request=request_a
+        )
 
 
 @pytest.mark.parametrize("change", ["phone", "purpose", "session", "too_old"])
@@ -472,7 +549,9 @@ def test_consume_refuses_mismatches(verified, request_a, change):
     elif change == "session":
         kwargs["request"] = make_request()
     if change == "too_old":
-        with time_machine.travel(verified.verified_at + timedelta(seconds=DEFAULTS["PROOF_TTL"] + 1)):
+        with time_machine.travel(
+            verified.verified_at + timedelta(seconds=DEFAULTS["PROOF_TTL"] + 1)
+        ):
             with pytest.raises(AttemptNotFound):
                 services.consume_verification(verified.pk, **kwargs)
     else:
@@ -485,8 +564,9 @@ def test_consume_refuses_mismatches(verified, request_a, change):
 def test_consume_refuses_an_unverified_attempt(request_a):
     attempt = services.send_otp(PHONE, request=request_a, purpose="signup")
     with pytest.raises(AttemptNotFound):
-        services.consume_verification(attempt.pk, phone_number=PHONE, purpose="signup",
-                                      request=request_a)
+        services.consume_verification(
+            attempt.pk, phone_number=PHONE, purpose="signup", request=request_a
+        )
 
 
 # -- privacy --------------------------------------------------------------------------
@@ -502,7 +582,9 @@ def test_no_code_or_full_number_in_logs(request_a, caplog):
     with vn(RESEND_COOLDOWN=0), pytest.raises(ProviderTimeout):
         services.send_otp(OTHER, request=request_a)
     # The sandbox's own delivery log shows codes on purpose (a development inbox).
-    text = "\n".join(r.getMessage() for r in caplog.records if r.name != "django_verifynow.sandbox")
+    text = "\n".join(
+        r.getMessage() for r in caplog.records if r.name != "django_verifynow.sandbox"
+    )
     assert "verifynow sent" in text and "verifynow verified" in text
     for secret in (code, wrong(code), PHONE, PHONE[1:], "9876543210", OTHER[3:]):
         assert secret not in text
@@ -510,19 +592,23 @@ def test_no_code_or_full_number_in_logs(request_a, caplog):
 
 
 def test_verified_attempt_checks_without_consuming(verified, request_a):
-    found = services.verified_attempt(verified.pk, phone_number=PHONE, purpose="signup",
-                                      request=request_a)
+    found = services.verified_attempt(
+        verified.pk, phone_number=PHONE, purpose="signup", request=request_a
+    )
     assert found.pk == verified.pk
     verified.refresh_from_db()
     assert verified.consumed_at is None
     with pytest.raises(AttemptNotFound):
-        services.verified_attempt(verified.pk, phone_number=PHONE, purpose="signup",
-                                  request=make_request())
-    services.consume_verification(verified.pk, phone_number=PHONE, purpose="signup",
-                                  request=request_a)
+        services.verified_attempt(
+            verified.pk, phone_number=PHONE, purpose="signup", request=make_request()
+        )
+    services.consume_verification(
+        verified.pk, phone_number=PHONE, purpose="signup", request=request_a
+    )
     with pytest.raises(AttemptNotFound):
-        services.verified_attempt(verified.pk, phone_number=PHONE, purpose="signup",
-                                  request=request_a)
+        services.verified_attempt(
+            verified.pk, phone_number=PHONE, purpose="signup", request=request_a
+        )
 
 
 def test_resend_onto_a_vendor_locked_code_is_rate_limited(request_a):

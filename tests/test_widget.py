@@ -78,7 +78,11 @@ def test_code_input_attributes_follow_otp_length(settings: Any) -> None:
 
 def test_buttons_status_and_noscript() -> None:
     html = render(ProfileForm())
-    for marker in ("data-verifynow-send", "data-verifynow-verify", "data-verifynow-resend"):
+    for marker in (
+        "data-verifynow-send",
+        "data-verifynow-verify",
+        "data-verifynow-resend",
+    ):
         assert 'type="button"' in tag(html, marker)  # never submits the form
     status = tag(html, "data-verifynow-status")
     assert 'aria-live="polite"' in status and 'role="status"' in status
@@ -120,7 +124,9 @@ def test_api_urls_and_purpose_are_in_data_attributes() -> None:
 
 def test_messages_are_passed_as_json_and_overridable() -> None:
     html = render(ProfileForm())
-    blob = re.search(r'<script id="id_phone_messages" type="application/json">(.*?)</script>', html)
+    blob = re.search(
+        r'<script id="id_phone_messages" type="application/json">(.*?)</script>', html
+    )
     assert blob
     messages = json.loads(blob.group(1))
     assert "{n}" in messages["wrong_code"] and "{phone}" in messages["sent"]
@@ -149,7 +155,12 @@ def test_verified_state_survives_a_failed_submit() -> None:
     request = make_request()
     attempt = services.send_otp(PHONE, request=request, purpose="signup")
     services.validate_otp(attempt, last_code(PHONE), request=request)
-    data = {"name": "x", "phone": PHONE, "phone_country": "IN", "phone_attempt": str(attempt.pk)}
+    data = {
+        "name": "x",
+        "phone": PHONE,
+        "phone_country": "IN",
+        "phone_attempt": str(attempt.pk),
+    }
     form = ProfileForm(data, request=request)
     assert not form.is_valid()
     assert "name" in form.errors and "phone" not in form.errors
@@ -163,8 +174,15 @@ def test_verified_state_survives_a_failed_submit() -> None:
 @pytest.mark.django_db
 def test_unverified_claim_is_not_rendered_back() -> None:
     request = make_request()
-    attempt = services.send_otp(PHONE, request=request, purpose="signup")  # pending only
-    data = {"name": "x", "phone": PHONE, "phone_country": "IN", "phone_attempt": str(attempt.pk)}
+    attempt = services.send_otp(
+        PHONE, request=request, purpose="signup"
+    )  # pending only
+    data = {
+        "name": "x",
+        "phone": PHONE,
+        "phone_country": "IN",
+        "phone_attempt": str(attempt.pk),
+    }
     form = ProfileForm(data, request=request)
     assert not form.is_valid()
     html = render(form)
@@ -179,13 +197,17 @@ def test_template_is_overridable(tmp_path: Path) -> None:
     (target / "phone_verification.html").write_text(
         '<div class="site-widget">{{ widget.name }} {{ widget.otp_length }}</div>'
     )
-    templates = [{
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [str(tmp_path)],
-        "APP_DIRS": True,
-    }]
+    templates = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "DIRS": [str(tmp_path)],
+            "APP_DIRS": True,
+        }
+    ]
     with override_settings(TEMPLATES=templates):
-        html = PhoneVerificationWidget().render("phone", None, renderer=TemplatesSetting())
+        html = PhoneVerificationWidget().render(
+            "phone", None, renderer=TemplatesSetting()
+        )
     assert html == '<div class="site-widget">phone 6</div>'
 
 

@@ -350,7 +350,9 @@ def _check_int(name: str, value: Any, lo: int) -> int:
 
 def _spring_error(status: int, error: str, path: str, now: float) -> dict[str, Any]:
     # What a Spring Boot service answers for routing errors (404, 405): no envelope.
-    stamp = datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.fromtimestamp(now, tz=timezone.utc).isoformat(
+        timespec="milliseconds"
+    )
     return {"timestamp": stamp, "status": status, "error": error, "path": path}
 
 

@@ -10,4 +10,8 @@ from django.http import HttpRequest
 
 def sandbox(request: HttpRequest) -> dict[str, Any]:
     """Tell templates whether the sandbox inbox is available (sandbox + DEBUG only)."""
-    return {"sandbox_inbox_enabled": bool(settings.VERIFYNOW.get("SANDBOX") and settings.DEBUG)}
+    return {
+        "sandbox_inbox_enabled": bool(
+            settings.VERIFYNOW.get("SANDBOX") and settings.DEBUG
+        )
+    }

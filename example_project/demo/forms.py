@@ -20,7 +20,8 @@ class PhoneChangeForm(VerifiedPhoneFormMixin, forms.Form):
     """Change the verified number: the current password plus a verified new number."""
 
     password = forms.CharField(
-        label="Current password", strip=False,
+        label="Current password",
+        strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
     phone = VerifiedPhoneNumberField(purpose="phone_change", label="New phone number")
@@ -30,5 +31,7 @@ class PhoneChangeForm(VerifiedPhoneFormMixin, forms.Form):
         password = self.cleaned_data["password"]
         user = getattr(self.request, "user", None)
         if user is None or not user.check_password(password):
-            raise forms.ValidationError("Your password is not correct.", code="password")
+            raise forms.ValidationError(
+                "Your password is not correct.", code="password"
+            )
         return password

@@ -94,7 +94,7 @@ def sandbox_inbox(request: HttpRequest) -> HttpResponse:
             "channel": m.flow_type,
             "sent_at": datetime.fromtimestamp(m.sent_at, tz=dt_timezone.utc),
         }
-            for m in reversed(outbox())
+        for m in reversed(outbox())
         if m.code is not None
     ]
     return render(request, "demo/inbox.html", {"rows": rows})

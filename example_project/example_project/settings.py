@@ -15,7 +15,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # A development key for a development site; a real site reads it from its environment.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret-do-not-deploy")
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "example-only-not-secret-do-not-deploy"
+)
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
@@ -84,7 +86,9 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 SILENCED_SYSTEM_CHECKS = ["django_verifynow.W003"]
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -112,7 +116,9 @@ if HAS_SPECTACULAR:
     }
     if HAS_SIDECAR:
         SPECTACULAR_SETTINGS.update(
-            SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR"
+            SWAGGER_UI_DIST="SIDECAR",
+            SWAGGER_UI_FAVICON_HREF="SIDECAR",
+            REDOC_DIST="SIDECAR",
         )
 
 _customer_id = os.environ.get("VERIFYNOW_CUSTOMER_ID")

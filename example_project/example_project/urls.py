@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from demo import views
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-
-from demo import views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -28,5 +27,9 @@ if settings.HAS_SPECTACULAR:
 
     urlpatterns += [
         path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-        path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+        path(
+            "api/docs/",
+            SpectacularSwaggerView.as_view(url_name="schema"),
+            name="api-docs",
+        ),
     ]

@@ -59,7 +59,11 @@ class Command(BaseCommand):
                 problems += 1
         if problems:
             return problems
-        mode = "sandbox (in-process simulator, nothing leaves this machine)" if s.SANDBOX else "live"
+        mode = (
+            "sandbox (in-process simulator, nothing leaves this machine)"
+            if s.SANDBOX
+            else "live"
+        )
         self.stdout.write(f"Mode:        {mode}")
         self.stdout.write(f"Base URL:    {s.BASE_URL} (API {s.API_VERSION})")
         self.stdout.write(f"Customer id: {_hint(s.CUSTOMER_ID)}")
@@ -96,7 +100,11 @@ class Command(BaseCommand):
         except VerifyNowError as exc:
             code = getattr(exc, "response_code", None)
             detail = f" (VerifyNow response code {code})" if code is not None else ""
-            raise CommandError(f"Token: FAILED: {exc.code}: {exc.message}{detail}") from None
+            raise CommandError(
+                f"Token: FAILED: {exc.code}: {exc.message}{detail}"
+            ) from None
         if not token:
             raise CommandError("Token: FAILED: VerifyNow answered without a token.")
-        self.stdout.write(self.style.SUCCESS("Token: OK (fetched and cached; not shown)"))
+        self.stdout.write(
+            self.style.SUCCESS("Token: OK (fetched and cached; not shown)")
+        )

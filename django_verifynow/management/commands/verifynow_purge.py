@@ -37,7 +37,9 @@ from django_verifynow.models import (
 
 def expired_attempts(cutoff: datetime, now: datetime) -> QuerySet[VerificationAttempt]:
     """Attempts created before ``cutoff``, except pending ones still valid at ``now``."""
-    live = Q(status=AttemptStatus.PENDING) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    live = Q(status=AttemptStatus.PENDING) & (
+        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    )
     return VerificationAttempt.objects.filter(created_at__lt=cutoff).exclude(live)
 
 
@@ -56,11 +58,14 @@ def roll_up(ids: list[Any]) -> None:
     )
     for group in groups:
         stat, _created = DailyAttemptStat.objects.get_or_create(
-            day=group["day"], country=group["country"], flow_type=group["flow_type"],
+            day=group["day"],
+            country=group["country"],
+            flow_type=group["flow_type"],
             status=group["status"],
         )
         DailyAttemptStat.objects.filter(pk=stat.pk).update(
-            attempts=F("attempts") + group["attempts"], checks=F("checks") + (group["checks"] or 0)
+            attempts=F("attempts") + group["attempts"],
+            checks=F("checks") + (group["checks"] or 0),
         )
 
 
@@ -97,22 +102,35 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--days", type=int, default=None,
+            "--days",
+            type=int,
+            default=None,
             help="retention in days (default: VERIFYNOW['RETENTION_DAYS'])",
         )
         parser.add_argument(
-            "--batch-size", type=int, default=1000, help="attempts per transaction (1000)"
+            "--batch-size",
+            type=int,
+            default=1000,
+            help="attempts per transaction (1000)",
         )
         parser.add_argument(
-            "--pause", type=float, default=0.0,
+            "--pause",
+            type=float,
+            default=0.0,
             help="seconds to sleep between batches, to spread the load (0)",
         )
         parser.add_argument(
-            "--dry-run", action="store_true", help="count what would be deleted; delete nothing"
+            "--dry-run",
+            action="store_true",
+            help="count what would be deleted; delete nothing",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        days = options["days"] if options["days"] is not None else verifynow_settings.RETENTION_DAYS
+        days = (
+            options["days"]
+            if options["days"] is not None
+            else verifynow_settings.RETENTION_DAYS
+        )
         batch_size = options["batch_size"]
         if days < 1:
             raise CommandError("--days must be at least 1.")
@@ -138,7 +156,9 @@ class Command(BaseCommand):
             total_attempts += attempts
             total_checks += checks
             if options["verbosity"] >= 2:
-                self.stdout.write(f"  batch {batches}: {attempts} attempts, {checks} checks")
+                self.stdout.write(
+                    f"  batch {batches}: {attempts} attempts, {checks} checks"
+                )
             if options["pause"]:
                 time.sleep(options["pause"])
         self.stdout.write(

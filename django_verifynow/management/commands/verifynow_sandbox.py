@@ -23,13 +23,20 @@ def _sandbox_actions() -> list[argparse.Action]:
 class Command(BaseCommand):
     """Serve the sandbox simulator until interrupted."""
 
-    help = "Serve a local VerifyNow simulator (token, send, validateOtp). Ctrl-C stops it."
-    requires_system_checks: list[str] = []  # a dev server for the vendor, not for Django
+    help = (
+        "Serve a local VerifyNow simulator (token, send, validateOtp). Ctrl-C stops it."
+    )
+    requires_system_checks: list[
+        str
+    ] = []  # a dev server for the vendor, not for Django
 
     def add_arguments(self, parser: CommandParser) -> None:
         for action in _sandbox_actions():
-            kwargs: dict[str, Any] = {"dest": action.dest, "help": action.help,
-                                      "default": action.default}
+            kwargs: dict[str, Any] = {
+                "dest": action.dest,
+                "help": action.help,
+                "default": action.default,
+            }
             if isinstance(action, argparse._StoreTrueAction):
                 kwargs["action"] = "store_true"
             else:
@@ -47,4 +54,6 @@ class Command(BaseCommand):
                 argv += [action.option_strings[-1], str(value)]
         status = main(argv)
         if status:
-            raise CommandError(f"The sandbox stopped with status {status}.", returncode=status)
+            raise CommandError(
+                f"The sandbox stopped with status {status}.", returncode=status
+            )

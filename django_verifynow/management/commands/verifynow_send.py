@@ -15,7 +15,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_verifynow import services
 from django_verifynow.conf import verifynow_settings
-from django_verifynow.exceptions import InvalidInput, VerifyNowConfigurationError, VerifyNowError
+from django_verifynow.exceptions import (
+    InvalidInput,
+    VerifyNowConfigurationError,
+    VerifyNowError,
+)
 from django_verifynow.models import AttemptStatus
 
 
@@ -32,16 +36,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("phone", help="the number to verify, with its country code")
         parser.add_argument(
-            "--channel", choices=["SMS", "WHATSAPP"], default=None,
+            "--channel",
+            choices=["SMS", "WHATSAPP"],
+            default=None,
             help="delivery channel (default: VERIFYNOW['FLOW_TYPE'])",
         )
         parser.add_argument(
-            "--purpose", default="smoke_test",
+            "--purpose",
+            default="smoke_test",
             help="purpose recorded on the attempt (default: smoke_test)",
         )
 
     def _read_code(self, stdin: TextIO, attempts_left: int) -> str | None:
-        self.stdout.write(f"Code ({attempts_left} tries left, empty to stop): ", ending="")
+        self.stdout.write(
+            f"Code ({attempts_left} tries left, empty to stop): ", ending=""
+        )
         self.stdout.flush()
         line = stdin.readline()
         if not line:  # end of input
@@ -51,11 +60,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         stdin: TextIO = options.get("stdin") or sys.stdin
-        mode = "sandbox" if verifynow_settings.SANDBOX else "LIVE: a real message will be sent"
+        mode = (
+            "sandbox"
+            if verifynow_settings.SANDBOX
+            else "LIVE: a real message will be sent"
+        )
         self.stdout.write(f"Mode: {mode}")
         try:
             attempt = services.send_otp(
-                options["phone"], purpose=options["purpose"], flow_type=options["channel"]
+                options["phone"],
+                purpose=options["purpose"],
+                flow_type=options["channel"],
             )
         except VerifyNowConfigurationError as exc:
             raise CommandError(str(exc)) from None
@@ -80,4 +95,6 @@ class Command(BaseCommand):
                 self.stderr.write(f"Wrong code; {attempt.attempts_left} tries left.")
         if attempt.status != AttemptStatus.VERIFIED:
             raise CommandError(f"Not verified: the attempt is {attempt.status}.")
-        self.stdout.write(self.style.SUCCESS(f"Verified {attempt.masked_phone_number}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Verified {attempt.masked_phone_number}.")
+        )

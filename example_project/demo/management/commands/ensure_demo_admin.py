@@ -22,4 +22,6 @@ class Command(BaseCommand):
         user.set_password("admin")
         user.save()
         verb = "Created" if created else "Reset"
-        self.stdout.write(self.style.SUCCESS(f"{verb} the demo admin (user: admin, password: admin)."))
+        self.stdout.write(
+            self.style.SUCCESS(f"{verb} the demo admin (user: admin, password: admin).")
+        )
