@@ -17,6 +17,7 @@ from django import forms
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .conf import verifynow_settings
 
@@ -33,7 +34,8 @@ DEFAULT_MESSAGES: dict[str, Any] = {
     "verified": _("Phone number {phone} verified."),
     "enter_phone": _("Enter your phone number first."),
     "enter_code": _("Enter the {n}-digit code."),
-    "wrong_code": _("Wrong code. {n} attempt(s) left."),
+    # Fallback only: the script prefers the exact plural form from "wrong_code_counts".
+    "wrong_code": _("Wrong code. Attempts left: {n}."),
     "no_attempts": _("Wrong code and no attempts left. Request a new code."),
     "expired": _("This code has expired. Request a new code."),
     "locked": _("Too many wrong codes. Request a new code."),
@@ -176,7 +178,19 @@ class PhoneVerificationWidget(forms.Widget):
             code_pattern=f"[0-9]{{{length}}}",
             urls=self.api_urls(),
             placeholder=str(URL_PLACEHOLDER),
-            messages={key: str(text) for key, text in self.messages.items()},
+            messages={
+                **{key: str(text) for key, text in self.messages.items()},
+                # Plural forms differ per language, so each count is rendered here.
+                "wrong_code_counts": {
+                    n: ngettext(
+                        "Wrong code. %(n)d attempt left.",
+                        "Wrong code. %(n)d attempts left.",
+                        n,
+                    )
+                    % {"n": n}
+                    for n in range(1, verifynow_settings.MAX_ATTEMPTS + 1)
+                },
+            },
             messages_id=f"{base_id}_messages",
         )
         return context

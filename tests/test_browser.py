@@ -171,7 +171,7 @@ def test_wrong_code_then_right_code(page: Any) -> None:
     code = last_code(PHONE)
     enter_code(page, wrong(code))
     text = wait_text(page, "Wrong code")
-    assert "4 attempt" in text
+    assert "Wrong code. 4 attempts left." in text
     assert page.input_value("[data-verifynow-attempt]") == ""
     shot(page, "05-wrong-code")
     enter_code(page, code)

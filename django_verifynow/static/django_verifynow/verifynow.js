@@ -272,7 +272,8 @@
     var kind = "error";
     if (code === "invalid_code") {
       var left = parseInt(data.attempts_left, 10) || 0;
-      text = left > 0 ? this.t("wrong_code", { n: left }) : this.t("no_attempts");
+      var counts = this.messages.wrong_code_counts || {};
+      text = left > 0 ? counts[left] || this.t("wrong_code", { n: left }) : this.t("no_attempts");
       if (left === 0) this.offerResend();
       this.code.select();
       this.code.focus();
