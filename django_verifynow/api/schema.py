@@ -108,6 +108,12 @@ def register() -> None:
         description='"true" when the answer is a replay of an earlier request.',
     )
     common = (401, 403, 413, 415, 429, 502, 503)
+    csrf_note = (
+        " Callers without an Authorization header (browsers, anonymous clients) must "
+        "send the X-CSRFToken header with the value of the csrftoken cookie, which "
+        "every answer of this API sets (a GET of any attempt URL is enough); "
+        "token-authenticated clients need not."
+    )
 
     operations: dict[str, dict[str, Any]] = {
         "SendView": {
@@ -117,6 +123,7 @@ def register() -> None:
             "description": (
                 "Sends a one-time code to the number and returns the new attempt. The "
                 "answer is the same for every valid number."
+                + csrf_note
             ),
             "request": SendSerializer,
             "examples": [
@@ -146,6 +153,7 @@ def register() -> None:
                 "A wrong code is 400 invalid_code with attempts_left; out of attempts "
                 "is 429 too_many_attempts; an expired or replaced attempt is 400 "
                 "code_expired."
+                + csrf_note
             ),
             "request": ValidateSerializer,
             "examples": [
@@ -161,6 +169,7 @@ def register() -> None:
             "description": (
                 "Returns a new attempt (the previous one stops working). The resend "
                 "cooldown and the send limits apply."
+                + csrf_note
             ),
             "request": None,
             "responses": {
