@@ -1,24 +1,18 @@
 """URLconf for the form, widget and browser tests: a signup page using the public API
 of django_verifynow.forms, and the verification API.
-
-When ``django_verifynow.urls`` (the HTTP API) is not importable yet, the API names are
-served by stubs answering 501, so the widget still renders; the browser tests skip.
 """
 
 from __future__ import annotations
 
-import importlib.util
-
+from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.urls import include, path
 
 from django_verifynow.exceptions import AttemptNotFound
 from django_verifynow.forms import VerifiedPhoneFormMixin, VerifiedPhoneNumberField
-
-HAS_API = importlib.util.find_spec("django_verifynow.urls") is not None
 
 
 class SignupForm(VerifiedPhoneFormMixin, UserCreationForm):
@@ -53,28 +47,35 @@ def signup(request: HttpRequest) -> HttpResponse:
     return HttpResponse(PAGE.render({"form": form}, request))
 
 
-def _stub(request: HttpRequest, pk: object = None) -> JsonResponse:
-    return JsonResponse(
-        {"code": "not_implemented", "detail": "API missing"}, status=501
-    )
+class TwoPhonesForm(VerifiedPhoneFormMixin, forms.Form):
+    """Two verified numbers on one page: each widget works on its own."""
+
+    phone = VerifiedPhoneNumberField(purpose="signup", label="Phone number")
+    backup_phone = VerifiedPhoneNumberField(purpose="backup", label="Backup phone")
 
 
-if HAS_API:
-    api = include("django_verifynow.urls")
-else:
-    api = include(
-        (
-            [
-                path("", _stub, name="send"),
-                path("<uuid:pk>/", _stub, name="attempt"),
-                path("<uuid:pk>/validate/", _stub, name="validate"),
-                path("<uuid:pk>/resend/", _stub, name="resend"),
-            ],
-            "verifynow",
-        )
-    )
+TWO_PAGE = engines["django"].from_string(
+    """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Two phones</title>
+{{ form.media }}</head><body>
+{% if saved %}<p id="done">{{ saved.phone }} {{ saved.backup_phone }}</p>
+{% else %}<form method="post" novalidate id="two">{% csrf_token %}{{ form.as_div }}
+<button type="submit" id="submit">Save</button></form>{% endif %}
+</body></html>"""
+)
+
+
+def two_phones(request: HttpRequest) -> HttpResponse:
+    """Both proofs are checked, then consumed together in one transaction."""
+    form = TwoPhonesForm(request.POST or None, request=request)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            form.consume_verified_phones()
+        return HttpResponse(TWO_PAGE.render({"saved": form.cleaned_data}, request))
+    return HttpResponse(TWO_PAGE.render({"form": form}, request))
+
 
 urlpatterns = [
     path("signup/", signup, name="signup"),
-    path("api/verify/", api),
+    path("two-phones/", two_phones, name="two_phones"),
+    path("api/verify/", include("django_verifynow.urls")),
 ]

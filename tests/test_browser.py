@@ -55,10 +55,6 @@ def browser() -> Iterator[Any]:
         _gate("Playwright is not installed: pip install -r requirements-test.txt")
     if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         _gate(f"{CHROMIUM} is missing: run scripts/install-browser.sh")
-    try:
-        from django_verifynow import urls  # noqa: F401
-    except ImportError:
-        _gate("django_verifynow.urls (the HTTP API) is not available yet")
     # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests
     # make between page actions are plain synchronous code.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
@@ -420,3 +416,39 @@ def test_example_site_signup_with_the_sandbox_inbox(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_two_fields_on_one_page_verify_independently(page: Any) -> None:
+    page.goto("/two-phones/")
+    roots = page.locator("[data-verifynow]")
+    assert roots.count() == 2
+    numbers = {0: ("98765 43210", "+919876543210"), 1: ("98123 45678", "+919812345678")}
+    for index, (national, e164) in numbers.items():
+        root = roots.nth(index)
+        root.locator("[data-verifynow-country]").select_option("IN")
+        root.locator("[data-verifynow-phone]").fill(national)
+        root.locator("[data-verifynow-send]").click()
+        page.wait_for_function(
+            "i => document.querySelectorAll('[data-verifynow]')[i].dataset.state === 'sent'",
+            arg=index,
+        )
+        root.locator("[data-verifynow-code]").fill(last_code(e164))
+        root.locator("[data-verifynow-verify]").click()
+        page.wait_for_function(
+            "i => document.querySelectorAll('[data-verifynow]')[i].dataset.state === 'verified'",
+            arg=index,
+        )
+    # Verifying the second field left the first one verified.
+    assert [roots.nth(i).get_attribute("data-state") for i in (0, 1)] == [
+        "verified"
+    ] * 2
+    shot(page, "17-two-fields-verified")
+    page.click("#submit")
+    page.wait_for_selector("#done")
+    assert page.inner_text("#done") == "+919876543210 +919812345678"
+    purposes = set(
+        VerificationAttempt.objects.filter(consumed_at__isnull=False).values_list(
+            "purpose", flat=True
+        )
+    )
+    assert purposes == {"signup", "backup"}
