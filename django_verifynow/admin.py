@@ -25,14 +25,14 @@ import csv
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Max, Min, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
@@ -63,7 +63,7 @@ __all__ = [
 FULL_NUMBER_PERMISSION = "django_verifynow.view_full_phone_number"
 
 #: Badge colours per status (background, text); inline so no static file is needed.
-_BADGE_COLOURS = {
+_BADGE_COLOURS: dict[str, tuple[str, str]] = {
     AttemptStatus.PENDING: ("#dbeafe", "#1e3a8a"),
     AttemptStatus.VERIFIED: ("#dcfce7", "#14532d"),
     AttemptStatus.EXPIRED: ("#e5e7eb", "#374151"),
@@ -113,6 +113,9 @@ class BoundedCountPaginator(Paginator):
 # -- a queryset whose date drill-down needs no DISTINCT scan ---------------------------
 
 _KINDS = ("year", "month", "day")
+#: The ``kind`` and ``order`` that ``QuerySet.datetimes()`` accepts.
+_DatetimesKind = Literal["year", "month", "week", "day", "hour", "minute", "second"]
+_DatetimesOrder = Literal["ASC", "DESC"]
 
 
 def _truncate(value: datetime, kind: str) -> datetime:
@@ -147,8 +150,12 @@ class AdminAttemptQuerySet(VerificationAttemptQuerySet):
     shows an empty list).
     """
 
-    def datetimes(  # type: ignore[override]
-        self, field_name: str, kind: str, order: str = "ASC", tzinfo: Any = None
+    def datetimes(  # type: ignore[override]  # returns a list, not a QuerySet
+        self,
+        field_name: str,
+        kind: _DatetimesKind,
+        order: _DatetimesOrder = "ASC",
+        tzinfo: Any = None,
     ) -> list[datetime]:
         """Every ``kind`` period between the first and the last row, in local time."""
         if kind not in _KINDS:
@@ -159,7 +166,7 @@ class AdminAttemptQuerySet(VerificationAttemptQuerySet):
         tz = tzinfo or timezone.get_current_timezone()
         first = _truncate(timezone.localtime(bounds["first"], tz), kind)
         last = timezone.localtime(bounds["last"], tz)
-        periods = []
+        periods: list[datetime] = []
         current = first
         while current <= last and len(periods) < 400:
             periods.append(current)
@@ -207,8 +214,9 @@ class CountryFilter(_RecentValuesFilter):
         values = (
             set(allowed) if allowed is not None else self.recent_values(model_admin)
         )
-        if self.value():
-            values.add(self.value())
+        value = self.value()
+        if value:
+            values.add(value)
         return [(v, v) for v in sorted(values)]
 
 
@@ -224,8 +232,9 @@ class PurposeFilter(_RecentValuesFilter):
     ) -> list[tuple[str, str]]:
         """The purposes to offer, sorted."""
         values = self.recent_values(model_admin)
-        if self.value():
-            values.add(self.value())
+        value = self.value()
+        if value:
+            values.add(value)
         return [(v, v) for v in sorted(values)]
 
 
@@ -247,8 +256,8 @@ def phone_search_candidates(term: str) -> list[str]:
     attempts: list[tuple[str, str | None]] = [(text, None)]
     if not text.startswith(("+", "00")):
         attempts.append(("+" + digits, None))
-        for region in sorted(verifynow_settings.ALLOWED_COUNTRIES or ())[:20]:
-            attempts.append((text, region))
+        for country in sorted(verifynow_settings.ALLOWED_COUNTRIES or ())[:20]:
+            attempts.append((text, country))
     for value, region in attempts:
         try:
             e164 = phone.normalize(value, region)
@@ -397,8 +406,9 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     sortable_by = ("created_at",)  # the indexed order; others would scan the table
     show_full_result_count = False
-    # Facet counts are one COUNT per filter choice over the whole table (Django 5.0+).
-    show_facets = getattr(admin, "ShowFacets", None) and admin.ShowFacets.NEVER
+    # Facet counts are one COUNT per filter choice over the whole table (Django 5.0+);
+    # None on Django 4.2, which has no ShowFacets (the stubs only know Django 5+).
+    show_facets = getattr(admin, "ShowFacets", None) and admin.ShowFacets.NEVER  # type: ignore[assignment]
     list_per_page = 100
     paginator = BoundedCountPaginator
     #: Rows the changelist counts at most (see :class:`BoundedCountPaginator`).
@@ -602,7 +612,9 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
     @admin.action(
         description=_("Export selected attempts as CSV"), permissions=["view"]
     )
-    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    def export_csv(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> StreamingHttpResponse:
         """Stream the selection as CSV; numbers masked unless permitted. No codes
         (none are stored)."""
         full = can_view_full_numbers(request)

@@ -306,7 +306,7 @@ def _as_seconds(value: Any) -> int | None:
 
 
 def _response_code(body: Mapping[str, Any]) -> int | None:
-    code = body.get("responseCode")
+    code: Any = body.get("responseCode")
     try:
         return int(code) if not isinstance(code, bool) else None
     except (TypeError, ValueError):
@@ -678,10 +678,12 @@ class VerifyNowClient:
         }
         response, body = self._call(Call.SEND, "POST", params)
         code = _response_code(body) if body else None
-        if code is None:
+        if body is None or code is None:
             raise self._fault("send", response, None)
         outcome = outcome_for(Call.SEND, code)
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        data = body.get("data")
+        if not isinstance(data, dict):
+            data = {}
         if outcome in (Outcome.SENT, Outcome.ALREADY_PENDING):
             verification_id = _as_id(data.get("verificationId"))
             if verification_id is None:
@@ -730,11 +732,13 @@ class VerifyNowClient:
                 params["mobileNumber"] = national_number
         response, body = self._call(Call.VALIDATE, "GET", params)
         response_code = _response_code(body) if body else None
-        if response_code is None:
+        if body is None or response_code is None:
             raise self._fault("validate", response, None)
         outcome = outcome_for(Call.VALIDATE, response_code)
         if outcome is Outcome.VERIFIED:
-            data = body.get("data") if isinstance(body.get("data"), dict) else {}
+            data = body.get("data")
+            if not isinstance(data, dict):
+                data = {}
             if data.get("verificationStatus") != "VERIFICATION_COMPLETED":
                 # 200 without the completed status: fail closed, never "verified".
                 raise self._fault("validate", response, response_code)

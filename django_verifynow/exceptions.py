@@ -8,6 +8,7 @@ to show or log: no secret, code, vendor text or full phone number ever goes into
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 __all__ = [
@@ -33,10 +34,12 @@ class VerifyNowError(Exception):
     """
 
     code: str = "error"
-    default_message = _("Phone verification failed.")
+    default_message: str | Promise = _("Phone verification failed.")
 
-    def __init__(self, message: str | None = None) -> None:
-        self.message = message if message is not None else self.default_message
+    def __init__(self, message: str | Promise | None = None) -> None:
+        self.message: str | Promise = (
+            message if message is not None else self.default_message
+        )
         super().__init__(str(self.message))
 
 
@@ -65,7 +68,9 @@ class PhoneNumberNotAllowed(VerifyNowError):
     code = "phone_not_allowed"
     default_message = _("Verification codes cannot be sent to this phone number.")
 
-    def __init__(self, message: str | None = None, *, reason: str = "policy") -> None:
+    def __init__(
+        self, message: str | Promise | None = None, *, reason: str = "policy"
+    ) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -83,7 +88,11 @@ class RateLimited(VerifyNowError):
     default_message = _("Too many requests. Please wait before trying again.")
 
     def __init__(
-        self, message: str | None = None, *, retry_after: int = 60, scope: str = ""
+        self,
+        message: str | Promise | None = None,
+        *,
+        retry_after: int = 60,
+        scope: str = "",
     ) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
@@ -109,7 +118,7 @@ class ProviderError(VerifyNowError):
 
     def __init__(
         self,
-        message: str | None = None,
+        message: str | Promise | None = None,
         *,
         response_code: int | None = None,
         endpoint: str = "",
@@ -136,7 +145,11 @@ class ProviderUnavailable(VerifyNowError):
     )
 
     def __init__(
-        self, message: str | None = None, *, retry_after: int = 30, endpoint: str = ""
+        self,
+        message: str | Promise | None = None,
+        *,
+        retry_after: int = 30,
+        endpoint: str = "",
     ) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))

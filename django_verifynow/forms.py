@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured
@@ -193,7 +193,8 @@ def consume_verified_phone(form: forms.BaseForm, name: str | None = None) -> lis
         raise RuntimeError("Call form.is_valid() before consuming its verified phones.")
     consumed = []
     for field_name in _verified_fields(form, name):
-        field = form.fields[field_name]
+        # _verified_fields() only returns VerifiedPhoneNumberFields.
+        field = cast(VerifiedPhoneNumberField, form.fields[field_name])
         number = form.cleaned_data.get(field_name)
         if number is None:
             continue  # an optional field left empty
@@ -236,7 +237,7 @@ class VerifiedPhoneFormMixin:
     def __init__(
         self, *args: Any, request: HttpRequest | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         self.request = request
         bind_request(self, request)  # type: ignore[arg-type]
 
@@ -256,7 +257,7 @@ class VerifiedPhoneFormMixin:
         if not hasattr(parent, "save"):
             raise TypeError("save() needs a ModelForm; use atomic_consume() otherwise.")
         if not commit:
-            return parent.save(commit=False)  # type: ignore[attr-defined]
+            return parent.save(commit=False)
         with transaction.atomic():
             self.consume_verified_phones()
-            return parent.save(commit=True)  # type: ignore[attr-defined]
+            return parent.save(commit=True)

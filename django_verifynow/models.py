@@ -104,6 +104,11 @@ class VerificationAttempt(models.Model):
 
     objects = VerificationAttemptQuerySet.as_manager()
 
+    #: Not a field: set by ``services.validate_otp`` on the instance it returns to say
+    #: what that call found (a :class:`CheckOutcome` value, or ``None`` when no check
+    #: reached VerifyNow). Never saved.
+    check_outcome: str | None = None
+
     class Meta:
         verbose_name = _("verification attempt")
         verbose_name_plural = _("verification attempts")

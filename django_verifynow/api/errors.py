@@ -247,8 +247,8 @@ def _drf_fields(detail: Any) -> dict[str, list[str]]:
     if isinstance(detail, list):
         flat: list[str] = []
         for item in detail:
-            for messages in _drf_fields(item).values():
-                flat.extend(messages)
+            for item_messages in _drf_fields(item).values():
+                flat.extend(item_messages)
         return {non_field: flat}
     return {non_field: [str(detail)]}
 
@@ -267,7 +267,8 @@ def _drf_error(exc: drf_exceptions.APIException) -> Response:
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
         return error_response(415, "invalid_input", exc.detail)
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = math.ceil(exc.wait) if exc.wait is not None else 60
+        seconds = exc.wait  # type: ignore[attr-defined]  # set in __init__, not in stubs
+        wait = math.ceil(seconds) if seconds is not None else 60
         return error_response(
             429, "rate_limited", RateLimited.default_message, retry_after=wait
         )

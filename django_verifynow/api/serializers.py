@@ -141,7 +141,9 @@ class ErrorSerializer(serializers.Serializer):
         choices=sorted(ERROR_CODES), help_text=_("Stable machine-readable code.")
     )
     detail = serializers.CharField(help_text=_("Translated text for the end user."))
-    fields = serializers.DictField(
+    # A declared field, not Serializer.fields: the metaclass moves it into
+    # _declared_fields, which the stubs cannot know.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text=_("Messages per request field, for invalid_input and invalid_phone."),

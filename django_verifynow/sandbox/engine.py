@@ -402,6 +402,18 @@ class SandboxEngine:
         unless listed here).
     """
 
+    # The settings: set by configure(), which the constructor calls with every key.
+    profile: str
+    otp_timeout: int
+    max_attempts: int
+    sends_per_window: int
+    send_window: int
+    token_ttl: int
+    fixed_code: str | None
+    country_codes: frozenset[str] | None
+    validate_post: str
+    flow_types: tuple[str, ...]
+
     def __init__(
         self,
         *,
@@ -782,9 +794,9 @@ class SandboxEngine:
         if not isinstance(claims, dict):
             return None
         customer_id = claims.get("sub")
-        password = (
-            self._accounts.get(customer_id) if isinstance(customer_id, str) else None
-        )
+        if not isinstance(customer_id, str):
+            return None
+        password = self._accounts.get(customer_id)
         if password is None:
             return None
         expected = hmac.new(

@@ -46,7 +46,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         # Idle keep-alive connections give up after this long (socket timeout).
-        self.timeout = self.server.idle_timeout
+        # Per connection, so on the instance: typeshed declares it a ClassVar.
+        self.timeout = self.server.idle_timeout  # type: ignore[misc]
         super().setup()
         self.server.connection_opened(self.connection)
 
@@ -70,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             total = 0
             while True:
                 size_line = self.rfile.readline(1024)
@@ -179,7 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.close_connection:
                 self.send_header("Connection", "close")
             # Head and body in one write: no small-segment stall (Nagle, delayed ACK).
-            self._headers_buffer.append(b"\r\n" + content)
+            # _headers_buffer is the base class's private buffer, unknown to typeshed.
+            self._headers_buffer.append(b"\r\n" + content)  # type: ignore[attr-defined]
             self.flush_headers()
         except OSError:
             self.close_connection = True  # the client went away (it timed out)

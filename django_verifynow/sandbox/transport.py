@@ -204,12 +204,14 @@ class SandboxAdapter(BaseAdapter):
             }
         )
         response._content = content
-        response._content_consumed = True
+        # requests' private flag, missing from types-requests.
+        response._content_consumed = True  # type: ignore[attr-defined]
         response.raw = io.BytesIO(content)
         response.encoding = "utf-8"
         response.url = request.url or ""
         response.request = request
-        response.connection = self
+        # Any adapter is fine at run time; types-requests says HTTPAdapter.
+        response.connection = self  # type: ignore[assignment]
         response.elapsed = datetime.timedelta(seconds=elapsed)
         return response
 

@@ -94,7 +94,9 @@ def parse_form(content_type: str | None, body: bytes | None) -> dict[str, str]:
             name = part.get_param("name", header="content-disposition")
             if not name or part.get_filename():
                 continue  # files (MessageNow's .xlsx upload) are not simulated
-            payload = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                payload = b""  # None when the part has no body
             charset = part.get_content_charset() or "utf-8"
             result.setdefault(str(name), payload.decode(charset, "replace"))
         return result

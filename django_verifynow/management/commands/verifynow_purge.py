@@ -53,7 +53,7 @@ def roll_up(ids: list[Any]) -> None:
         VerificationAttempt.objects.filter(pk__in=ids)
         .annotate(day=TruncDate("created_at"))
         .values("day", "country", "flow_type", "status")
-        .annotate(attempts=Count("pk"), checks=Sum("check_count"))
+        .annotate(attempts=Count("pk"), check_total=Sum("check_count"))
         .order_by()
     )
     for group in groups:
@@ -65,7 +65,7 @@ def roll_up(ids: list[Any]) -> None:
         )
         DailyAttemptStat.objects.filter(pk=stat.pk).update(
             attempts=F("attempts") + group["attempts"],
-            checks=F("checks") + (group["checks"] or 0),
+            checks=F("checks") + (group["check_total"] or 0),
         )
 
 
@@ -139,11 +139,14 @@ class Command(BaseCommand):
         now = timezone.now()
         cutoff = now - timedelta(days=days)
         if options["dry_run"]:
-            attempts = expired_attempts(cutoff, now)
-            checks = VerificationCheck.objects.filter(attempt__in=attempts.values("pk"))
+            old_attempts = expired_attempts(cutoff, now)
+            old_checks = VerificationCheck.objects.filter(
+                attempt__in=old_attempts.values("pk")
+            )
             self.stdout.write(
-                f"Dry run: would delete {attempts.count()} attempts and {checks.count()} "
-                f"checks created before {cutoff:%Y-%m-%d %H:%M} UTC ({days} days)."
+                f"Dry run: would delete {old_attempts.count()} attempts and "
+                f"{old_checks.count()} checks created before {cutoff:%Y-%m-%d %H:%M} "
+                f"UTC ({days} days)."
             )
             return
         started = time.monotonic()
