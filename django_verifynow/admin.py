@@ -192,6 +192,20 @@ class _RecentValuesFilter(admin.SimpleListFilter):
         )[:RECENT_ROWS]
         return {v for v in values if v}
 
+    def candidate_values(self, model_admin: admin.ModelAdmin) -> set[str]:
+        """The values to offer; subclasses may narrow them (recent rows by default)."""
+        return self.recent_values(model_admin)
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, str]]:
+        """The candidate values plus the one selected, sorted."""
+        values = self.candidate_values(model_admin)
+        selected = self.value()
+        if selected:
+            values.add(selected)
+        return [(v, v) for v in sorted(values)]
+
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         """Exact match on the chosen value."""
         if self.value():
@@ -206,18 +220,12 @@ class CountryFilter(_RecentValuesFilter):
     parameter_name = "country"
     field_name = "country"
 
-    def lookups(
-        self, request: HttpRequest, model_admin: admin.ModelAdmin
-    ) -> list[tuple[str, str]]:
-        """The country codes to offer, sorted."""
+    def candidate_values(self, model_admin: admin.ModelAdmin) -> set[str]:
+        """The allowed countries when configured: no table read at all."""
         allowed = verifynow_settings.ALLOWED_COUNTRIES
-        values = (
-            set(allowed) if allowed is not None else self.recent_values(model_admin)
-        )
-        value = self.value()
-        if value:
-            values.add(value)
-        return [(v, v) for v in sorted(values)]
+        if allowed is not None:
+            return set(allowed)
+        return self.recent_values(model_admin)
 
 
 class PurposeFilter(_RecentValuesFilter):
@@ -226,16 +234,6 @@ class PurposeFilter(_RecentValuesFilter):
     title = _("purpose")
     parameter_name = "purpose"
     field_name = "purpose"
-
-    def lookups(
-        self, request: HttpRequest, model_admin: admin.ModelAdmin
-    ) -> list[tuple[str, str]]:
-        """The purposes to offer, sorted."""
-        values = self.recent_values(model_admin)
-        value = self.value()
-        if value:
-            values.add(value)
-        return [(v, v) for v in sorted(values)]
 
 
 # -- search -----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ParamSpec, TypeVar
@@ -549,6 +549,25 @@ def check(
         raise RateLimited(retry_after=max(waits), scope=action)
 
 
+@contextlib.contextmanager
+def _keep_on_failure(operation: str, consequence: str) -> Iterator[None]:
+    """For operations that only ever relax a limit: a cache failure is logged and
+    swallowed, leaving the limit in place (the safe side). Configuration errors pass."""
+    try:
+        yield
+    except VerifyNowConfigurationError:
+        raise
+    except Exception as exc:
+        logger.error(
+            "Rate-limit cache %r failed while %s (%s); %s.",
+            _safe_alias(),
+            operation,
+            type(exc).__name__,
+            consequence,
+            exc_info=exc,
+        )
+
+
 def reset(
     action: str, keys: Mapping[str, str | None], *, now: float | None = None
 ) -> None:
@@ -560,18 +579,8 @@ def reset(
     """
     moment = _now(now)
     buckets, _ = _buckets(action, keys, moment)
-    try:
-        cache = _cache()
-        cache.delete_many([k for b in buckets for k in (b.current, b.previous)])
-    except VerifyNowConfigurationError:
-        raise
-    except Exception as exc:
-        logger.error(
-            "Rate-limit cache %r failed during reset (%s); counters kept.",
-            _safe_alias(),
-            type(exc).__name__,
-            exc_info=exc,
-        )
+    with _keep_on_failure("reset", "counters kept"):
+        _cache().delete_many([k for b in buckets for k in (b.current, b.previous)])
 
 
 # -- resend cooldown -------------------------------------------------------------------
@@ -633,7 +642,7 @@ def clear_cooldown(phone_key: str) -> None:
     for a cache failure: the cooldown then stays, which is the safe side; the failure
     is logged.
     """
-    try:
+    with _keep_on_failure("clearing a cooldown", "it stays"):
         cache = _cache()
         key = _cooldown_key(phone_key)
         state = cache.get(key)
@@ -645,15 +654,6 @@ def clear_cooldown(phone_key: str) -> None:
         else:
             state = {**state, "n": sends, "until": 0}
             cache.set(key, state, COOLDOWN_MEMORY + _TTL_MARGIN)
-    except VerifyNowConfigurationError:
-        raise
-    except Exception as exc:
-        logger.error(
-            "Rate-limit cache %r failed while clearing a cooldown (%s); it stays.",
-            _safe_alias(),
-            type(exc).__name__,
-            exc_info=exc,
-        )
 
 
 def _cooldown_for(sends: int) -> int:

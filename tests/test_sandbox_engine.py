@@ -1038,16 +1038,27 @@ def test_inject_fault_validates(env, args, kwargs):
     assert engine.pending_faults == []
 
 
-def test_every_fault_kind_is_covered():
-    assert set(FAULT_KINDS) == {
-        "latency",
-        "timeout",
-        "http_500",
-        "malformed_json",
-        "drop_connection",
-        "connect_error",
-        "response_code",
-    }
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_every_fault_kind_changes_the_answer_once(env, kind):
+    """Each documented kind, injected once on send, alters exactly one answer."""
+    engine, _, token = env
+    kwargs = {"code": 511} if kind == "response_code" else {}
+    if kind == "latency":
+        kwargs["delay"] = 0.01
+    engine.inject_fault(kind, endpoint="send", **kwargs)
+    faulted = send(engine, token)
+    body = faulted.body
+    altered = (
+        faulted.fault is not None
+        or faulted.status != 200
+        or not isinstance(body, dict)
+        or body.get("responseCode") != 200
+    )
+    assert altered, f"{kind} left the answer untouched"
+    assert engine.pending_faults == []
+    clean = send(engine, token, mobileNumber="9812345678")
+    assert clean.fault is None and clean.status == 200
+    assert clean.body["responseCode"] == 200
 
 
 # -- outbox, request log, config, reset -----------------------------------------------
