@@ -11,10 +11,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
+from .reasons import Reason
+
 __all__ = [
     "AttemptNotFound",
+    "DailyCapReached",
     "InvalidInput",
     "InvalidPhoneNumber",
+    "LimitsUnavailable",
+    "OutOfCredit",
     "PhoneNumberNotAllowed",
     "ProviderAuthError",
     "ProviderError",
@@ -30,15 +35,24 @@ class VerifyNowError(Exception):
     """Base of every refusal or failure raised by django-verifynow.
 
     :attr:`code` is the stable machine code of the HTTP error contract, :attr:`message`
-    a translated text fit for an end user.
+    a translated text fit for an end user, :attr:`reason` the
+    :class:`~django_verifynow.reasons.Reason` for code and logs (``None`` for input
+    errors, which have no reason beyond their code).
     """
 
     code: str = "error"
     default_message: str | Promise = _("Phone verification failed.")
+    #: The reason of every instance of the class, unless one is passed.
+    default_reason: Reason | None = None
 
-    def __init__(self, message: str | Promise | None = None) -> None:
+    def __init__(
+        self, message: str | Promise | None = None, *, reason: Reason | None = None
+    ) -> None:
         self.message: str | Promise = (
             message if message is not None else self.default_message
+        )
+        self.reason: Reason | None = (
+            Reason(reason) if reason is not None else self.default_reason
         )
         super().__init__(str(self.message))
 
@@ -61,42 +75,54 @@ class InvalidInput(VerifyNowError, ValueError):
 class PhoneNumberNotAllowed(VerifyNowError):
     """The number is valid, but policy refuses its country or number type.
 
-    :attr:`reason` is for logs and signals (``"country"``, ``"number_type"``,
-    ``"prefix"``); it is never shown to the user, who gets one generic message.
+    :attr:`reason` (:attr:`~.Reason.COUNTRY` or :attr:`~.Reason.NUMBER_TYPE`) is for
+    logs and signals; it is never shown to the user, who gets one generic message.
     """
 
     code = "phone_not_allowed"
     default_message = _("Verification codes cannot be sent to this phone number.")
-
-    def __init__(
-        self, message: str | Promise | None = None, *, reason: str = "policy"
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
+    default_reason = Reason.COUNTRY
 
 
 class RateLimited(VerifyNowError):
     """A limit was hit; try again after :attr:`retry_after` seconds.
 
-    :attr:`scope` says which limit for logs and signals: ``"send"``, ``"validate"``,
-    ``"validate_failure"``, ``"resend"``, ``"cooldown"``, ``"prefix"`` (a blocked number
-    prefix), ``"daily_cap"``, ``"provider"`` (VerifyNow's own limit) or ``"unavailable"``
-    (the limit store is down: fail closed). Users get one generic text.
+    :attr:`reason` says which one: :attr:`~.Reason.COOLDOWN`, a limit key
+    (:attr:`~.Reason.PHONE_LIMIT`, :attr:`~.Reason.IP_LIMIT`,
+    :attr:`~.Reason.SESSION_LIMIT`, :attr:`~.Reason.GLOBAL_LIMIT`),
+    :attr:`~.Reason.PREFIX_BLOCKED`, :attr:`~.Reason.FAILURE_CAP`,
+    :attr:`~.Reason.VENDOR_LIMIT` or :attr:`~.Reason.VENDOR_CODE_LOCKED`. The daily cap
+    raises the subclass :class:`DailyCapReached`. Nothing was sent or counted.
     """
 
     code = "rate_limited"
     default_message = _("Too many requests. Please wait before trying again.")
+    default_reason = Reason.PHONE_LIMIT
 
     def __init__(
         self,
         message: str | Promise | None = None,
         *,
         retry_after: int = 60,
-        scope: str = "",
+        reason: Reason | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, reason=reason)
         self.retry_after = max(1, int(retry_after))
-        self.scope = scope
+
+    @property
+    def scope(self) -> str:
+        """Deprecated alias of :attr:`reason` (its string value), kept for 0.1 code."""
+        return str(self.reason)
+
+
+class DailyCapReached(RateLimited):
+    """``DAILY_SEND_CAP`` is used up until UTC midnight (:attr:`retry_after`).
+
+    A cap on the whole site's spend, not on this caller: the HTTP API answers it as the
+    service being unavailable (503), not as "you are too fast" (429).
+    """
+
+    default_reason = Reason.DAILY_CAP
 
 
 class AttemptNotFound(VerifyNowError, LookupError):
@@ -115,6 +141,7 @@ class ProviderError(VerifyNowError):
 
     code = "provider_error"
     default_message = _("The verification service could not process the request.")
+    default_reason = Reason.PROVIDER_ERROR
 
     def __init__(
         self,
@@ -122,8 +149,9 @@ class ProviderError(VerifyNowError):
         *,
         response_code: int | None = None,
         endpoint: str = "",
+        reason: Reason | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, reason=reason)
         self.response_code = response_code
         self.endpoint = endpoint
 
@@ -135,6 +163,19 @@ class ProviderError(VerifyNowError):
 class ProviderAuthError(ProviderError):
     """The token endpoint refused the credentials, or a fresh token was refused too."""
 
+    default_reason = Reason.CREDENTIALS_REFUSED
+
+
+class OutOfCredit(ProviderError):
+    """VerifyNow refused a send because the account has no credit left (508).
+
+    Every send fails until the account is topped up: logged at ERROR on
+    ``django_verifynow.events`` and shown on the admin dashboard. Users get the generic
+    :class:`ProviderError` text.
+    """
+
+    default_reason = Reason.OUT_OF_CREDIT
+
 
 class ProviderUnavailable(VerifyNowError):
     """VerifyNow could not be reached in time, or the circuit breaker is open."""
@@ -143,6 +184,7 @@ class ProviderUnavailable(VerifyNowError):
     default_message = _(
         "The verification service is temporarily unavailable. Please try again shortly."
     )
+    default_reason = Reason.PROVIDER_UNAVAILABLE
 
     def __init__(
         self,
@@ -150,8 +192,9 @@ class ProviderUnavailable(VerifyNowError):
         *,
         retry_after: int = 30,
         endpoint: str = "",
+        reason: Reason | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, reason=reason)
         self.retry_after = max(1, int(retry_after))
         self.endpoint = endpoint
 
@@ -165,6 +208,18 @@ class ProviderTimeout(ProviderUnavailable):
     For a send, an SMS may have gone out; for a validate, the vendor may have counted the
     attempt. Never retried automatically.
     """
+
+    default_reason = Reason.PROVIDER_TIMEOUT
+
+
+class LimitsUnavailable(ProviderUnavailable):
+    """The cache holding the limits failed, and the action fails closed (sends).
+
+    Nothing was sent: an SMS that cannot be counted is not sent. The failure is logged
+    at ERROR on ``django_verifynow.ratelimit``.
+    """
+
+    default_reason = Reason.LIMITS_UNAVAILABLE
 
 
 class VerifyNowConfigurationError(ImproperlyConfigured):

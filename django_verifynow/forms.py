@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import HttpRequest
@@ -172,8 +173,13 @@ def _verified_fields(form: forms.BaseForm, name: str | None) -> list[str]:
     return names
 
 
-def consume_verified_phone(form: forms.BaseForm, name: str | None = None) -> list[Any]:
+def consume_verified_phone(
+    form: forms.BaseForm, name: str | None = None, *, user: Any = None
+) -> list[Any]:
     """Use up the proofs behind the form's verified phone fields (or only ``name``).
+
+    ``user`` (the account the proof is for, e.g. the user a signup form just created)
+    is recorded on each consumed attempt, so the admin finds a user's verification.
 
     Call it inside the ``transaction.atomic()`` block that saves what the proof is for:
     the conditional update in :func:`~django_verifynow.services.consume_verification`
@@ -209,6 +215,7 @@ def consume_verified_phone(form: forms.BaseForm, name: str | None = None) -> lis
                     phone_number=number,
                     purpose=field.purpose,
                     request=field.request,
+                    user=user,
                 )
             )
         except AttemptNotFound:
@@ -221,6 +228,19 @@ def consume_verified_phone(form: forms.BaseForm, name: str | None = None) -> lis
             )
             raise
     return consumed
+
+
+def _account_of(instance: Any, request: HttpRequest | None) -> Any:
+    """The user a saved form instance stands for: the instance itself when it is a
+    user (a signup form), else its ``user`` attribute, else the logged-in user."""
+    user_model = get_user_model()
+    if isinstance(instance, user_model):
+        return instance
+    related = getattr(instance, "user", None)
+    if isinstance(related, user_model):
+        return related
+    current = getattr(request, "user", None)
+    return current if getattr(current, "is_authenticated", False) else None
 
 
 class VerifiedPhoneFormMixin:
@@ -241,15 +261,20 @@ class VerifiedPhoneFormMixin:
         self.request = request
         bind_request(self, request)  # type: ignore[arg-type]
 
-    def consume_verified_phones(self) -> list[Any]:
-        """Consume every verified phone proof of this form (inside a transaction)."""
-        return consume_verified_phone(self)  # type: ignore[arg-type]
+    def consume_verified_phones(self, *, user: Any = None) -> list[Any]:
+        """Consume every verified phone proof of this form (inside a transaction),
+        recording ``user`` on the attempts."""
+        return consume_verified_phone(self, user=user)  # type: ignore[arg-type]
 
     @contextlib.contextmanager
-    def atomic_consume(self) -> Iterator[list[Any]]:
-        """``with form.atomic_consume(): ...save...`` - one transaction for both."""
+    def atomic_consume(self, *, user: Any = None) -> Iterator[list[Any]]:
+        """``with form.atomic_consume(user=...): ...save...`` - one transaction for both.
+
+        Pass the account the proof is for when it already exists (a phone change); for
+        a signup, :meth:`save` links the new user itself.
+        """
         with transaction.atomic():
-            yield self.consume_verified_phones()
+            yield self.consume_verified_phones(user=user)
 
     def save(self, commit: bool = True) -> Any:
         """Save the instance and consume the proofs in one transaction."""
@@ -259,5 +284,8 @@ class VerifiedPhoneFormMixin:
         if not commit:
             return parent.save(commit=False)
         with transaction.atomic():
-            self.consume_verified_phones()
-            return parent.save(commit=True)
+            # Saved first so a new account has its key, then linked to the proof; if
+            # the proof is gone meanwhile, the error rolls the save back.
+            instance = parent.save(commit=True)
+            self.consume_verified_phones(user=_account_of(instance, self.request))
+            return instance

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -34,12 +36,54 @@ class FlowType(models.TextChoices):
     WHATSAPP = "WHATSAPP", _("WhatsApp")
 
 
+def _lapsed(now: object = None) -> Q:
+    """A ``pending`` row whose code life is over: it is expired, whatever is stored."""
+    return Q(status=AttemptStatus.PENDING, expires_at__lte=now or timezone.now())
+
+
 class VerificationAttemptQuerySet(models.QuerySet["VerificationAttempt"]):
-    """Lookups used by the services, the admin and the purge command."""
+    """Lookups used by the services, the admin, the dashboard and the purge command.
+
+    **One truth for expiry.** A row stays ``pending`` in the database when its code life
+    ends (no cron job rewrites it); every reader asks for the *effective* state instead:
+    :meth:`in_state` / :meth:`with_state` here, :attr:`VerificationAttempt.state` on an
+    instance. A ``pending`` row past ``expires_at`` is ``expired`` in all of them.
+    """
 
     def pending(self) -> VerificationAttemptQuerySet:
-        """Attempts still waiting for their code (whatever the clock says)."""
-        return self.filter(status=AttemptStatus.PENDING)
+        """Attempts whose code can still be checked (pending and not past expiry)."""
+        return self.in_state(AttemptStatus.PENDING)
+
+    def in_state(self, state: str) -> VerificationAttemptQuerySet:
+        """Attempts whose effective state is ``state`` (see the class docstring)."""
+        lapsed = _lapsed()
+        if state == AttemptStatus.PENDING:
+            return self.filter(status=AttemptStatus.PENDING).exclude(lapsed)
+        if state == AttemptStatus.EXPIRED:
+            return self.filter(Q(status=AttemptStatus.EXPIRED) | lapsed)
+        return self.filter(status=state)
+
+    def with_state(self) -> VerificationAttemptQuerySet:
+        """Annotate ``state``: the effective status, for grouping and ordering in SQL."""
+        return self.annotate(
+            state=Case(
+                When(_lapsed(), then=Value(AttemptStatus.EXPIRED.value)),
+                default=F("status"),
+                output_field=models.CharField(max_length=16),
+            )
+        )
+
+    def transition(
+        self, to: str, *, from_: tuple[str, ...] = ("pending",), **values: Any
+    ) -> int:
+        """Move the attempts of this QuerySet that are in one of ``from_`` to ``to``.
+
+        The only way the services change a status: one conditional ``UPDATE`` whose
+        ``WHERE`` repeats the expected state, so concurrent transitions are safe without
+        a row lock (the loser updates nothing). ``values`` are written in the same
+        statement. Returns the number of attempts moved.
+        """
+        return self.filter(status__in=from_).update(status=to, **values)
 
     def for_phone(self, e164: str) -> VerificationAttemptQuerySet:
         """Attempts for one E.164 number."""
@@ -101,12 +145,19 @@ class VerificationAttempt(models.Model):
     last_response_code = models.IntegerField(
         _("last VerifyNow response code"), null=True, blank=True
     )
+    #: False when VerifyNow kept the code it had already sent to this number (506): the
+    #: attempt reuses that verification and no new SMS went out. Only attempts with
+    #: ``code_sent`` count as sends on the dashboard.
+    code_sent = models.BooleanField(_("code sent"), default=True)
 
     objects = VerificationAttemptQuerySet.as_manager()
 
     #: Not a field: set by ``services.validate_otp`` on the instance it returns to say
-    #: what that call found (a :class:`CheckOutcome` value, or ``None`` when no check
-    #: reached VerifyNow). Never saved.
+    #: what that call found (a :class:`~django_verifynow.services.CheckResult`). Never
+    #: saved.
+    check_result: Any = None
+    #: Not a field: the :class:`CheckOutcome` of the vendor check this call made, or
+    #: ``None`` when none was made. Prefer :attr:`check_result`.
     check_outcome: str | None = None
 
     class Meta:
@@ -135,9 +186,26 @@ class VerificationAttempt(models.Model):
         return f"{mask(self.phone_number)} ({self.get_status_display()})"
 
     @property
+    def state(self) -> str:
+        """The effective status: ``expired`` for a ``pending`` row past its expiry.
+
+        Use this (not :attr:`status`) wherever the answer is shown or decided on; the
+        QuerySet's :meth:`~VerificationAttemptQuerySet.with_state` is its SQL twin.
+        """
+        if self.status == AttemptStatus.PENDING and self.is_expired:
+            return AttemptStatus.EXPIRED
+        return self.status
+
+    @state.setter
+    def state(self, value: str) -> None:
+        # QuerySet.with_state() annotates "state" and Django sets annotations on the
+        # instance: the value is the same rule evaluated in SQL, so nothing is kept.
+        pass
+
+    @property
     def attempts_left(self) -> int:
-        """Code checks still allowed on this attempt."""
-        if self.status != AttemptStatus.PENDING:
+        """Code checks still allowed on this attempt (0 once it is not pending)."""
+        if self.state != AttemptStatus.PENDING:
             return 0
         return max(self.max_attempts - self.check_count, 0)
 

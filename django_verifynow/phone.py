@@ -14,6 +14,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from .conf import NUMBER_TYPES, verifynow_settings
+from .reasons import Reason
 from .exceptions import InvalidPhoneNumber, PhoneNumberNotAllowed
 
 __all__ = [
@@ -76,10 +77,10 @@ def check_allowed(e164: str) -> None:
     if allowed_countries is not None:
         region = phonenumbers.region_code_for_number(number)
         if region not in allowed_countries:
-            raise PhoneNumberNotAllowed(reason="country")
+            raise PhoneNumberNotAllowed(reason=Reason.COUNTRY)
     type_name = _TYPE_NAMES.get(phonenumbers.number_type(number), "UNKNOWN")
     if type_name not in verifynow_settings.ALLOWED_NUMBER_TYPES:
-        raise PhoneNumberNotAllowed(reason="number_type")
+        raise PhoneNumberNotAllowed(reason=Reason.NUMBER_TYPE)
 
 
 class VendorNumber(NamedTuple):

@@ -122,7 +122,8 @@ def test_cooldown_and_resend_carry_retry_after(base, vendor):
     browser = Browser(base)
     attempt = browser.post("", {"phone_number": PHONE}).json()
     body = assert_error(browser.post(f"{attempt['id']}/resend/"), 429, "rate_limited")
-    assert body["retry_after"] <= 33
+    # Not before the sandbox's 60 s code life ends (VerifyNow would send nothing).
+    assert 30 < body["retry_after"] <= 60
     assert_error(browser.post("", {"phone_number": PHONE}), 429, "rate_limited")
     assert vendor.count("send") == 1
 

@@ -17,7 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from django_verifynow.models import VerificationAttempt
-from django_verifynow.testing import last_code, sandbox_engine
+from django_verifynow.testing import reset_sandbox, last_code, sandbox_engine
 
 pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.browser_urls")]
 
@@ -74,12 +74,16 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def vn_settings(settings: Any) -> Any:
-    """Short resend cooldown for the browser tests (the countdown must finish)."""
+    """Short resend cooldown and code life for the browser tests (the countdown must
+    finish): no resend is offered before the vendor's code life ends, since VerifyNow
+    would answer 506 and send nothing."""
     settings.VERIFYNOW = {
         **settings.VERIFYNOW,
         "RESEND_COOLDOWN": 2,
         "RESEND_COOLDOWN_MAX": 4,
+        "SANDBOX_OPTIONS": {**settings.VERIFYNOW.get("SANDBOX_OPTIONS", {}), "otp_timeout": 3},
     }
+    reset_sandbox()  # rebuilt with the short code life
     return settings
 
 

@@ -3,6 +3,7 @@ binding, signals, query budgets and log hygiene."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from datetime import timedelta
@@ -12,6 +13,7 @@ import pytest
 import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.cache import SessionStore
+from django.core.cache import caches
 from django.test import RequestFactory, override_settings
 from django.utils import timezone
 
@@ -25,8 +27,10 @@ from django_verifynow.exceptions import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    LimitsUnavailable,
     RateLimited,
 )
+from django_verifynow.reasons import Reason
 from django_verifynow.models import (
     AttemptStatus,
     CheckOutcome,
@@ -53,6 +57,24 @@ def make_request(ip="203.0.113.7", session=None, user=None):
     if user is not None:
         request.user = user
     return request
+
+
+@contextlib.contextmanager
+def clock():
+    """Frozen time that the test moves: ``skip()`` passes the sandbox's 60 s code life,
+    and with it the cooldown that keeps resends waiting for the live code."""
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+
+        def skip(seconds: int = 61) -> None:
+            traveller.shift(timedelta(seconds=seconds))
+
+        yield skip
+
+
+def forget_cooldowns() -> None:
+    """Lose the limits cache (an eviction or a flush): the vendor's 506 is then the
+    only thing that knows a code is still live."""
+    caches["default"].clear()
 
 
 def wrong(code: str) -> str:
@@ -130,10 +152,11 @@ def test_invalid_numbers_are_refused_before_the_vendor(value):
 
 
 def test_formatting_variants_share_one_number(request_a):
-    with vn(RESEND_COOLDOWN=0):
+    with vn(RESEND_COOLDOWN=0), clock() as skip:
         for variant in ["+91 98765 43210", "009198765 43210", "+91-98765-43210"]:
             attempt = services.send_otp(variant, request=request_a)
             assert attempt.phone_number == PHONE
+            skip()
 
 
 def test_disallowed_country_is_blocked_with_no_vendor_call(received):
@@ -176,18 +199,23 @@ def test_second_send_within_the_cooldown_is_refused(request_a):
     first = services.send_otp(PHONE, request=request_a)
     with pytest.raises(RateLimited) as info:
         services.send_otp(PHONE, request=request_a)
-    assert info.value.scope == "cooldown" and 0 < info.value.retry_after <= 30
+    # The 30 s cooldown is covered by the sandbox's 60 s code life: a resend before
+    # then would get 506 and send nothing, so the wait says the code is still valid.
+    assert info.value.reason == Reason.COOLDOWN and 30 < info.value.retry_after <= 60
+    assert "still valid" in str(info.value.message)
     assert sandbox_engine().count("send") == 1
     first.refresh_from_db()
     assert first.status == AttemptStatus.PENDING  # the live code stays valid
 
 
 def test_per_phone_send_limit():
-    with vn(RESEND_COOLDOWN=0):
+    with vn(RESEND_COOLDOWN=0), clock() as skip:
         for i in range(5):
             services.send_otp(PHONE, request=make_request(ip=f"198.51.100.{i}"))
-        with pytest.raises(RateLimited):
+            skip()
+        with pytest.raises(RateLimited) as info:
             services.send_otp(PHONE, request=make_request(ip="198.51.100.99"))
+    assert info.value.reason == Reason.PHONE_LIMIT
     assert sandbox_engine().count("send") == 5
 
 
@@ -256,10 +284,11 @@ def test_vendor_limit_800_is_rate_limited_and_recorded():
 
 
 def test_send_replaces_the_previous_pending_attempt(request_a):
-    with vn(RESEND_COOLDOWN=0):
+    with vn(RESEND_COOLDOWN=0), clock() as skip:
         first = services.send_otp(PHONE, request=request_a)
+        skip()
         second = services.send_otp(PHONE, request=request_a)
-    first.refresh_from_db()
+        first.refresh_from_db()
     assert first.status == AttemptStatus.EXPIRED
     assert second.status == AttemptStatus.PENDING
 
@@ -439,11 +468,15 @@ def test_vendor_505_fails_the_attempt(request_a):
 
 
 def test_failures_per_phone_are_capped_across_attempts():
-    with vn(RESEND_COOLDOWN=0, RATE_LIMITS={"validate_failure": "3/d/phone"}):
+    with (
+        vn(RESEND_COOLDOWN=0, RATE_LIMITS={"validate_failure": "3/d/phone"}),
+        clock() as skip,
+    ):
         first = services.send_otp(PHONE)
         code = last_code(PHONE)
         services.validate_otp(first.pk, wrong(code))
         services.validate_otp(first.pk, wrong(code))
+        skip()
         second = services.resend_otp(first.pk)
         services.validate_otp(second.pk, wrong(last_code(PHONE)))
         with pytest.raises(RateLimited):
@@ -461,8 +494,9 @@ def test_validate_works_with_the_cache_down(request_a):
 
 def test_send_fails_closed_with_the_cache_down():
     broken = {"default": {"BACKEND": "tests.broken_cache.BrokenCache"}}
-    with override_settings(CACHES=broken), pytest.raises(RateLimited):
+    with override_settings(CACHES=broken), pytest.raises(LimitsUnavailable) as info:
         services.send_otp(PHONE)
+    assert info.value.reason == Reason.LIMITS_UNAVAILABLE
     assert sandbox_engine().count("send") == 0
 
 
@@ -470,9 +504,9 @@ def test_send_fails_closed_with_the_cache_down():
 
 
 def test_resend_makes_a_new_attempt_and_retires_the_old(request_a):
-    with vn(RESEND_COOLDOWN=0):
+    with vn(RESEND_COOLDOWN=0), clock() as skip:
         first = services.send_otp(PHONE, request=request_a, purpose="signup")
-        sandbox_engine().expire(first.provider_verification_id)
+        skip()
         second = services.resend_otp(first.pk, request=request_a)
     first.refresh_from_db()
     assert second.pk != first.pk and second.purpose == "signup"
@@ -488,14 +522,19 @@ def test_resend_makes_a_new_attempt_and_retires_the_old(request_a):
 
 def test_resend_while_the_vendor_code_is_live_keeps_the_count(request_a):
     with vn(RESEND_COOLDOWN=0):
-        first = services.send_otp(PHONE, request=request_a)
+        first = services.send_otp(PHONE, request=request_a, flow_type="WHATSAPP")
         code = last_code(PHONE)
         services.validate_otp(first.pk, wrong(code), request=request_a)
         services.validate_otp(first.pk, wrong(code), request=request_a)
+        forget_cooldowns()
         second = services.resend_otp(first.pk, request=request_a)
-    # 506: same vendor verification, no new SMS, wrong tries carried over.
+    # 506: same vendor verification, no new SMS, wrong tries carried over, and the
+    # channel is the one the code really came by.
     assert second.provider_verification_id == first.provider_verification_id
     assert second.check_count == 2 and second.attempts_left == 3
+    assert second.code_sent is False and second.flow_type == "WHATSAPP"
+    second.refresh_from_db()
+    assert second.code_sent is False and second.flow_type == "WHATSAPP"
     assert len(sandbox_engine().outbox) == 1
 
 
@@ -617,10 +656,11 @@ def test_resend_onto_a_vendor_locked_code_is_rate_limited(request_a):
         code = last_code(PHONE)
         for _ in range(5):
             services.validate_otp(first.pk, wrong(code), request=request_a)
+        forget_cooldowns()
         # The vendor answers 506 with the locked verification: nothing was sent.
         with pytest.raises(RateLimited) as info:
             services.resend_otp(first.pk, request=request_a)
-    assert info.value.scope == "provider" and info.value.retry_after > 0
+    assert info.value.reason == Reason.VENDOR_CODE_LOCKED and info.value.retry_after > 0
     newest = VerificationAttempt.objects.order_by("-created_at").first()
     assert newest.pk != first.pk and newest.status == AttemptStatus.FAILED
     assert len(sandbox_engine().outbox) == 1

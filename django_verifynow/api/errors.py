@@ -18,6 +18,7 @@ errors) or the class's generic text (everything else).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -32,6 +33,7 @@ from rest_framework.views import set_rollback
 
 from ..exceptions import (
     AttemptNotFound,
+    DailyCapReached,
     InvalidInput,
     InvalidPhoneNumber,
     PhoneNumberNotAllowed,
@@ -43,6 +45,7 @@ from ..exceptions import (
 
 __all__ = [
     "ERROR_CODES",
+    "SERVICE_ANSWERS",
     "APIError",
     "CodeExpired",
     "CsrfFailed",
@@ -196,43 +199,57 @@ def error_response(
     return Response(body, status=status_code, headers=headers)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    code: str
+    #: True: the exception's own message is shown (translated, PII-free input errors
+    #: and waits); False: the generic text of ``text_of``.
+    own_message: bool = False
+    text_of: type[VerifyNowError] = VerifyNowError
+
+
+#: The answer to each service exception, looked up along the exception's MRO so a
+#: subclass answers as its nearest listed class. One table, no string branching.
+SERVICE_ANSWERS: dict[type[VerifyNowError], _Answer] = {
+    InvalidPhoneNumber: _Answer(400, InvalidPhoneNumber.code, own_message=True),
+    InvalidInput: _Answer(400, InvalidInput.code, own_message=True),
+    # One generic text whatever the reason (country, number type).
+    PhoneNumberNotAllowed: _Answer(
+        400, PhoneNumberNotAllowed.code, text_of=PhoneNumberNotAllowed
+    ),
+    AttemptNotFound: _Answer(404, AttemptNotFound.code, text_of=AttemptNotFound),
+    # The site's spend cap is our service being unavailable, not this caller going
+    # too fast.
+    DailyCapReached: _Answer(
+        503, ProviderUnavailable.code, text_of=ProviderUnavailable
+    ),
+    # Generic unless the policy explains the wait (a code still valid for N s).
+    RateLimited: _Answer(429, RateLimited.code, own_message=True),
+    # LimitsUnavailable (the limits cache is down) answers as this too.
+    ProviderUnavailable: _Answer(
+        503, ProviderUnavailable.code, text_of=ProviderUnavailable
+    ),
+    # OutOfCredit too: the user cannot act on the site's billing, the operator is told.
+    ProviderError: _Answer(502, ProviderError.code, text_of=ProviderError),
+}
+
+
 def _service_error(exc: VerifyNowError) -> Response:
-    fields = None
+    answer = next(
+        (SERVICE_ANSWERS[k] for k in type(exc).__mro__ if k in SERVICE_ANSWERS),
+        _Answer(400, InvalidInput.code),
+    )
+    detail = exc.message if answer.own_message else answer.text_of.default_message
     field = getattr(exc, "field", None)
-    if field and isinstance(exc, (InvalidInput, InvalidPhoneNumber)):
-        fields = {field: [str(exc.message)]}
-    if isinstance(exc, InvalidPhoneNumber):
-        return error_response(400, exc.code, exc.message, fields=fields)
-    if isinstance(exc, InvalidInput):
-        return error_response(400, exc.code, exc.message, fields=fields)
-    if isinstance(exc, PhoneNumberNotAllowed):
-        # One generic text whatever the reason (country, number type, prefix block).
-        return error_response(400, exc.code, PhoneNumberNotAllowed.default_message)
-    if isinstance(exc, AttemptNotFound):
-        return error_response(404, AttemptNotFound.code, _NOT_FOUND)
-    if isinstance(exc, RateLimited):
-        if exc.scope in ("daily_cap", "unavailable"):
-            # The global spend cap (R21, S18) and a dead limits cache (R24, S17) are our
-            # service being unavailable, not this caller going too fast.
-            return error_response(
-                503,
-                ProviderUnavailable.code,
-                ProviderUnavailable.default_message,
-                retry_after=exc.retry_after,
-            )
-        return error_response(
-            429, exc.code, RateLimited.default_message, retry_after=exc.retry_after
-        )
-    if isinstance(exc, ProviderUnavailable):
-        return error_response(
-            503,
-            exc.code,
-            ProviderUnavailable.default_message,
-            retry_after=exc.retry_after,
-        )
-    if isinstance(exc, ProviderError):
-        return error_response(502, ProviderError.code, ProviderError.default_message)
-    return error_response(400, "invalid_input", VerifyNowError.default_message)
+    fields = {field: [str(exc.message)]} if field and answer.own_message else None
+    return error_response(
+        answer.status,
+        answer.code,
+        detail,
+        retry_after=getattr(exc, "retry_after", None),
+        fields=fields if answer.status == 400 else None,
+    )
 
 
 def _drf_fields(detail: Any) -> dict[str, list[str]]:

@@ -34,9 +34,9 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import ratelimit
+from ..services.requester import client_ip
 from ..conf import verifynow_settings
-from ..exceptions import InvalidInput, RateLimited
+from ..exceptions import InvalidInput, LimitsUnavailable
 from .errors import IdempotencyMismatch, RequestInProgress
 
 __all__ = ["HEADER", "IN_FLIGHT_TTL", "KEY_PATTERN", "REPLAY_TTL", "run"]
@@ -61,7 +61,7 @@ def _caller(request: Request) -> str:
     user = getattr(request, "user", None)
     if user is not None and getattr(user, "is_authenticated", False):
         return f"user:{user.pk}"
-    return f"ip:{ratelimit.client_ip(request) or '-'}"
+    return f"ip:{client_ip(request) or '-'}"
 
 
 def _cache_key(request: Request, key: str) -> str:
@@ -80,10 +80,10 @@ def _fingerprint(operation: str, payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _unavailable(exc: BaseException) -> RateLimited:
+def _unavailable(exc: BaseException) -> LimitsUnavailable:
     # No key, number or payload in the log line: the exception type says enough.
     logger.error("verifynow idempotency store unavailable: %s", type(exc).__name__)
-    return RateLimited(retry_after=60, scope="unavailable")
+    return LimitsUnavailable(retry_after=60)
 
 
 def _replay(record: Mapping[str, Any]) -> Response:
@@ -105,7 +105,7 @@ def run(
     :raises InvalidInput: the header is malformed.
     :raises IdempotencyMismatch: the key was used for a different request.
     :raises RequestInProgress: the first request with this key is still running.
-    :raises RateLimited: (scope ``"unavailable"``) the cache is down.
+    :raises LimitsUnavailable: the cache is down.
     """
     key = request.headers.get(HEADER)
     if key is None:

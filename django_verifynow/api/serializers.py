@@ -110,6 +110,7 @@ class AttemptSerializer(serializers.Serializer):
         help_text=_("The number, masked: country code and last digits."),
     )
     status = serializers.ChoiceField(
+        source="state",  # a pending attempt past its expiry is expired
         choices=AttemptStatus.choices,
         read_only=True,
         help_text=_("pending, verified, expired, locked, failed or unknown."),
@@ -128,6 +129,13 @@ class AttemptSerializer(serializers.Serializer):
     )
     flow_type = serializers.ChoiceField(
         choices=FlowType.choices, read_only=True, help_text=_("Delivery channel.")
+    )
+    code_sent = serializers.BooleanField(
+        read_only=True,
+        help_text=_(
+            "False when no new code went out because the code already sent to this "
+            "number is still valid: enter that one."
+        ),
     )
 
 

@@ -33,11 +33,12 @@ from rest_framework.views import APIView
 
 from .. import services
 from ..exceptions import InvalidInput, InvalidPhoneNumber
-from ..models import AttemptStatus, CheckOutcome, VerificationAttempt
+from ..models import VerificationAttempt
 from . import errors, idempotency
 from .serializers import AttemptSerializer, SendSerializer, ValidateSerializer
 
 __all__ = [
+    "CHECK_ANSWERS",
     "AttemptView",
     "LimitedFormParser",
     "LimitedJSONParser",
@@ -236,6 +237,19 @@ class AttemptView(VerifyNowAPIView):
         return self.render_attempt(services.get_attempt(pk, request=request))
 
 
+#: The answer to each check result: ``None`` renders the attempt (200), a class is the
+#: contract error raised. One lookup, so every result has exactly one answer.
+CHECK_ANSWERS: dict[services.CheckResult, type[errors.APIError] | None] = {
+    services.CheckResult.VERIFIED: None,
+    services.CheckResult.ALREADY_VERIFIED: None,
+    services.CheckResult.WRONG_CODE: errors.InvalidCode,
+    services.CheckResult.LOCKED: errors.InvalidCode,
+    services.CheckResult.ALREADY_LOCKED: errors.TooManyAttempts,
+    services.CheckResult.EXPIRED: errors.CodeExpired,
+    services.CheckResult.ALREADY_SETTLED: errors.CodeExpired,
+}
+
+
 def _seconds_until(moment: datetime) -> int:
     return max(1, int((moment - timezone.now()).total_seconds() + 0.999))
 
@@ -256,20 +270,18 @@ class ValidateView(VerifyNowAPIView):
         except InvalidInput as exc:
             exc.field = "code"  # type: ignore[attr-defined]
             raise
-        if attempt.status == AttemptStatus.VERIFIED:
-            return self.render_attempt(attempt)  # also when already verified (S5)
-        outcome = getattr(attempt, "check_outcome", None)
-        if outcome == CheckOutcome.WRONG_CODE:
-            # Pending with checks left, or locked by this very check (0 left).
+        answer = CHECK_ANSWERS[attempt.check_result]
+        if answer is None:
+            return self.render_attempt(attempt)  # also when already verified
+        if answer is errors.InvalidCode:
+            # Wrong, with checks left or locked by this very check (0 left).
             raise errors.InvalidCode(attempts_left=attempt.attempts_left)
-        if attempt.status == AttemptStatus.LOCKED or (
-            attempt.status == AttemptStatus.PENDING and not attempt.is_expired
-        ):
+        if answer is errors.TooManyAttempts:
             # Out of checks, no vendor call made: wait for a new code.
             raise errors.TooManyAttempts(
                 retry_after=_seconds_until(services.resend_available_at(attempt))
             )
-        raise errors.CodeExpired()  # expired, failed, unknown or replaced
+        raise answer()
 
 
 class ResendView(VerifyNowAPIView):

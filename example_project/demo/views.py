@@ -65,7 +65,7 @@ def change_phone(request: HttpRequest) -> HttpResponse:
     form = PhoneChangeForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
         try:
-            with form.atomic_consume():
+            with form.atomic_consume(user=request.user):
                 Profile.objects.update_or_create(
                     user=request.user,
                     defaults={

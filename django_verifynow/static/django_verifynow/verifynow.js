@@ -201,7 +201,9 @@
       this.code.value = "";
       this.code.setAttribute("maxlength", String(result.data.otp_length || this.otpLength));
       this.otpLength = result.data.otp_length || this.otpLength;
-      this.say(this.t("sent", { phone: result.data.phone_number }), "sent");
+      // code_sent false: VerifyNow kept the code it had sent; no new message went out.
+      var sentKey = result.data.code_sent === false ? "still_valid" : "sent";
+      this.say(this.t(sentKey, { phone: result.data.phone_number }), "sent");
       this.root.setAttribute("data-state", "sent");
       this.code.focus();
       this.tick();

@@ -1,0 +1,296 @@
+"""The admission policy: the only place that decides "may this happen".
+
+The services ask here before anything costs money or counts against anyone, and act on
+the answer; they never read a limit themselves. Two kinds of decision:
+
+**Sends** are admitted all or nothing. :func:`admit_send` checks, in this order, the
+resend cooldown of the phone (which also covers the vendor's validity window of a
+code already sent), a block on the number's prefix, the ``RATE_LIMITS`` of the action
+(per phone, prefix, IP, session or user, site-wide) and ``DAILY_SEND_CAP``. If every
+rule passes it reserves every counter at once and returns an :class:`Admission`;
+if any refuses, whatever was reserved is taken back and :exc:`RateLimited` says why
+(a :class:`~django_verifynow.reasons.Reason`). The caller then:
+
+* :meth:`Admission.commit` when an SMS went out or may have (a timeout), passing the
+  vendor's validity window so no resend is offered before the live code ends;
+* :meth:`Admission.release` when nothing was sent: a connect error, an open breaker, a
+  vendor refusal, or a 506 that kept the code already sent. The user keeps the budget.
+
+**Code checks** spend the per-IP ``validate`` budget on every call (malformed ones too,
+so guessing hits the limit) and are refused once the phone has used up its daily
+failure cap (``RATE_LIMITS["validate_failure"]``). The attempt cap per code lives in the
+database (see :mod:`django_verifynow.services.check`), not here.
+
+When the cache is down, :data:`FAILS_OPEN` says per action whether to let the request
+through or refuse it with :exc:`LimitsUnavailable` (an SMS that cannot be counted is
+never sent; a check bounded by the database cap may still run).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from django.utils.translation import gettext_lazy as _
+
+from .. import phone, ratelimit
+from ..exceptions import DailyCapReached, LimitsUnavailable, RateLimited
+from ..reasons import Reason
+from . import caps, cooldown
+
+__all__ = [
+    "FAILS_OPEN",
+    "LIMIT_REASONS",
+    "Action",
+    "Admission",
+    "Reason",
+    "admit_check",
+    "admit_send",
+    "forget_failures",
+    "record_failure",
+    "resend_wait",
+    "spend",
+]
+
+logger = logging.getLogger("django_verifynow.ratelimit")
+
+#: Retry-After given when the limits cannot be enforced.
+UNAVAILABLE_RETRY_AFTER = 60
+
+
+class Action(str, enum.Enum):
+    """What is being admitted; the values are the ``RATE_LIMITS`` keys."""
+
+    SEND = "send"
+    RESEND = "resend"
+    VALIDATE = "validate"
+    READ = "read"
+    VALIDATE_FAILURE = "validate_failure"
+
+
+#: With the limits cache down: True lets the action through, False refuses it.
+#: Sends cost money and cannot be counted, so they fail closed; checks and reads are
+#: bounded by the attempt cap in the database, so a cache outage must not stop users
+#: who already have their code from entering it.
+FAILS_OPEN: Mapping[Action, bool] = {
+    Action.SEND: False,
+    Action.RESEND: False,
+    Action.VALIDATE: True,
+    Action.READ: True,
+    Action.VALIDATE_FAILURE: True,
+}
+
+#: The reason of a refusal by each rule key kind.
+LIMIT_REASONS: Mapping[str, Reason] = {
+    "phone": Reason.PHONE_LIMIT,
+    "ip": Reason.IP_LIMIT,
+    "session": Reason.SESSION_LIMIT,
+    "global": Reason.GLOBAL_LIMIT,
+    "prefix": Reason.PREFIX_BLOCKED,
+}
+
+_STILL_VALID = _(
+    "A code was sent to this number recently and is still valid for %(seconds)d s. "
+    "Enter that code, or ask for a new one once it has expired."
+)
+
+
+def _store_down(action: Action, exc: ratelimit.StoreUnavailable) -> None:
+    """Apply :data:`FAILS_OPEN`: return to let the action through, or raise."""
+    # One line, no traceback: during an outage every request would log one.
+    logger.error(
+        "Rate-limit cache failed during %s (%s); %s.",
+        action.value,
+        exc,
+        "let through (fails open)" if FAILS_OPEN[action] else "refused (fails closed)",
+    )
+    if not FAILS_OPEN[action]:
+        raise LimitsUnavailable(retry_after=UNAVAILABLE_RETRY_AFTER) from None
+
+
+@dataclass
+class Admission:
+    """Every budget one send needs, reserved; commit or release it exactly once."""
+
+    phone: str
+    reservations: list[ratelimit.Reservation] = field(default_factory=list)
+    daily: caps.DailySlot | None = None
+    ticket: cooldown.Ticket | None = None
+    settled: bool = False
+
+    def commit(self, *, valid_for: int | None = None) -> None:
+        """An SMS went out, or may have: keep every budget spent.
+
+        :param valid_for: seconds the vendor keeps the new code live (its ``timeout``);
+            no resend is offered before then.
+        """
+        if self.settled:
+            return
+        self.settled = True
+        if valid_for:
+            self._keep_waiting(valid_for)
+
+    def release(self, *, valid_for: int | None = None) -> None:
+        """Nothing was sent: give back every budget this admission reserved.
+
+        :param valid_for: the vendor kept a live code for this number (506) for this
+            many more seconds: resends wait for it, but nothing counts as a send.
+        """
+        if self.settled:
+            return
+        self.settled = True
+        for reservation in self.reservations:
+            reservation.release()
+        if self.daily is not None:
+            self.daily.release()
+        if self.ticket is not None:
+            try:
+                cooldown.restore(self.ticket)
+            except ratelimit.StoreUnavailable as exc:
+                logger.error("Rate-limit cache failed restoring a cooldown (%s)", exc)
+        if valid_for:
+            self._keep_waiting(valid_for)
+
+    def _keep_waiting(self, valid_for: int) -> None:
+        try:
+            cooldown.extend(self.phone, valid_for)
+        except ratelimit.StoreUnavailable as exc:
+            logger.error("Rate-limit cache failed extending a cooldown (%s)", exc)
+
+
+def _refusal(exc: ratelimit.LimitExceeded) -> RateLimited:
+    return RateLimited(
+        retry_after=exc.retry_after, reason=LIMIT_REASONS.get(exc.rule.key)
+    )
+
+
+def admit_send(
+    e164: str,
+    keys: Mapping[str, str | None],
+    *,
+    resend: bool = False,
+    code_usable: bool = True,
+) -> Admission:
+    """Admit one send to ``e164`` for the requester identified by ``keys``.
+
+    :param keys: the requester's limit keys (``"ip"``, ``"session"``); the phone and
+        its prefix are added here.
+    :param resend: also apply the ``resend`` rules.
+    :param code_usable: whether the requester can still enter the code already sent
+        (False for a locked attempt): only then does a cooldown refusal say that the
+        code is still valid.
+    :returns: the :class:`Admission`; commit or release it.
+    :raises RateLimited: refused by a rule (:attr:`~RateLimited.reason` says which);
+        :class:`DailyCapReached` for the daily cap. Nothing is reserved.
+    :raises LimitsUnavailable: the cache is down (sends fail closed).
+    """
+    action = Action.RESEND if resend else Action.SEND
+    admission = Admission(phone=e164)
+    try:
+        _admit_send(admission, e164, keys, resend=resend, code_usable=code_usable)
+    except ratelimit.StoreUnavailable as exc:
+        admission.release()
+        _store_down(action, exc)
+    except BaseException:
+        admission.release()
+        raise
+    return admission
+
+
+def _admit_send(
+    admission: Admission,
+    e164: str,
+    keys: Mapping[str, str | None],
+    *,
+    resend: bool,
+    code_usable: bool,
+) -> None:
+    wait = cooldown.remaining(e164)
+    if wait.seconds > 0:
+        explain = wait.code_valid and code_usable
+        message = _STILL_VALID % {"seconds": wait.seconds} if explain else None
+        raise RateLimited(message, retry_after=wait.seconds, reason=Reason.COOLDOWN)
+    prefix = phone.prefix(e164)
+    blocked = caps.prefix_block_remaining(prefix)
+    if blocked:
+        raise RateLimited(retry_after=blocked, reason=Reason.PREFIX_BLOCKED)
+    values = {**keys, "phone": e164, "prefix": prefix}
+    for action in (Action.SEND, Action.RESEND) if resend else (Action.SEND,):
+        try:
+            admission.reservations.append(ratelimit.hit(action.value, values))
+        except ratelimit.LimitExceeded as exc:
+            if exc.rule.key == "prefix":
+                seconds = caps.block_prefix(prefix, exc.rule, action.value)
+                raise RateLimited(
+                    retry_after=max(seconds, exc.retry_after),
+                    reason=Reason.PREFIX_BLOCKED,
+                ) from None
+            raise _refusal(exc) from None
+    slot = caps.take_daily_slot()
+    if isinstance(slot, int):
+        raise DailyCapReached(retry_after=slot)
+    admission.daily = slot
+    admission.ticket = cooldown.start(e164)
+
+
+def resend_wait(e164: str) -> int:
+    """Seconds until a new code may go to ``e164`` (for ``resend_available_at``).
+
+    With the cache down it answers a minute: a read must not fail, and sends are
+    refused meanwhile anyway.
+    """
+    try:
+        return cooldown.remaining(e164).seconds
+    except ratelimit.StoreUnavailable:
+        return UNAVAILABLE_RETRY_AFTER
+
+
+def spend(action: Action, keys: Mapping[str, str | None]) -> None:
+    """Count one call of ``action`` (``validate``, ``read``) against the requester.
+
+    Spent by every call, malformed and unknown ones included, and never given back.
+
+    :raises RateLimited: a rule of the action is over.
+    :raises LimitsUnavailable: the cache is down and the action fails closed.
+    """
+    try:
+        ratelimit.hit(action.value, keys)
+    except ratelimit.LimitExceeded as exc:
+        raise _refusal(exc) from None
+    except ratelimit.StoreUnavailable as exc:
+        _store_down(action, exc)
+
+
+def admit_check(e164: str) -> None:
+    """Refuse a code check for ``e164`` once its daily failure cap is used up.
+
+    :raises RateLimited: reason :attr:`~Reason.FAILURE_CAP`.
+    """
+    try:
+        ratelimit.check(Action.VALIDATE_FAILURE.value, {"phone": e164})
+    except ratelimit.LimitExceeded as exc:
+        raise RateLimited(
+            retry_after=exc.retry_after, reason=Reason.FAILURE_CAP
+        ) from None
+    except ratelimit.StoreUnavailable as exc:
+        _store_down(Action.VALIDATE_FAILURE, exc)
+
+
+def record_failure(e164: str) -> None:
+    """Count a wrong code for ``e164``; the cap applies to the *next* check."""
+    try:
+        ratelimit.hit(Action.VALIDATE_FAILURE.value, {"phone": e164})
+    except ratelimit.LimitExceeded:
+        pass  # this check has been answered; the next one is refused
+    except ratelimit.StoreUnavailable as exc:
+        logger.error("Rate-limit cache failed counting a wrong code (%s)", exc)
+
+
+def forget_failures(e164: str) -> None:
+    """Forget the wrong codes of ``e164`` after it was verified."""
+    try:
+        ratelimit.reset(Action.VALIDATE_FAILURE.value, {"phone": e164})
+    except ratelimit.StoreUnavailable as exc:
+        logger.error("Rate-limit cache failed forgetting failures (%s)", exc)

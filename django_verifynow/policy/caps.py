@@ -1,0 +1,163 @@
+"""Site-wide spend guards: the daily send cap and the blocking of pumped prefixes.
+
+Both keep their state in the limits cache next to the counters of
+:mod:`django_verifynow.ratelimit`, and both alert operators on the
+``django_verifynow.alerts`` logger (route it to a paging channel). Only
+:mod:`django_verifynow.policy` calls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from django.core.cache import BaseCache
+
+from .. import phone, ratelimit
+from ..conf import verifynow_settings
+
+__all__ = [
+    "DailySlot",
+    "alerts_logger",
+    "block_prefix",
+    "prefix_block_remaining",
+    "take_daily_slot",
+]
+
+#: Operator alerts (prefix blocked, daily cap warnings).
+alerts_logger = logging.getLogger("django_verifynow.alerts")
+
+
+# -- daily cap -------------------------------------------------------------------------
+class DailySlot:
+    """One send counted against ``DAILY_SEND_CAP``; :meth:`release` gives it back."""
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+
+    def release(self) -> None:
+        """Give the slot back (nothing was sent). A cache failure keeps it counted."""
+        if self.key is None:
+            return
+        key, self.key = self.key, None
+        try:
+            ratelimit.decr(ratelimit.cache(), key)
+        except Exception:  # noqa: BLE001 - the safe side: one refusal too many
+            pass
+
+
+@ratelimit.guarded
+def take_daily_slot(*, now: float | None = None) -> DailySlot | int:
+    """Count one send against ``VERIFYNOW["DAILY_SEND_CAP"]`` (per UTC day).
+
+    Logs one WARNING per day when 80 % of the cap is used and one when it is reached.
+
+    :returns: the :class:`DailySlot` taken (an empty one when no cap is set), or the
+        seconds to UTC midnight when the cap is used up (nothing counted).
+    :raises ratelimit.StoreUnavailable: the cache failed.
+    """
+    cap = verifynow_settings.DAILY_SEND_CAP
+    if cap is None:
+        return DailySlot(None)
+    moment = ratelimit.now_or(now)
+    day = datetime.fromtimestamp(moment, tz=timezone.utc).strftime("%Y%m%d")
+    to_midnight = max(1, math.ceil(86400 - moment % 86400))
+    store = ratelimit.cache()
+    key = f"{ratelimit.KEY_ROOT}:daily_cap:global:all:{day}"
+    ttl = 86400 + ratelimit.TTL_MARGIN
+    count = ratelimit.incr(store, key, ttl)
+    if count * 5 >= cap * 4:
+        _alert_once(
+            store,
+            f"{ratelimit.KEY_ROOT}:daily_cap:alert:80:{day}",
+            ttl,
+            "Daily send cap: 80%% used (%d of %d sends today, UTC).",
+            min(count, cap),
+            cap,
+        )
+    if count >= cap:
+        _alert_once(
+            store,
+            f"{ratelimit.KEY_ROOT}:daily_cap:alert:100:{day}",
+            ttl,
+            "Daily send cap reached (%d of %d sends today, UTC); further sends are "
+            "refused until UTC midnight.",
+            min(count, cap),
+            cap,
+        )
+    if count > cap:
+        ratelimit.decr(store, key)
+        return to_midnight
+    return DailySlot(key)
+
+
+def _alert_once(store: BaseCache, marker: str, ttl: int, msg: str, *args: Any) -> None:
+    # cache.add is atomic: exactly one process wins and logs, whatever the concurrency.
+    if store.add(marker, 1, ttl):
+        alerts_logger.warning(msg, *args, extra={"event": "daily_cap"})
+
+
+# -- prefix blocks ---------------------------------------------------------------------
+def _block_key(digest: str) -> str:
+    return f"{ratelimit.KEY_ROOT}:block:prefix:{digest}"
+
+
+@ratelimit.guarded
+def prefix_block_remaining(prefix: str, *, now: float | None = None) -> int:
+    """Seconds the prefix stays blocked (0 = not blocked).
+
+    :raises ratelimit.StoreUnavailable: the cache failed.
+    """
+    until = ratelimit.cache().get(_block_key(ratelimit.hashed(prefix)))
+    moment = ratelimit.now_or(now)
+    if isinstance(until, (int, float)) and until > moment:
+        return math.ceil(until - moment)
+    return 0
+
+
+@ratelimit.guarded
+def block_prefix(
+    prefix: str, rule: ratelimit.Rule, action: str, *, now: float | None = None
+) -> int:
+    """Block ``prefix`` after its rule went over; alert once per block.
+
+    :returns: the seconds the prefix stays blocked (0 when blocks are off, in which
+        case the alert still goes out, once per rule period).
+    :raises ratelimit.StoreUnavailable: the cache failed.
+    """
+    moment = ratelimit.now_or(now)
+    seconds = verifynow_settings.PREFIX_BLOCK_SECONDS
+    digest = ratelimit.hashed(prefix)
+    store = ratelimit.cache()
+    if seconds > 0:
+        key = _block_key(digest)
+        until = moment + seconds
+        if not store.add(key, until, seconds + ratelimit.TTL_MARGIN):
+            existing = store.get(key)
+            if isinstance(existing, (int, float)) and existing > moment:
+                return math.ceil(existing - moment)  # blocked already: no new alert
+            store.set(key, until, seconds + ratelimit.TTL_MARGIN)  # stale by our clock
+    else:
+        window = f"{rule.period}.{int(moment // rule.period)}"
+        marker = f"{ratelimit.KEY_ROOT}:alert:prefix:{digest}:{window}"
+        if not store.add(marker, 1, rule.period + ratelimit.TTL_MARGIN):
+            return 0
+    alerts_logger.warning(
+        "Possible SMS pumping: more than %d %s requests to numbers starting %s within "
+        "%d s; %s.",
+        rule.limit,
+        action,
+        # The prefix is most of a number: show only its calling code and last digits.
+        phone.mask(prefix) + "XXXX",
+        rule.period,
+        f"prefix blocked for {seconds} s" if seconds > 0 else "prefix not blocked",
+        extra={
+            "event": "prefix_blocked",
+            "action": action,
+            "prefix_hash": digest,
+            "block_seconds": seconds,
+        },
+    )
+    return seconds

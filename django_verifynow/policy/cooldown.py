@@ -1,0 +1,158 @@
+"""The resend cooldown of a phone: growing waits, and the vendor's validity window.
+
+One cache entry per phone (keyed by an HMAC of the number) holds::
+
+    {"n": sends since 24 h of silence, "last": time of the last send,
+     "until": end of the growing wait, "valid_until": end of the vendor's window}
+
+Two waits, whichever ends later, keep the next send of a phone away:
+
+* the **growing wait**, ``RESEND_COOLDOWN * 2 ** (n - 1)`` capped at
+  ``RESEND_COOLDOWN_MAX`` (30 s, 1, 2, 4 … 32 min), with ±10 % jitter from the second send
+  on so bots cannot time it; the first wait is exact, so the first resend time the API
+  advertises holds;
+* the **vendor's validity window**: VerifyNow keeps a code live for its ``timeout``
+  (60 s by default, 20-300 s per account) and answers 506 "already exists" to any send
+  for that number until it ends, without sending an SMS. A resend before then would say
+  "sent" and send nothing, so the cooldown never ends before the live code does.
+
+Only :mod:`django_verifynow.policy` calls this module; it decides when a send starts a
+cooldown (admission) and when it is taken back (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from .. import ratelimit
+from ..conf import verifynow_settings
+
+__all__ = ["COOLDOWN_MEMORY", "Ticket", "Wait", "extend", "remaining", "restore", "start"]
+
+#: Cooldown growth resets after this much silence.
+COOLDOWN_MEMORY = 24 * 3600
+
+# Jitter source: unpredictable to clients; tests may replace it.
+_random = secrets.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How long until the next send to a phone, and whether a live code explains it."""
+
+    seconds: int
+    #: True when the vendor's window of the code already sent is what keeps the phone
+    #: waiting: that code can still be entered.
+    code_valid: bool
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What :func:`start` replaced, so :func:`restore` can put it back."""
+
+    phone: str
+    previous: dict[str, Any] | None
+
+
+def _key(phone: str) -> str:
+    return f"{ratelimit.KEY_ROOT}:cooldown:phone:{ratelimit.hashed(phone)}"
+
+
+def _state(phone: str) -> dict[str, Any] | None:
+    state = ratelimit.cache().get(_key(phone))
+    return state if isinstance(state, dict) else None
+
+
+def _ttl(state: dict[str, Any], now: float) -> int:
+    ends = max(float(state.get("until", 0)), float(state.get("valid_until", 0)), now)
+    return int(COOLDOWN_MEMORY + ends - now) + ratelimit.TTL_MARGIN
+
+
+@ratelimit.guarded
+def remaining(phone: str, *, now: float | None = None) -> Wait:
+    """The wait before another code may go to ``phone`` (E.164), 0 seconds = now.
+
+    :raises ratelimit.StoreUnavailable: the cache failed.
+    """
+    moment = ratelimit.now_or(now)
+    state = _state(phone)
+    if state is None:
+        return Wait(0, False)
+    until = float(state.get("until", 0))
+    valid_until = float(state.get("valid_until", 0))
+    seconds = max(0, math.ceil(max(until, valid_until) - moment))
+    return Wait(seconds, seconds > 0 and valid_until > moment and valid_until >= until)
+
+
+@ratelimit.guarded
+def start(phone: str, *, now: float | None = None) -> Ticket:
+    """Record a send to ``phone`` and start its growing wait.
+
+    :returns: a :class:`Ticket` that :func:`restore` uses if nothing was sent.
+    :raises ratelimit.StoreUnavailable: the cache failed.
+    """
+    moment = ratelimit.now_or(now)
+    previous = _state(phone)
+    sends = 0
+    if previous is not None and moment - previous.get("last", 0) < COOLDOWN_MEMORY:
+        sends = int(previous.get("n", 0))
+    sends += 1
+    state = {
+        "n": sends,
+        "last": moment,
+        "until": moment + wait_for(sends),
+        "valid_until": float((previous or {}).get("valid_until", 0)),
+    }
+    ratelimit.cache().set(_key(phone), state, _ttl(state, moment))
+    return Ticket(phone=phone, previous=previous)
+
+
+@ratelimit.guarded
+def restore(ticket: Ticket) -> None:
+    """Put back the state :func:`start` replaced: the send did not happen.
+
+    :raises ratelimit.StoreUnavailable: the cache failed; the cooldown then stays.
+    """
+    store = ratelimit.cache()
+    if ticket.previous is None:
+        store.delete(_key(ticket.phone))
+    else:
+        moment = ratelimit.now_or(None)
+        store.set(_key(ticket.phone), ticket.previous, _ttl(ticket.previous, moment))
+
+
+@ratelimit.guarded
+def extend(phone: str, valid_for: int, *, now: float | None = None) -> None:
+    """Keep ``phone`` waiting until the vendor's window of its live code has passed.
+
+    :param valid_for: seconds the vendor keeps the code it sent live.
+    :raises ratelimit.StoreUnavailable: the cache failed.
+    """
+    if valid_for <= 0:
+        return
+    moment = ratelimit.now_or(now)
+    state = _state(phone) or {"n": 0, "last": moment, "until": 0}
+    state = {
+        **state,
+        "valid_until": max(float(state.get("valid_until", 0)), moment + valid_for),
+    }
+    ratelimit.cache().set(_key(phone), state, _ttl(state, moment))
+
+
+def wait_for(sends: int) -> int:
+    """The growing wait after the ``sends``-th send (see the module docstring)."""
+    base = verifynow_settings.RESEND_COOLDOWN
+    cap = verifynow_settings.RESEND_COOLDOWN_MAX
+    if base <= 0:
+        return 0
+    # Cap the exponent too, so a long streak cannot build a huge integer.
+    raw = base * 2 ** min(sends - 1, 32)
+    wait = min(raw, cap) if cap > 0 else raw
+    if sends > 1:
+        wait = round(wait * _random.uniform(0.9, 1.1))
+        if cap > 0:
+            wait = min(wait, cap)
+    return max(1, int(wait))

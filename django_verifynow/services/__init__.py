@@ -1,0 +1,41 @@
+"""The service layer: the only code that orchestrates a verification.
+
+Views, serializers, forms and commands call these functions and nothing below them::
+
+    from django_verifynow import services
+
+    attempt = services.send_otp("+91 98765 43210", request=request, purpose="signup")
+    attempt = services.validate_otp(attempt.pk, "123456", request=request)
+    attempt.check_result      # a CheckResult: verified, wrong_code, locked, ...
+
+One module per use case: :mod:`.send` (send and resend), :mod:`.check` (code checks),
+:mod:`.proof` (using a verification), and :mod:`.requester` (who is asking, and which
+attempts they may act on). Every "may this happen" is decided by
+:mod:`django_verifynow.policy`; what the services tell the outside (events, signals)
+is in :mod:`.notify`. Refusals and failures raise from
+:mod:`django_verifynow.exceptions`; expected outcomes of a check are a
+:class:`CheckResult` on the returned attempt.
+"""
+
+from __future__ import annotations
+
+from .check import CheckResult, validate_otp
+from .notify import events
+from .proof import consume_verification, verified_attempt
+from .requester import SESSION_BINDING_KEY, Requester, get_attempt, requester_for
+from .send import resend_available_at, resend_otp, send_otp
+
+__all__ = [
+    "SESSION_BINDING_KEY",
+    "CheckResult",
+    "Requester",
+    "consume_verification",
+    "events",
+    "get_attempt",
+    "requester_for",
+    "resend_available_at",
+    "resend_otp",
+    "send_otp",
+    "validate_otp",
+    "verified_attempt",
+]

@@ -1,0 +1,310 @@
+"""Checking a code: ``validate_otp`` and its typed result, :class:`CheckResult`.
+
+The attempt cap lives in the database, not in the cache: one check is reserved with a
+conditional ``F()`` update before the vendor call, so concurrent requests past the cap
+never reach the vendor, and no row lock is ever held across HTTP. The attempt's final
+state is what the vendor said for the checks that reached it, whatever the interleaving:
+a check that could not reserve a try changes nothing, and a right code the vendor
+accepted verifies the attempt even if a concurrent wrong code locked it meanwhile.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+from django.db.models import F
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .. import phone, policy
+from ..client import ValidateResult, get_client
+from ..codes import Outcome
+from ..exceptions import (
+    InvalidInput,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from ..models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from ..reasons import Reason
+from ..signals import verification_locked, verification_verified
+from . import notify
+from .requester import Requester, requester_for, resolve
+
+__all__ = ["CheckResult", "validate_otp"]
+
+_S = AttemptStatus
+
+
+class CheckResult(str, enum.Enum):
+    """What one :func:`validate_otp` call found, set on the returned attempt as
+    ``attempt.check_result``."""
+
+    #: This check verified the attempt.
+    VERIFIED = "verified"
+    #: The attempt was verified before; nothing was checked (idempotent).
+    ALREADY_VERIFIED = "already_verified"
+    #: The code was wrong; ``attempt.attempts_left`` checks remain (0 when a concurrent
+    #: check used the last one).
+    WRONG_CODE = "wrong_code"
+    #: The code was wrong and this check used the last try: the attempt is locked.
+    LOCKED = "locked"
+    #: No try is left (or VerifyNow locked the verification); nothing was checked.
+    ALREADY_LOCKED = "already_locked"
+    #: The code's life is over (now or earlier), or a newer attempt replaced it.
+    EXPIRED = "expired"
+    #: The attempt never got a code that can be checked (its send failed or timed out,
+    #: or VerifyNow no longer knows it).
+    ALREADY_SETTLED = "already_settled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: What a stored state means for a check that does not reach the vendor.
+_SETTLED: dict[str, CheckResult] = {
+    _S.VERIFIED: CheckResult.ALREADY_VERIFIED,
+    _S.LOCKED: CheckResult.ALREADY_LOCKED,
+    _S.EXPIRED: CheckResult.EXPIRED,
+    _S.FAILED: CheckResult.ALREADY_SETTLED,
+    _S.UNKNOWN: CheckResult.ALREADY_SETTLED,
+}
+
+
+def _clean_code(code: object) -> str:
+    # Spaces are trimmed ("123 456" as some SMS apps copy it); everything else must be
+    # ASCII digits: Unicode digits such as "١٢٣" pass str.isdigit() but are refused.
+    if not isinstance(code, str) or len(code) > 64:
+        raise InvalidInput(_("Enter the code you received."))
+    cleaned = code.replace(" ", "").strip()
+    if not (cleaned.isascii() and cleaned.isdigit()):
+        raise InvalidInput(_("The code must contain digits only."))
+    return cleaned
+
+
+def validate_otp(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    code: object,
+    *,
+    request: HttpRequest | None = None,
+) -> VerificationAttempt:
+    """Check ``code`` against ``attempt`` and return the attempt in its new state.
+
+    ``attempt.check_result`` (a :class:`CheckResult`) says what this call found;
+    ``attempt.state`` and ``attempt.attempts_left`` where the attempt now stands.
+
+    :raises InvalidInput: the code is not ``otp_length`` ASCII digits (nothing counted).
+    :raises AttemptNotFound: unknown, or bound to another session or user.
+    :raises RateLimited: the per-IP validate limit or the per-phone failure cap.
+    :raises ProviderUnavailable: no answer; the try was not counted, except for a
+        :class:`ProviderTimeout`, where the vendor may have counted it: resubmit the code.
+    :raises ProviderError: the vendor refused; the check is recorded.
+    """
+    requester = requester_for(request, bind=False)
+    if not requester.trusted:
+        # Spent first, by every call: malformed codes and unknown ids included, so
+        # guessing ids or codes hits the limit too.
+        try:
+            policy.spend(policy.Action.VALIDATE, requester.limit_keys)
+        except RateLimited as exc:
+            notify.event("blocked", None, requester, reason=exc.reason, action="validate")
+            raise
+    cleaned = _clean_code(code)
+    attempt = resolve(attempt, requester)
+    if len(cleaned) != attempt.otp_length:
+        raise InvalidInput(
+            _("The code must be %(n)d digits.") % {"n": attempt.otp_length}
+        )
+    attempt.check_outcome = None
+    attempt.check_result = _check(attempt, cleaned, requester)
+    return attempt
+
+
+def _check(
+    attempt: VerificationAttempt, code: str, requester: Requester
+) -> CheckResult:
+    if attempt.status != _S.PENDING or not attempt.provider_verification_id:
+        return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
+    now = timezone.now()
+    if attempt.is_expired:
+        _move(attempt, _S.EXPIRED)
+        notify.failed(attempt, requester, Reason.EXPIRED)
+        return CheckResult.EXPIRED
+    try:
+        policy.admit_check(attempt.phone_number)
+    except RateLimited as exc:
+        notify.event("blocked", attempt, requester, reason=exc.reason, action="validate")
+        raise
+    reserved = VerificationAttempt.objects.filter(
+        pk=attempt.pk,
+        status=_S.PENDING,
+        check_count__lt=F("max_attempts"),
+        expires_at__gt=now,
+    ).update(check_count=F("check_count") + 1)
+    if not reserved:
+        # Out of tries, or settled meanwhile. Change nothing: checks that did reserve
+        # may still be waiting for the vendor, and their answers decide the state.
+        attempt.refresh_from_db(
+            fields=["status", "check_count", "verified_at", "expires_at"]
+        )
+        if attempt.status == _S.PENDING:
+            return CheckResult.EXPIRED if attempt.is_expired else CheckResult.ALREADY_LOCKED
+        return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
+    attempt.check_count += 1
+    try:
+        result = _vendor_check(attempt, code)
+    except ProviderTimeout:
+        # The vendor may have counted it: keep the reservation. The user resubmits, and
+        # a 703 then tells us this check had succeeded.
+        _record(attempt, requester, CheckOutcome.UNKNOWN, None)
+        notify.failed(attempt, requester, Reason.PROVIDER_TIMEOUT)
+        raise
+    except ProviderUnavailable as exc:
+        _refund(attempt)
+        _record(attempt, requester, CheckOutcome.UNAVAILABLE, None)
+        notify.failed(attempt, requester, exc.reason or Reason.PROVIDER_UNAVAILABLE)
+        raise
+    except ProviderError as exc:
+        if exc.response_code == 505:
+            # The vendor no longer knows this verificationId: the attempt is dead.
+            _move(attempt, _S.FAILED, last_response_code=505)
+        else:
+            _refund(attempt)
+        _record(attempt, requester, CheckOutcome.ERROR, exc.response_code)
+        notify.failed(attempt, requester, exc.reason or Reason.PROVIDER_ERROR)
+        raise
+    return _apply(attempt, result, requester)
+
+
+def _vendor_check(attempt: VerificationAttempt, code: str) -> ValidateResult:
+    number = phone.split_for_vendor(attempt.phone_number)
+    return get_client().validate(
+        verification_id=attempt.provider_verification_id,
+        code=code,
+        country_code=number.country_code,
+        national_number=number.national_number,
+    )
+
+
+def _apply(
+    attempt: VerificationAttempt, result: ValidateResult, requester: Requester
+) -> CheckResult:
+    """Record the vendor's verdict and move the attempt accordingly."""
+    code = result.response_code
+    outcome = result.outcome
+    if outcome is Outcome.ALREADY_VERIFIED and not _may_have_succeeded(attempt):
+        # 703 proves only that *someone* verified this id. It counts for this attempt
+        # only if one of its own earlier checks may have been that success (it timed
+        # out); otherwise another attempt's success must not verify this one.
+        _move(attempt, _S.FAILED, last_response_code=code)
+        _record(attempt, requester, CheckOutcome.ERROR, code)
+        notify.failed(attempt, requester, Reason.VENDOR_REFUSED)
+        return CheckResult.ALREADY_SETTLED
+    if outcome in (Outcome.VERIFIED, Outcome.ALREADY_VERIFIED):
+        return _verified(attempt, code, requester)
+    if outcome is Outcome.WRONG_CODE:
+        _record(attempt, requester, CheckOutcome.WRONG_CODE, code)
+        policy.record_failure(attempt.phone_number)
+        notify.failed(attempt, requester, Reason.WRONG_CODE)
+        # Lock when this check used the last allowed try (whoever's check it was).
+        locked = VerificationAttempt.objects.filter(
+            pk=attempt.pk, check_count__gte=F("max_attempts")
+        ).transition(_S.LOCKED, last_response_code=code)
+        if locked:
+            attempt.status = _S.LOCKED
+            attempt.last_response_code = code
+            notify.event("locked", attempt, requester)
+            verification_locked.send(
+                sender=VerificationAttempt, attempt=attempt, request=requester.request
+            )
+            return CheckResult.LOCKED
+        attempt.refresh_from_db(fields=["status", "check_count"])
+        return CheckResult.WRONG_CODE
+    if outcome is Outcome.EXPIRED:
+        _move(attempt, _S.EXPIRED, last_response_code=code)
+        _record(attempt, requester, CheckOutcome.EXPIRED, code)
+        notify.failed(attempt, requester, Reason.EXPIRED)
+        return CheckResult.EXPIRED
+    # Outcome.LIMIT_REACHED: the vendor locked this verification.
+    _move(attempt, _S.LOCKED, last_response_code=code)
+    _record(attempt, requester, CheckOutcome.LOCKED, code)
+    notify.event("locked", attempt, requester, by="provider")
+    verification_locked.send(
+        sender=VerificationAttempt, attempt=attempt, request=requester.request
+    )
+    return CheckResult.ALREADY_LOCKED
+
+
+def _verified(
+    attempt: VerificationAttempt, code: int, requester: Requester
+) -> CheckResult:
+    # From locked too: the vendor accepted this code, so a concurrent wrong code that
+    # used the last try meanwhile must not undo it.
+    if _move(
+        attempt,
+        _S.VERIFIED,
+        from_=(_S.PENDING, _S.LOCKED),
+        last_response_code=code,
+        verified_at=timezone.now(),
+    ):
+        policy.forget_failures(attempt.phone_number)
+        notify.event("verified", attempt, requester)
+        verification_verified.send(
+            sender=VerificationAttempt, attempt=attempt, request=requester.request
+        )
+        result = CheckResult.VERIFIED
+    else:
+        attempt.refresh_from_db(fields=["status", "verified_at", "check_count"])
+        result = _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
+    _record(attempt, requester, CheckOutcome.VERIFIED, code)
+    return result
+
+
+def _may_have_succeeded(attempt: VerificationAttempt) -> bool:
+    return VerificationCheck.objects.filter(
+        attempt=attempt, outcome=CheckOutcome.UNKNOWN
+    ).exists()
+
+
+def _move(
+    attempt: VerificationAttempt,
+    status: str,
+    *,
+    from_: tuple[str, ...] = (_S.PENDING,),
+    **values: object,
+) -> bool:
+    """Transition ``attempt`` and mirror the change on the instance if it happened."""
+    moved = VerificationAttempt.objects.filter(pk=attempt.pk).transition(
+        status, from_=from_, **values
+    )
+    if moved:
+        attempt.status = status
+        for key, value in values.items():
+            setattr(attempt, key, value)
+    return bool(moved)
+
+
+def _refund(attempt: VerificationAttempt) -> None:
+    """Give back a reserved check the vendor never evaluated."""
+    VerificationAttempt.objects.filter(pk=attempt.pk, check_count__gt=0).update(
+        check_count=F("check_count") - 1
+    )
+    attempt.check_count = max(attempt.check_count - 1, 0)
+
+
+def _record(
+    attempt: VerificationAttempt,
+    requester: Requester,
+    outcome: str,
+    response_code: int | None,
+) -> None:
+    attempt.check_outcome = outcome
+    VerificationCheck.objects.create(
+        attempt=attempt,
+        outcome=outcome,
+        response_code=response_code,
+        ip_address=requester.ip,
+    )

@@ -1,0 +1,213 @@
+"""Who is asking: the requester of a service call, and the attempts it may act on.
+
+A requester is the request's user (when logged in), the random binding token kept in
+its session, and its client IP. Attempts are bound to the requester that started them:
+another session or user gets the same :class:`AttemptNotFound` as an unknown id, so
+nothing reveals that an attempt exists (OWASP API1). Server-side callers (no request)
+are trusted and may act on any attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+
+from .. import policy
+from ..conf import verifynow_settings
+from ..exceptions import AttemptNotFound
+from ..models import VerificationAttempt
+
+__all__ = [
+    "SESSION_BINDING_KEY",
+    "Requester",
+    "client_ip",
+    "get_attempt",
+    "ip_key",
+    "requester_for",
+    "resolve",
+]
+
+#: Session key holding the random token that binds attempts to a browser session.
+SESSION_BINDING_KEY = "django_verifynow.binding"
+
+
+@dataclass(frozen=True)
+class Requester:
+    """The user, session binding and client IP behind one service call."""
+
+    request: Any
+    user: Any
+    #: SHA-256 of the session's binding token, or ``""`` without a session.
+    binding: str
+    ip: str | None
+
+    @property
+    def user_id(self) -> Any:
+        """The user's primary key, or ``None`` for an anonymous requester."""
+        return getattr(self.user, "pk", None)
+
+    @property
+    def trusted(self) -> bool:
+        """Server-side callers (no request) skip binding checks and per-caller limits."""
+        return self.request is None
+
+    @property
+    def limit_keys(self) -> dict[str, str | None]:
+        """Non-phone keys of the rate limits: the IP (grouped) and the session or user."""
+        session = f"user:{self.user_id}" if self.user_id is not None else self.binding
+        return {"ip": ip_key(self.ip), "session": session or None}
+
+    def with_user(self, user: Any) -> Requester:
+        """The same requester acting for ``user``."""
+        return Requester(request=self.request, user=user, binding=self.binding, ip=self.ip)
+
+    def owns(self, attempt: VerificationAttempt) -> bool:
+        """Whether this requester may act on ``attempt``."""
+        if self.trusted:
+            return True
+        if attempt.user_id is not None and attempt.user_id == self.user_id:
+            return True
+        return bool(attempt.session_binding) and secrets.compare_digest(
+            attempt.session_binding, self.binding
+        )
+
+
+def requester_for(
+    request: HttpRequest | None, user: Any = None, *, bind: bool
+) -> Requester:
+    """The :class:`Requester` of ``request`` (acting for ``user`` if given).
+
+    :param bind: give the session a binding token if it has none (sends do; reads and
+        checks do not, so they never create session data).
+    """
+    if user is None and request is not None:
+        candidate = getattr(request, "user", None)
+        if candidate is not None and getattr(candidate, "is_authenticated", False):
+            user = candidate
+    binding = ""
+    session = getattr(request, "session", None) if request is not None else None
+    if session is not None:
+        token = session.get(SESSION_BINDING_KEY)
+        if token is None and bind:
+            # A random token in the session rather than the session key itself: the key
+            # rotates on login (cycle_key), the token travels with the session data.
+            token = secrets.token_urlsafe(32)
+            session[SESSION_BINDING_KEY] = token
+        if token:
+            binding = hashlib.sha256(str(token).encode()).hexdigest()
+    ip = client_ip(request) if request is not None else None
+    return Requester(request=request, user=user, binding=binding, ip=ip)
+
+
+def resolve(
+    attempt: VerificationAttempt | uuid.UUID | str, requester: Requester
+) -> VerificationAttempt:
+    """The attempt (an instance or its id) if ``requester`` may act on it.
+
+    :raises AttemptNotFound: unknown or malformed id, or bound to another requester.
+    """
+    if not isinstance(attempt, VerificationAttempt):
+        try:
+            pk = attempt if isinstance(attempt, uuid.UUID) else uuid.UUID(str(attempt))
+            attempt = VerificationAttempt.objects.get(pk=pk)
+        except (
+            ValueError,
+            TypeError,
+            AttributeError,
+            VerificationAttempt.DoesNotExist,
+        ):
+            raise AttemptNotFound() from None
+    if not requester.owns(attempt):
+        # The same error as an unknown id: nothing reveals that the attempt exists.
+        raise AttemptNotFound()
+    return attempt
+
+
+# -- client IP -------------------------------------------------------------------------
+def ip_key(ip: str | None) -> str | None:
+    """The rate-limit identity of an address: IPv4 as is, IPv6 grouped by its /64.
+
+    IPv4-mapped IPv6 addresses count as their IPv4 address; an already grouped
+    ``"2001:db8::/64"`` is returned unchanged. Anything unparsable gives ``None``.
+    """
+    if not ip:
+        return None
+    text = str(ip).strip()
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return None
+        if net.version == 6 and net.prefixlen >= 64:
+            return str(net.supernet(new_prefix=64))
+        return str(net)
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        # One subscriber usually gets a whole /64, so per-address limits on IPv6 would
+        # be trivially bypassed by rotating the interface id (django-ratelimit default).
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
+def client_ip(request: Any) -> str | None:
+    """The client's IP, trusting only ``VERIFYNOW["TRUSTED_PROXY_COUNT"]`` proxies.
+
+    With 0 (the default) it is ``REMOTE_ADDR``. With *n*, it is the *n*-th entry from
+    the right of ``X-Forwarded-For`` (each trusted proxy appends the address it saw),
+    falling back to ``REMOTE_ADDR`` when the header is shorter or that entry is not an
+    address. Entries a client adds on the left are never read.
+    """
+    meta = getattr(request, "META", {}) or {}
+    remote = _clean_ip(meta.get("REMOTE_ADDR"))
+    trusted = verifynow_settings.TRUSTED_PROXY_COUNT
+    if trusted == 0:
+        return remote
+    chain = [p.strip() for p in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+    chain = [p for p in chain if p]
+    if len(chain) < trusted:
+        return remote
+    return _clean_ip(chain[-trusted]) or remote
+
+
+def _clean_ip(value: Any) -> str | None:
+    """Normalise one address; tolerates ``1.2.3.4:80`` and ``[::1]:80`` forms."""
+    if not value:
+        return None
+    text = str(value).strip()
+    candidates = [text]
+    if text.startswith("[") and "]" in text:
+        candidates.append(text[1 : text.index("]")])
+    elif text.count(":") == 1:
+        candidates.append(text.split(":", 1)[0])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
+
+
+
+
+def get_attempt(
+    attempt_id: uuid.UUID | str, *, request: HttpRequest | None = None
+) -> VerificationAttempt:
+    """Return the attempt if the requester may see it, else raise :class:`AttemptNotFound`.
+
+    Lookups spend the requester's ``read`` budget, so ids cannot be enumerated.
+
+    :raises RateLimited: the ``read`` limits.
+    """
+    requester = requester_for(request, bind=False)
+    if not requester.trusted:
+        policy.spend(policy.Action.READ, requester.limit_keys)
+    return resolve(attempt_id, requester)

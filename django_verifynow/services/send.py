@@ -1,0 +1,329 @@
+"""Sending a code: ``send_otp`` and ``resend_otp``.
+
+The order, so nothing costs money or budget before it has passed:
+
+1. parse the number to E.164 and apply the country and number-type rules;
+2. admission by :mod:`django_verifynow.policy`: cooldown, limits and daily cap, all
+   reserved at once or none;
+3. the attempt row is written as ``unknown`` *before* the vendor call, so a process
+   that dies while waiting still leaves a record that an SMS may have gone out;
+4. the vendor call; then the admission is committed (an SMS went out, or may have) or
+   released (nothing was sent), and the attempt settles;
+5. only when a new code went out is the requester's previous attempt retired, so a
+   failed resend never kills the code the user already has.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .. import phone, policy
+from ..client import SendResult, get_client
+from ..conf import FLOW_TYPES, verifynow_settings
+from ..exceptions import (
+    InvalidInput,
+    LimitsUnavailable,
+    PhoneNumberNotAllowed,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from ..models import AttemptStatus, VerificationAttempt
+from ..reasons import Reason
+from ..signals import verification_sent
+from . import notify
+from .requester import Requester, requester_for, resolve
+
+__all__ = ["VENDOR_DEFAULT_VALIDITY", "resend_available_at", "resend_otp", "send_otp"]
+
+#: VerifyNow's default code life, assumed when a send's answer does not say (seconds).
+VENDOR_DEFAULT_VALIDITY = 60
+
+_PURPOSE_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+
+
+def _clean_flow_type(flow_type: str | None) -> str:
+    flow = flow_type or verifynow_settings.FLOW_TYPE
+    if flow not in FLOW_TYPES:
+        raise InvalidInput(_("Choose SMS or WhatsApp."))
+    return flow
+
+
+def _clean_purpose(purpose: str) -> str:
+    if not isinstance(purpose, str) or not _PURPOSE_RE.match(purpose):
+        raise InvalidInput(_("Unknown verification purpose."))
+    return purpose
+
+
+def send_otp(
+    phone_number: object,
+    *,
+    request: HttpRequest | None = None,
+    user: Any = None,
+    purpose: str = "verify",
+    flow_type: str | None = None,
+) -> VerificationAttempt:
+    """Send a code to ``phone_number`` and return the new attempt (status ``pending``).
+
+    The attempt's ``code_sent`` is False when VerifyNow kept the code it had already
+    sent to this number (it answered 506): no new SMS went out, the code the user has
+    is still the one to enter.
+
+    :param phone_number: as typed (any formatting with ``+``) or a ``PhoneNumber``.
+    :param request: binds the attempt to the session and user and keys the IP limits.
+    :param user: binds the attempt to this user (defaults to ``request.user``).
+    :param purpose: what the proof is for (``"signup"``, ``"phone_change"``, …).
+    :param flow_type: ``"SMS"`` or ``"WHATSAPP"``; defaults to ``FLOW_TYPE``.
+    :raises InvalidPhoneNumber, PhoneNumberNotAllowed, InvalidInput: before anything.
+    :raises RateLimited: a limit or the cooldown (``DailyCapReached`` for the daily
+        cap); nothing was sent or counted.
+    :raises ProviderUnavailable: nothing was sent (``LimitsUnavailable`` when the
+        limits cache is down); a :class:`ProviderTimeout` when a code may have gone out
+        (recorded ``unknown``).
+    :raises ProviderError: the vendor refused (``OutOfCredit`` for 508); recorded
+        ``failed``, nothing counted.
+    """
+    flow = _clean_flow_type(flow_type)
+    purpose = _clean_purpose(purpose)
+    e164 = phone.normalize(phone_number)
+    requester = requester_for(request, user, bind=True)
+    try:
+        phone.check_allowed(e164)
+    except PhoneNumberNotAllowed as exc:
+        notify.blocked(e164, requester, exc.reason or Reason.COUNTRY, "send")
+        raise
+    return _send(e164, requester, purpose=purpose, flow=flow, previous=None)
+
+
+def resend_otp(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    *,
+    request: HttpRequest | None = None,
+) -> VerificationAttempt:
+    """Send a new code to the phone of ``attempt``; return the new attempt.
+
+    The previous attempt stops being valid once the new code went out (not before: a
+    resend that fails leaves the code the user has working). The cooldown and every
+    send limit apply, plus the ``resend`` limits.
+
+    :raises AttemptNotFound: unknown, or bound to another session or user.
+    :raises InvalidInput: the attempt is already verified.
+    """
+    requester = requester_for(request, bind=True)
+    previous = resolve(attempt, requester)
+    if previous.status == AttemptStatus.VERIFIED:
+        raise InvalidInput(_("This phone number is already verified."))
+    if requester.user is None and previous.user_id is not None:
+        requester = requester.with_user(previous.user)
+    return _send(
+        previous.phone_number,
+        requester,
+        purpose=previous.purpose,
+        flow=previous.flow_type,
+        previous=previous,
+    )
+
+
+def resend_available_at(attempt: VerificationAttempt) -> datetime:
+    """When the cooldown lets a new code go to this attempt's phone."""
+    return timezone.now() + timedelta(seconds=policy.resend_wait(attempt.phone_number))
+
+
+def _admit(
+    e164: str, requester: Requester, previous: VerificationAttempt | None
+) -> policy.Admission:
+    action = "send" if previous is None else "resend"
+    # A locked attempt's code can no longer be entered: a wait must not say otherwise.
+    usable = previous is None or previous.state == AttemptStatus.PENDING
+    try:
+        return policy.admit_send(
+            e164, requester.limit_keys, resend=previous is not None, code_usable=usable
+        )
+    except (RateLimited, LimitsUnavailable) as exc:
+        notify.blocked(e164, requester, exc.reason or Reason.PHONE_LIMIT, action)
+        raise
+
+
+def _send(
+    e164: str,
+    requester: Requester,
+    *,
+    purpose: str,
+    flow: str,
+    previous: VerificationAttempt | None,
+) -> VerificationAttempt:
+    admission = _admit(e164, requester, previous)
+    try:
+        client = get_client()  # configuration errors surface before anything is written
+    except BaseException:
+        admission.release()
+        raise
+    settings = verifynow_settings
+    attempt = VerificationAttempt.objects.create(
+        phone_number=e164,
+        country=phone.region_of(e164),
+        status=AttemptStatus.UNKNOWN,
+        purpose=purpose,
+        flow_type=flow,
+        otp_length=settings.OTP_LENGTH,
+        max_attempts=settings.MAX_ATTEMPTS,
+        user=requester.user if requester.user_id is not None else None,
+        ip_address=requester.ip,
+        session_binding=requester.binding,
+    )
+    number = phone.split_for_vendor(e164)
+    try:
+        result = client.send(
+            country_code=number.country_code,
+            national_number=number.national_number,
+            flow_type=flow,
+            otp_length=attempt.otp_length,
+        )
+    except ProviderTimeout as exc:
+        # An SMS may have gone out: every budget stays spent and the row stays
+        # "unknown"; the user may ask again once the cooldown is over. The previous
+        # attempt stays live: its code may be the only one that arrives.
+        admission.commit(valid_for=VENDOR_DEFAULT_VALIDITY)
+        exc.retry_after = max(policy.resend_wait(e164), 1)
+        notify.failed(attempt, requester, Reason.PROVIDER_TIMEOUT)
+        raise
+    except (ProviderUnavailable, ProviderError, RateLimited) as exc:
+        # Nothing was sent: the user keeps every budget (cooldown, limits, daily cap).
+        admission.release()
+        VerificationAttempt.objects.filter(pk=attempt.pk).transition(
+            AttemptStatus.FAILED,
+            from_=(AttemptStatus.UNKNOWN,),
+            last_response_code=getattr(exc, "response_code", None),
+        )
+        attempt.status = AttemptStatus.FAILED
+        attempt.last_response_code = getattr(exc, "response_code", None)
+        notify.failed(attempt, requester, exc.reason or Reason.PROVIDER_ERROR)
+        raise
+    except BaseException:
+        admission.commit()  # unexpected: assume the worst (an SMS may have gone out)
+        raise
+    if result.reused:
+        _reuse(attempt, result, requester, admission)
+    else:
+        admission.commit(valid_for=result.timeout or VENDOR_DEFAULT_VALIDITY)
+    _settle_sent(attempt, result)
+    _retire_previous(attempt, requester, previous)
+    notify.event(
+        "sent", attempt, requester, code_sent=attempt.code_sent, channel=attempt.flow_type
+    )
+    verification_sent.send(
+        sender=VerificationAttempt, attempt=attempt, request=requester.request
+    )
+    return attempt
+
+
+def _holders(e164: str, verification_id: str, attempt: VerificationAttempt) -> Any:
+    return VerificationAttempt.objects.filter(
+        phone_number=e164, provider_verification_id=verification_id
+    ).exclude(pk=attempt.pk)
+
+
+def _same_requester(row: VerificationAttempt, requester: Requester) -> bool:
+    """Whether ``row`` was started by ``requester`` (a server-side caller included)."""
+    if row.user_id is not None or requester.user_id is not None:
+        return row.user_id == requester.user_id
+    return row.session_binding == requester.binding
+
+
+def _reuse(
+    attempt: VerificationAttempt,
+    result: SendResult,
+    requester: Requester,
+    admission: policy.Admission,
+) -> None:
+    """VerifyNow kept its live code (506): bind to it only if it is this requester's."""
+    # No SMS went out: give every budget back, but keep resends waiting for the
+    # vendor's window, or the next resend would get 506 again and say "sent".
+    admission.release(valid_for=result.timeout or VENDOR_DEFAULT_VALIDITY)
+    holders = list(_holders(attempt.phone_number, result.verification_id, attempt))
+    if any(not _same_requester(row, requester) for row in holders):
+        # A vendor verification backs one requester only: another session's code must
+        # never prove this one, and this session must not inherit its verdicts.
+        _fail(attempt, result.response_code)
+        notify.failed(attempt, requester, Reason.VENDOR_CODE_PENDING)
+        raise RateLimited(
+            retry_after=result.timeout or VENDOR_DEFAULT_VALIDITY,
+            reason=Reason.VENDOR_CODE_PENDING,
+        )
+    attempt.code_sent = False
+    if holders:
+        # The code the user has came by the channel of the attempt that sent it; the
+        # vendor counts wrong codes per verificationId, so the count carries over.
+        newest = max(holders, key=lambda row: row.created_at)
+        attempt.flow_type = newest.flow_type
+        used = max(row.check_count for row in holders)
+        attempt.check_count = min(used, attempt.max_attempts)
+    if attempt.check_count >= attempt.max_attempts:
+        # The vendor still holds a code whose tries are all used up: no code went out
+        # and none can be checked until the vendor's window ends. Say so, not "sent".
+        _fail(attempt, result.response_code)
+        notify.failed(attempt, requester, Reason.VENDOR_CODE_LOCKED)
+        raise RateLimited(
+            retry_after=result.timeout or VENDOR_DEFAULT_VALIDITY,
+            reason=Reason.VENDOR_CODE_LOCKED,
+        )
+
+
+def _fail(attempt: VerificationAttempt, response_code: int | None) -> None:
+    VerificationAttempt.objects.filter(pk=attempt.pk).transition(
+        AttemptStatus.FAILED,
+        from_=(AttemptStatus.UNKNOWN,),
+        last_response_code=response_code,
+        code_sent=False,
+    )
+    attempt.status = AttemptStatus.FAILED
+    attempt.code_sent = False
+    attempt.last_response_code = response_code
+
+
+def _settle_sent(attempt: VerificationAttempt, result: SendResult) -> None:
+    settings = verifynow_settings
+    lifetime = min(result.timeout or settings.CODE_TTL, settings.CODE_TTL)
+    values = {
+        "provider_verification_id": result.verification_id,
+        "provider_transaction_id": result.transaction_id or "",
+        "last_response_code": result.response_code,
+        "expires_at": timezone.now() + timedelta(seconds=lifetime),
+        "code_sent": attempt.code_sent,
+        "flow_type": attempt.flow_type,
+        "check_count": attempt.check_count,
+    }
+    VerificationAttempt.objects.filter(pk=attempt.pk).transition(
+        AttemptStatus.PENDING, from_=(AttemptStatus.UNKNOWN,), **values
+    )
+    attempt.status = AttemptStatus.PENDING
+    for key, value in values.items():
+        setattr(attempt, key, value)
+
+
+def _retire_previous(
+    attempt: VerificationAttempt,
+    requester: Requester,
+    previous: VerificationAttempt | None,
+) -> None:
+    """Only the newest attempt for a phone and a requester is live."""
+    stale = Q(pk=previous.pk) if previous is not None else Q(pk__in=[])
+    if requester.binding:
+        stale |= Q(session_binding=requester.binding)
+    if requester.user_id is not None:
+        stale |= Q(user_id=requester.user_id)
+    if previous is None and not requester.binding and requester.user_id is None:
+        return
+    VerificationAttempt.objects.filter(stale, phone_number=attempt.phone_number).exclude(
+        pk=attempt.pk
+    ).transition(AttemptStatus.EXPIRED)
+
