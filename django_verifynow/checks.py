@@ -32,6 +32,7 @@ __all__ = [
     "check_allowed_countries",
     "check_cache",
     "check_credentials",
+    "check_deadline",
     "check_otp_length",
     "check_rate_limits",
     "check_sandbox_debug",
@@ -58,6 +59,7 @@ class Codes:
     CACHE_NOT_SHARED = "django_verifynow.W003"
     NO_COUNTRY_ALLOWLIST = "django_verifynow.W004"
     UNKNOWN_KEYS = "django_verifynow.W005"
+    DEADLINE_RISKY = "django_verifynow.W006"
 
 
 class Messages:
@@ -95,6 +97,16 @@ class Messages:
         'VERIFYNOW["ALLOWED_COUNTRIES"] is empty, so every phone number is refused.'
     )
     UNKNOWN_KEYS = "Unknown VERIFYNOW setting(s): {keys}."
+    DEADLINE_TOO_LONG = (
+        'VERIFYNOW["DEADLINE"] is {deadline:g} s: a request that spends that long on '
+        "VerifyNow leaves under 5 s of a 30 s worker timeout (gunicorn's default) "
+        "for the rest of its work, and a killed worker never records the failure."
+    )
+    DEADLINE_BELOW_CONNECT = (
+        'VERIFYNOW["DEADLINE"] is {deadline:g} s, below the connect timeout of '
+        '{connect:g} s (VERIFYNOW["TIMEOUT"]): a slow connection fails before it '
+        "could have succeeded, and no retry ever fits."
+    )
 
 
 class Hints:
@@ -132,6 +144,15 @@ class Hints:
         "allow every country."
     )
     UNKNOWN_KEYS = "Check the spelling; known keys: {known}."
+    DEADLINE_TOO_LONG = (
+        'Keep VERIFYNOW["DEADLINE"] at 25 s or less (default 15), and the worker '
+        "timeout (gunicorn --timeout) above DEADLINE plus the rest of the request, "
+        "e.g. DEADLINE 15 with --timeout 30."
+    )
+    DEADLINE_BELOW_CONNECT = (
+        'Raise VERIFYNOW["DEADLINE"] to a few times the connect timeout, or lower '
+        'the connect part of VERIFYNOW["TIMEOUT"].'
+    )
 
 
 #: Cache backends that are per process, non-atomic or absent (security.md R24), and why.
@@ -348,6 +369,34 @@ def check_unknown_keys(
     ]
 
 
+#: Above this ``DEADLINE`` (seconds), W006 warns: a request spending it on VerifyNow
+#: leaves under 5 s of gunicorn's default 30 s worker timeout for everything else.
+DEADLINE_WARN_ABOVE = 25
+
+
+def check_deadline(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W006: ``DEADLINE`` above 25 s, or below the connect timeout."""
+    deadline = _read("DEADLINE")
+    timeout = _read("TIMEOUT")
+    unreadable = deadline is _UNREADABLE or timeout is _UNREADABLE  # E003 says so
+    if not _applies(app_configs) or unreadable:
+        return []
+    connect = timeout[0]
+    if deadline > DEADLINE_WARN_ABOVE:
+        message = Messages.DEADLINE_TOO_LONG.format(deadline=deadline)
+        hint = Hints.DEADLINE_TOO_LONG
+    elif deadline < connect:
+        message = Messages.DEADLINE_BELOW_CONNECT.format(
+            deadline=deadline, connect=connect
+        )
+        hint = Hints.DEADLINE_BELOW_CONNECT
+    else:
+        return []
+    return [checks.Warning(message, hint=hint, id=Codes.DEADLINE_RISKY)]
+
+
 #: Every check of the app, in id order.
 ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_credentials,
@@ -358,6 +407,7 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_cache,
     check_allowed_countries,
     check_unknown_keys,
+    check_deadline,
 )
 
 

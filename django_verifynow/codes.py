@@ -1,10 +1,10 @@
 """VerifyNow response codes and the one table that maps them to outcomes.
 
-The vendor reports the result of every call in the JSON body's ``responseCode``; the HTTP
-status is not reliable (the same code arrives as HTTP 200 or 4xx depending on the code and
-on the vendor's mood, see ``verifynow-api.md`` §5). Everything in this package that needs
-to know what a code *means* reads it from here: the client to decide, the sandbox to
-answer, the admin to label.
+The vendor reports the result of every call in the JSON body's ``responseCode``; the
+HTTP status is not reliable (the same code arrives as HTTP 200 or 4xx depending on the
+code and on the vendor's mood, see ``verifynow-api.md`` §5). Everything in this package
+that needs to know what a code *means* reads it from here: the client to decide, the
+sandbox to answer, the admin to label.
 """
 
 from __future__ import annotations
@@ -15,21 +15,19 @@ __all__ = ["Call", "Outcome", "ResponseCode", "outcome_for"]
 
 
 class ResponseCode(enum.IntEnum):
-    """Body ``responseCode`` values documented by Message Central (PDF p. 28), plus 508."""
+    """Body ``responseCode`` values documented by Message Central (PDF p. 28) + 508."""
 
     SUCCESS = 200
     BAD_REQUEST = 400
-    UNAUTHORIZED = (
-        401  # not in the vendor table; what an expired token is assumed to give
-    )
+    #: Not in the vendor table: what an expired token is assumed to give.
+    UNAUTHORIZED = 401
     DUPLICATE_RESOURCE = 409
     SERVER_ERROR = 500
     INVALID_CUSTOMER_ID = 501
     INVALID_VERIFICATION_ID = 505
     REQUEST_ALREADY_EXISTS = 506
-    INSUFFICIENT_BALANCE = (
-        508  # name assumed: the vendor console shows "Insufficient Balance!"
-    )
+    #: Name assumed: the vendor console shows "Insufficient Balance!" on a send.
+    INSUFFICIENT_BALANCE = 508
     INVALID_COUNTRY_CODE = 511
     VERIFICATION_FAILED = 700
     WRONG_OTP_PROVIDED = 702
@@ -58,7 +56,8 @@ class Outcome(enum.Enum):
 
     #: send: a code went out; ``data.verificationId`` is the new verification.
     SENT = "sent"
-    #: send: a code for this number is still live; ``data.verificationId`` is its id (506).
+    #: send: a code for this number is still live; ``data.verificationId`` is its id
+    #: (506).
     ALREADY_PENDING = "already_pending"
     #: validate: the code was right.
     VERIFIED = "verified"
@@ -71,6 +70,9 @@ class Outcome(enum.Enum):
     EXPIRED = "expired"
     #: the vendor's own limit (sends per number, or attempts per verification) was hit.
     LIMIT_REACHED = "limit_reached"
+    #: send: the account has no credit left (508). Every send fails until an operator
+    #: tops the account up; the vendor is up, so the circuit breaker is not involved.
+    OUT_OF_CREDIT = "out_of_credit"
     #: the token was refused: refresh once and replay once.
     AUTH_FAILED = "auth_failed"
     #: the vendor refused the request (our parameters, configuration or account):
@@ -93,7 +95,7 @@ OUTCOMES: dict[tuple[Call, int], Outcome] = {
     (Call.SEND, _C.BAD_REQUEST): _O.REJECTED,
     (Call.SEND, _C.DUPLICATE_RESOURCE): _O.REJECTED,
     (Call.SEND, _C.INVALID_CUSTOMER_ID): _O.REJECTED,
-    (Call.SEND, _C.INSUFFICIENT_BALANCE): _O.REJECTED,
+    (Call.SEND, _C.INSUFFICIENT_BALANCE): _O.OUT_OF_CREDIT,
     (Call.SEND, _C.INVALID_COUNTRY_CODE): _O.REJECTED,
     (Call.VALIDATE, _C.SUCCESS): _O.VERIFIED,
     (Call.VALIDATE, _C.WRONG_OTP_PROVIDED): _O.WRONG_CODE,
@@ -111,7 +113,7 @@ OUTCOMES: dict[tuple[Call, int], Outcome] = {
 
 
 def outcome_for(call: Call, code: int | None) -> Outcome:
-    """Map a body ``responseCode`` to an :class:`Outcome`; unknown codes are REJECTED."""
+    """Map a body ``responseCode`` to an :class:`Outcome`; unknown ones are REJECTED."""
     if code is None:
         return Outcome.REJECTED
     return OUTCOMES.get((call, code), Outcome.REJECTED)

@@ -12,6 +12,7 @@ works without any reload hook. Values are validated when read: a wrong value rai
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -20,13 +21,14 @@ from .exceptions import VerifyNowConfigurationError
 
 __all__ = ["DEFAULTS", "VerifyNowSettings", "verifynow_settings"]
 
-#: Default rate limits per action: comma-separated ``"N/period/key"`` rules, all of which
-#: must pass. Periods: ``s``, ``m``, ``h``, ``d`` with an optional multiplier (``10m``).
-#: Keys: ``phone`` (the E.164 number, hashed), ``ip``, ``session`` (the session, or the
-#: user when logged in), ``prefix`` (the number without its last 4 digits), ``global``.
+#: Default rate limits per action: comma-separated ``"N/period/key"`` rules, all of
+#: which must pass. Periods: ``s``, ``m``, ``h``, ``d`` with an optional multiplier
+#: (``10m``). Keys: ``phone`` (the E.164 number, hashed), ``ip``, ``session`` (the
+#: session, or the user when logged in), ``prefix`` (the number without its last 4
+#: digits), ``global``.
 DEFAULT_RATE_LIMITS: dict[str, str] = {
-    # security.md R18-R20: 5/h and 10/d per phone, 10/h and 50/d per IP, 5/h per session,
-    # more than 10 sends to one prefix within an hour blocks the prefix.
+    # security.md R18-R20: 5/h and 10/d per phone, 10/h and 50/d per IP, 5/h per
+    # session, more than 10 sends to one prefix within an hour blocks the prefix.
     "send": "5/h/phone,10/d/phone,10/h/ip,50/d/ip,5/h/session,10/h/prefix",
     # R10: 60 validate calls per hour per IP, malformed ones and unknown ids included.
     "validate": "60/h/ip",
@@ -50,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "OTP_LENGTH": 6,
     "FLOW_TYPE": "SMS",
     "TIMEOUT": (3.05, 10),
+    "DEADLINE": 15,
     "CODE_TTL": 600,
     "MAX_ATTEMPTS": 5,
     "RATE_LIMITS": DEFAULT_RATE_LIMITS,
@@ -67,7 +70,11 @@ DEFAULTS: dict[str, Any] = {
     "CIRCUIT_BREAKER_RESET": 60,
 }
 
-#: Hard cap on code life (NIST 800-63B, ASVS 6.5.5): ``CODE_TTL`` may lower it, not raise it.
+#: Shortest ``DEADLINE`` accepted: below it not even one request could get an answer.
+MIN_DEADLINE = 1
+
+#: Hard cap on code life (NIST 800-63B, ASVS 6.5.5): ``CODE_TTL`` may lower it, not
+#: raise it.
 MAX_CODE_TTL = 600
 
 FLOW_TYPES = ("SMS", "WHATSAPP")
@@ -132,7 +139,7 @@ class VerifyNowSettings:
             else []
         )
 
-    # -- credentials --------------------------------------------------------------------
+    # -- credentials -------------------------------------------------------------------
     @property
     def CUSTOMER_ID(self) -> str | None:
         """VerifyNow customer id (``C-…``); required unless :attr:`SANDBOX`."""
@@ -159,13 +166,14 @@ class VerifyNowSettings:
         for key in ("CUSTOMER_ID", "PASSWORD"):
             if not self._raw(key):
                 raise VerifyNowConfigurationError(
-                    f'VERIFYNOW["{key}"] is not set. Set it in the VERIFYNOW dict of your '
-                    f"Django settings (read it from the environment, never commit it), or "
-                    f'set VERIFYNOW["SANDBOX"] = True to use the built-in simulator.'
+                    f'VERIFYNOW["{key}"] is not set. Set it in the VERIFYNOW dict of '
+                    "your Django settings (read it from the environment, never commit "
+                    'it), or set VERIFYNOW["SANDBOX"] = True to use the built-in '
+                    "simulator."
                 )
         return self._raw("CUSTOMER_ID"), self._raw("PASSWORD")
 
-    # -- transport ----------------------------------------------------------------------
+    # -- transport ---------------------------------------------------------------------
     @property
     def BASE_URL(self) -> str:
         """Vendor base URL, without a trailing slash."""
@@ -189,7 +197,8 @@ class VerifyNowSettings:
 
     @property
     def SANDBOX_OPTIONS(self) -> dict[str, Any]:
-        """Keyword arguments for the in-process :class:`~django_verifynow.sandbox.SandboxEngine`."""
+        """Keyword arguments of the in-process
+        :class:`~django_verifynow.sandbox.SandboxEngine`."""
         value = self._raw("SANDBOX_OPTIONS")
         if not isinstance(value, dict):
             raise _bad("SANDBOX_OPTIONS", "a dict", value)
@@ -210,6 +219,24 @@ class VerifyNowSettings:
         return connect, read
 
     @property
+    def DEADLINE(self) -> float:
+        """Seconds one vendor call may take in all: token fetches, retries, back-off
+        sleeps and the call itself. Each request's timeouts are cut to the time left.
+
+        Keep it well under the web server's worker timeout (gunicorn ``--timeout``,
+        30 s by default): a check (W006) warns above 25 s.
+        """
+        value = self._raw("DEADLINE")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < MIN_DEADLINE
+        ):
+            raise _bad("DEADLINE", f"a number of seconds >= {MIN_DEADLINE}", value)
+        return float(value)
+
+    @property
     def CIRCUIT_BREAKER_FAILURES(self) -> int:
         """Consecutive vendor failures that open the circuit breaker."""
         return self._int("CIRCUIT_BREAKER_FAILURES", 1)
@@ -219,7 +246,7 @@ class VerifyNowSettings:
         """Seconds the breaker stays open before one probe call is let through."""
         return self._int("CIRCUIT_BREAKER_RESET", 1)
 
-    # -- codes --------------------------------------------------------------------------
+    # -- codes -------------------------------------------------------------------------
     @property
     def OTP_LENGTH(self) -> int:
         """Digits per code, 4–8 (the vendor's range); a system check warns below 6."""
@@ -235,7 +262,8 @@ class VerifyNowSettings:
 
     @property
     def CODE_TTL(self) -> int:
-        """Our bound on code life in seconds, capped at 600; expiry is min(vendor, this)."""
+        """Our bound on code life in seconds, capped at 600; expiry is min(vendor,
+        this)."""
         return min(self._int("CODE_TTL", 1), MAX_CODE_TTL)
 
     @property
@@ -248,7 +276,7 @@ class VerifyNowSettings:
         """Seconds after verification during which the proof may be consumed."""
         return self._int("PROOF_TTL", 1)
 
-    # -- policy -------------------------------------------------------------------------
+    # -- policy ------------------------------------------------------------------------
     @property
     def RATE_LIMITS(self) -> dict[str, str]:
         """Rate-limit rules per action, merged over :data:`DEFAULT_RATE_LIMITS`.
@@ -277,7 +305,7 @@ class VerifyNowSettings:
 
     @property
     def ALLOWED_COUNTRIES(self) -> frozenset[str] | None:
-        """ISO 3166 alpha-2 allow-list, or ``None`` for every country (a check warns)."""
+        """ISO 3166 alpha-2 allow-list, or ``None`` for every country (W004 warns)."""
         value = self._raw("ALLOWED_COUNTRIES")
         if value is None:
             return None

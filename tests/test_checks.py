@@ -141,6 +141,7 @@ def test_e002_quiet(limits: dict[str, Any]) -> None:
         ("ALLOWED_COUNTRIES", ["INDIA"], '"ALLOWED_COUNTRIES"'),
         ("DAILY_SEND_CAP", 0, '"DAILY_SEND_CAP"'),
         ("SANDBOX_OPTIONS", [], '"SANDBOX_OPTIONS"'),
+        ("DEADLINE", 0, '"DEADLINE"'),
     ],
 )
 def test_e003_invalid_value(key: str, value: Any, fragment: str) -> None:
@@ -317,10 +318,47 @@ def test_w005_quiet() -> None:
     assert checks.check_unknown_keys() == []
 
 
+# -- W006 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("deadline", [25.5, 30, 60])
+def test_w006_deadline_too_close_to_the_worker_timeout(deadline: float) -> None:
+    with override_settings(VERIFYNOW=good(DEADLINE=deadline)):
+        messages = checks.check_deadline()
+    assert ids(messages) == [Codes.DEADLINE_RISKY]
+    assert isinstance(messages[0], django_checks.Warning)
+    assert f"is {deadline:g} s" in messages[0].msg
+    assert "--timeout" in messages[0].hint
+
+
+@override_settings(VERIFYNOW=good(DEADLINE=2, TIMEOUT=(3.05, 10)))
+def test_w006_deadline_below_the_connect_timeout() -> None:
+    messages = checks.check_deadline()
+    assert ids(messages) == [Codes.DEADLINE_RISKY]
+    assert "below the connect timeout of 3.05 s" in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"DEADLINE": 25}, {"DEADLINE": 3.05}, {"DEADLINE": 2, "TIMEOUT": (1, 5)}],
+    ids=["default", "25s", "equal-to-connect", "short-connect"],
+)
+def test_w006_quiet(overrides: dict[str, Any]) -> None:
+    with override_settings(VERIFYNOW=good(**overrides)):
+        assert checks.check_deadline() == []
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"DEADLINE": "soon"}, {"DEADLINE": 40, "TIMEOUT": "fast"}]
+)
+def test_w006_leaves_unreadable_values_to_e003(overrides: dict[str, Any]) -> None:
+    with override_settings(VERIFYNOW=good(**overrides)):
+        assert checks.check_deadline() == []
+        assert Codes.SETTING_INVALID in ids(checks.check_setting_values())
+
+
 # -- registration ---------------------------------------------------------------------
 def test_every_id_is_distinct_and_namespaced() -> None:
     values = [v for k, v in vars(Codes).items() if not k.startswith("_")]
-    assert len(values) == len(set(values)) == 8
+    assert len(values) == len(set(values)) == 9
     assert all(v.startswith("django_verifynow.") for v in values)
 
 
@@ -335,7 +373,7 @@ def test_register_adds_every_check_under_the_tag() -> None:
 
 
 @override_settings(
-    VERIFYNOW={"SANDBOX": False, "OTP_LENGTH": 4, "TYPO": 1},
+    VERIFYNOW={"SANDBOX": False, "OTP_LENGTH": 4, "TYPO": 1, "DEADLINE": 28},
     CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
     DEBUG=False,
 )
@@ -347,6 +385,7 @@ def test_run_checks_with_the_tag_reports_everything() -> None:
         Codes.CACHE_NOT_SHARED,
         Codes.NO_COUNTRY_ALLOWLIST,
         Codes.UNKNOWN_KEYS,
+        Codes.DEADLINE_RISKY,
     }
 
 

@@ -10,25 +10,35 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import responses
 import urllib3
 from django.core.cache import caches
+from django.test import override_settings
 
 from django_verifynow import client as client_module
-from django_verifynow.client import VerifyNowClient, redact
+from django_verifynow.client import (
+    PROVIDER_LIMIT_RETRY_AFTER,
+    VerifyNowClient,
+    get_client,
+    redact,
+)
 from django_verifynow.codes import Outcome
 from django_verifynow.exceptions import (
+    OutOfCredit,
     ProviderAuthError,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
+from django_verifynow.reasons import Reason
 
 BASE = "https://vendor.test"
 TOKEN_URL = BASE + "/auth/v1/authentication/token"
@@ -44,7 +54,8 @@ def jwt(exp_in: float = 5 * 365 * 86400, sub: str = "C-TEST") -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
 
     now = int(time.time())
-    return f"{part({'alg': 'HS512'})}.{part({'sub': sub, 'iat': now, 'exp': now + exp_in})}.sig"
+    claims = {"sub": sub, "iat": now, "exp": now + exp_in}
+    return f"{part({'alg': 'HS512'})}.{part(claims)}.sig"
 
 
 TOKEN = jwt()
@@ -242,25 +253,59 @@ def test_send_800_is_rate_limited(vendor, http_status):
     )
     with pytest.raises(RateLimited) as info:
         make_client().send(**SEND_ARGS)
-    assert info.value.scope == "provider" and info.value.retry_after > 0
+    assert info.value.reason is Reason.VENDOR_LIMIT
+    assert info.value.retry_after == PROVIDER_LIMIT_RETRY_AFTER
 
 
-@pytest.mark.parametrize("code", [400, 409, 501, 505, 508, 511, 702, 999])
+@pytest.mark.parametrize("code", [400, 409, 501, 505, 511, 702, 999])
 @pytest.mark.parametrize("http_status", [200, 400])
 def test_send_refusals_and_unknown_codes_fail_closed(vendor, code, http_status):
     token_ok(vendor)
     vendor.post(SEND_URL, status=http_status, json=envelope(code, "SOMETHING", None))
     with pytest.raises(ProviderError) as info:
         make_client().send(**SEND_ARGS)
+    assert type(info.value) is ProviderError  # not a subclass such as OutOfCredit
+    assert info.value.reason is Reason.VENDOR_REFUSED
     assert info.value.response_code == code
     assert "SOMETHING" not in str(info.value)  # vendor text is never echoed
+
+
+OUT_OF_CREDIT_LINE = (
+    "VerifyNow account out of credit (508): every send fails until the account is "
+    "topped up"
+)
+
+
+@pytest.mark.parametrize("http_status", [200, 402, 400])
+def test_send_508_is_out_of_credit_and_does_not_trip_the_breaker(
+    vendor, http_status, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    token_ok(vendor)
+    for _ in range(3):
+        vendor.post(
+            SEND_URL, status=http_status, json=envelope(508, "INSUFFICIENT_BALANCE")
+        )
+    client = make_client(breaker_failures=2)
+    for _ in range(3):
+        with pytest.raises(OutOfCredit) as info:
+            client.send(**SEND_ARGS)
+        assert info.value.reason is Reason.OUT_OF_CREDIT
+        assert (info.value.endpoint, info.value.response_code) == ("send", 508)
+    # Two breaker failures would have made the third send fail fast, without I/O.
+    assert len(vendor.calls) == 4
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [OUT_OF_CREDIT_LINE] * 3  # one ERROR line per refused send
+    for secret in (KEY, PASSWORD, TOKEN, "9876543210"):
+        assert secret not in caplog.text
 
 
 def test_send_200_without_verification_id_is_an_error(vendor):
     token_ok(vendor)
     vendor.post(SEND_URL, json=envelope(200, "SUCCESS", {"timeout": "60"}))
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as info:
         make_client().send(**SEND_ARGS)
+    assert info.value.reason is Reason.PROVIDER_ERROR
 
 
 @pytest.mark.parametrize(
@@ -272,22 +317,25 @@ def test_send_malformed_answer_is_an_error_without_retry(vendor, body):
     with pytest.raises(ProviderError) as info:
         make_client().send(**SEND_ARGS)
     assert info.value.response_code is None
+    assert info.value.reason is Reason.PROVIDER_ERROR
     assert len(vendor.calls) == 2
 
 
 def test_send_5xx_is_not_retried(vendor):
     token_ok(vendor)
     vendor.post(SEND_URL, status=500, json=envelope(500, "SERVER_ERROR"))
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as info:
         make_client().send(**SEND_ARGS)
+    assert info.value.reason is Reason.PROVIDER_ERROR
     assert [c.request.method for c in vendor.calls] == ["GET", "POST"]
 
 
 def test_send_read_timeout_is_never_resent(vendor):
     token_ok(vendor)
     vendor.post(SEND_URL, body=requests.ReadTimeout("read timed out"))
-    with pytest.raises(ProviderTimeout):
+    with pytest.raises(ProviderTimeout) as info:
         make_client().send(**SEND_ARGS)
+    assert info.value.reason is Reason.PROVIDER_TIMEOUT
     assert len(vendor.calls) == 2
 
 
@@ -316,6 +364,7 @@ def test_send_connect_error_is_retried_once(vendor):
     with pytest.raises(ProviderUnavailable) as info:
         make_client().send(**SEND_ARGS)
     assert not isinstance(info.value, ProviderTimeout)
+    assert info.value.reason is Reason.PROVIDER_UNAVAILABLE
     assert len(vendor.calls) == 3  # token + 2 connection attempts
 
 
@@ -361,6 +410,9 @@ def test_validate_refusals_never_verify(vendor, code):
     with pytest.raises(ProviderError) as info:
         make_client().validate(verification_id="1", code="123456")
     assert info.value.response_code == code
+    # 500 is the vendor failing; every other code is a refusal (unknown ones too).
+    want = Reason.PROVIDER_ERROR if code == 500 else Reason.VENDOR_REFUSED
+    assert info.value.reason is want
 
 
 @pytest.mark.parametrize(
@@ -419,8 +471,8 @@ def test_token_expiry_is_read_from_the_jwt(vendor, monkeypatch):
     client.send(**SEND_ARGS)  # 400 s later: the cached token is still good
     assert sum(1 for c in vendor.calls if c.request.url.startswith(TOKEN_URL)) == 1
     # LocMem expiry runs on the real clock; drop the entry as its TTL would.
-    caches["default"].delete(client._token_key)
-    client._fallback_token = None
+    caches["default"].delete(client.tokens.cache_key)
+    client.tokens.fallback = None
     client.send(**SEND_ARGS)
     assert sum(1 for c in vendor.calls if c.request.url.startswith(TOKEN_URL)) == 2
 
@@ -437,7 +489,7 @@ def test_token_ttl_stops_short_of_jwt_expiry(vendor, monkeypatch):
     monkeypatch.setattr(caches["default"], "set", spy)
     client = make_client()
     client.get_token()
-    assert 530 <= captured[client._token_key] <= 540  # 600 s minus the 60 s margin
+    assert 530 <= captured[client.tokens.cache_key] <= 540  # 600 s minus 60 s margin
 
 
 @pytest.mark.parametrize("error", ["password is wrong", "customerId is invalid"])
@@ -445,6 +497,7 @@ def test_token_refusal_arrives_as_http_200(vendor, error):
     vendor.get(TOKEN_URL, status=200, json={"status": 400, "error": error})
     with pytest.raises(ProviderAuthError) as info:
         make_client().send(**SEND_ARGS)
+    assert info.value.reason is Reason.CREDENTIALS_REFUSED
     assert error not in str(info.value)
     assert len(vendor.calls) == 1  # no send without a token, no token retry on refusal
 
@@ -471,8 +524,9 @@ def test_second_auth_failure_stops_without_a_loop(vendor, status, body):
             vendor.post(SEND_URL, status=status, body=b"")
         else:
             vendor.post(SEND_URL, status=status, json=body)
-    with pytest.raises(ProviderAuthError):
+    with pytest.raises(ProviderAuthError) as info:
         make_client().send(**SEND_ARGS)
+    assert info.value.reason is Reason.CREDENTIALS_REFUSED
     urls = [c.request.url.split("?")[0] for c in vendor.calls]
     assert urls.count(SEND_URL) == 2 and urls.count(TOKEN_URL) == 2
 
@@ -483,6 +537,29 @@ def test_token_endpoint_down_never_calls_send(vendor):
     with pytest.raises(ProviderUnavailable):
         make_client().send(**SEND_ARGS)
     assert len(vendor.calls) == 3  # three token attempts, no send
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.ReadTimeout("slow"),
+        requests.ConnectionError(
+            urllib3.exceptions.ProtocolError("Connection aborted.", OSError())
+        ),
+    ],
+    ids=["read-timeout", "dropped"],
+)
+def test_token_failures_are_unavailable_never_timeout(vendor, failure):
+    # A token request that may have been processed sent no SMS: for the caller of a
+    # send this is "nothing sent", never "outcome unknown".
+    for _ in range(3):
+        vendor.get(TOKEN_URL, body=failure)
+    with pytest.raises(ProviderUnavailable) as info:
+        make_client().send(**SEND_ARGS)
+    assert type(info.value) is ProviderUnavailable
+    assert info.value.reason is Reason.PROVIDER_UNAVAILABLE
+    assert info.value.endpoint == "token"
+    assert len(vendor.calls) == 3
 
 
 def test_token_retry_after_beyond_five_seconds_is_not_honoured(vendor):
@@ -534,6 +611,7 @@ def test_breaker_opens_after_five_failures_and_probes_after_reset(vendor, monkey
         client.send(**SEND_ARGS)
     assert len(vendor.calls) == calls_before  # failed fast, no network I/O
     assert 0 < info.value.retry_after <= 60
+    assert info.value.reason is Reason.PROVIDER_UNAVAILABLE
 
     later = time.time() + 61
     monkeypatch.setattr(client_module, "_now", lambda: later)
@@ -563,6 +641,38 @@ def test_failed_probe_reopens_the_breaker(vendor, monkeypatch):
     assert len(vendor.calls) == n  # reopened: no I/O
 
 
+def test_every_failed_token_attempt_counts_towards_the_breaker(vendor):
+    vendor.get(TOKEN_URL, status=503, body=b"unavailable")
+    vendor.get(TOKEN_URL, body=requests.ReadTimeout("slow"))
+    client = make_client(breaker_failures=2)
+    with pytest.raises(ProviderUnavailable) as info:
+        client.send(**SEND_ARGS)
+    # The second failed attempt opened the breaker: the third attempt never started.
+    assert len(vendor.calls) == 2
+    assert info.value.endpoint == "token" and 0 < info.value.retry_after <= 60
+    with pytest.raises(ProviderUnavailable):
+        client.send(**SEND_ARGS)
+    assert len(vendor.calls) == 2  # open: failed fast, no network I/O
+
+
+def test_half_open_probe_may_fetch_its_token(vendor, monkeypatch):
+    # The breaker opened on token failures, so the probe send has no token yet: its
+    # own token request must not be refused as a second probe.
+    vendor.get(TOKEN_URL, status=503, body=b"unavailable")
+    client = make_client(breaker_failures=1)
+    with pytest.raises(ProviderUnavailable):
+        client.send(**SEND_ARGS)
+    assert len(vendor.calls) == 1
+    later = time.time() + 61
+    monkeypatch.setattr(client_module, "_now", lambda: later)
+    vendor.replace(responses.GET, TOKEN_URL, json={"status": 200, "token": TOKEN})
+    send_ok(vendor)
+    assert client.send(**SEND_ARGS).verification_id == "2949"  # the probe
+    send_ok(vendor, vid="2950")
+    assert client.send(**SEND_ARGS).verification_id == "2950"  # closed again
+    assert [c.request.method for c in vendor.calls] == ["GET", "GET", "POST", "POST"]
+
+
 def test_business_refusals_do_not_trip_the_breaker(vendor):
     token_ok(vendor)
     for _ in range(7):
@@ -573,6 +683,125 @@ def test_business_refusals_do_not_trip_the_breaker(vendor):
             client.validate(verification_id="1", code="000000").outcome
             is Outcome.WRONG_CODE
         )
+
+
+# -- deadline -------------------------------------------------------------------------
+
+
+class FakeMonotonic:
+    """A monotonic clock that moves only when a test (or a fake sleep) moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeMonotonic:
+    fake = FakeMonotonic()
+    monkeypatch.setattr(client_module, "_monotonic", fake)
+    monkeypatch.setattr(client_module, "_sleep", fake.advance)  # back-off takes time
+    return fake
+
+
+def slow_token(clock: FakeMonotonic, seconds: float, status: int = 200):
+    body = {"status": 200, "token": TOKEN} if status == 200 else {"status": status}
+
+    def answer(request):
+        clock.advance(seconds)
+        return status, {}, json.dumps(body)
+
+    return answer
+
+
+def test_each_request_gets_the_time_left_as_its_timeouts(vendor, clock):
+    vendor.add_callback(responses.GET, TOKEN_URL, callback=slow_token(clock, 2.0))
+    send_ok(vendor)
+    make_client(timeout=(3.05, 10), deadline=5).send(**SEND_ARGS)
+    token_call, send_call = vendor.calls
+    assert token_call.request.req_kwargs["timeout"] == (3.05, 5.0)
+    assert send_call.request.req_kwargs["timeout"] == (3.0, 3.0)  # 2 s were spent
+
+
+def test_a_token_phase_that_uses_up_the_deadline_sends_nothing(vendor, clock):
+    vendor.add_callback(responses.GET, TOKEN_URL, callback=slow_token(clock, 4.7))
+    client = make_client(deadline=5)
+    with pytest.raises(ProviderUnavailable) as info:
+        client.send(**SEND_ARGS)
+    assert type(info.value) is ProviderUnavailable  # nothing sent: not a timeout
+    assert info.value.reason is Reason.PROVIDER_UNAVAILABLE
+    assert info.value.endpoint == "send"
+    assert len(vendor.calls) == 1  # the token request only: no send was started
+    send_ok(vendor)
+    assert client.send(**SEND_ARGS).verification_id == "2949"  # the late token counts
+    assert len(vendor.calls) == 2
+
+
+def test_token_retries_and_back_off_stay_inside_the_deadline(
+    vendor, clock, monkeypatch
+):
+    monkeypatch.setattr(random, "uniform", lambda low, high: 1.0)  # back-off 0.5, 1 s
+    vendor.add_callback(
+        responses.GET, TOKEN_URL, callback=slow_token(clock, 4.5, status=503)
+    )
+    started = clock.now
+    with pytest.raises(ProviderUnavailable) as info:
+        make_client(deadline=10).send(**SEND_ARGS)
+    # 4.5 s, 0.5 s back-off, 4.5 s: 0.5 s left is too little for the 1 s back-off and a
+    # third request, so the call gives up instead of overrunning its 10 s.
+    assert len(vendor.calls) == 2
+    assert clock.now - started == pytest.approx(9.5)
+    assert info.value.endpoint == "token" and type(info.value) is ProviderUnavailable
+
+
+def test_connect_retry_only_when_the_deadline_allows(vendor, clock):
+    token_ok(vendor)
+
+    def refused_after(seconds: float):
+        def answer(request):
+            clock.advance(seconds)
+            raise refused()
+
+        return answer
+
+    vendor.add_callback(responses.POST, SEND_URL, callback=refused_after(4.7))
+    client = make_client(deadline=5, breaker_failures=1)
+    with pytest.raises(ProviderUnavailable) as info:
+        client.send(**SEND_ARGS)
+    assert type(info.value) is ProviderUnavailable
+    assert len(vendor.calls) == 2  # token + one send attempt: no time for the retry
+    # The unretried connect failure still counted: the breaker (1 failure) is open.
+    with pytest.raises(ProviderUnavailable):
+        client.send(**SEND_ARGS)
+    assert len(vendor.calls) == 2
+
+
+def test_refresh_after_401_shares_the_deadline(vendor, clock):
+    token_ok(vendor)
+    vendor.post(SEND_URL, status=401, json=envelope(401, "UNAUTHORIZED"))
+    vendor.add_callback(responses.GET, TOKEN_URL, callback=slow_token(clock, 4.8))
+    with pytest.raises(ProviderUnavailable) as info:
+        make_client(deadline=5).send(**SEND_ARGS)
+    assert type(info.value) is ProviderUnavailable  # the 401 was refused unprocessed
+    assert [c.request.method for c in vendor.calls] == ["GET", "POST", "GET"]
+
+
+@pytest.mark.parametrize("deadline", [0, -1])
+def test_client_refuses_a_non_positive_deadline(deadline):
+    with pytest.raises(ValueError, match="deadline"):
+        make_client(deadline=deadline)
+
+
+def test_get_client_uses_the_deadline_setting():
+    with override_settings(VERIFYNOW={"SANDBOX": True, "DEADLINE": 7}):
+        assert get_client().deadline == 7.0
+    with override_settings(VERIFYNOW={"SANDBOX": True}):
+        assert get_client().deadline == 15.0
 
 
 # -- secrets --------------------------------------------------------------------------
@@ -606,7 +835,8 @@ def test_no_secret_in_exceptions_or_logs(vendor, caplog):
     vendor.get(
         VALIDATE_URL,
         body=requests.ReadTimeout(
-            f"HTTPSConnectionPool: Read timed out. (url: {VALIDATE_URL}?verificationId=1&code=654321)"
+            "HTTPSConnectionPool: Read timed out. "
+            f"(url: {VALIDATE_URL}?verificationId=1&code=654321)"
         ),
     )
     client = make_client()

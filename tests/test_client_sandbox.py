@@ -1,28 +1,34 @@
-"""The client over real HTTP against the sandbox server, under every HTTP-status profile.
+"""The client over real HTTP against the sandbox server, under every HTTP-status
+profile, and its one deadline per call against a hanging vendor.
 
-The profiles disagree on the HTTP status of every non-200 body code (the main unknown of
-the vendor protocol, verifynow-api.md §5); the client must behave the same under all of
-them because it decides on the body alone.
+The profiles disagree on the HTTP status of every non-200 body code (the main unknown
+of the vendor protocol, verifynow-api.md §5); the client must behave the same under all
+of them because it decides on the body alone.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import random
 import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 
+from django_verifynow import client as client_module
 from django_verifynow.client import VerifyNowClient
 from django_verifynow.codes import Outcome
 from django_verifynow.exceptions import (
+    OutOfCredit,
     ProviderAuthError,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
+from django_verifynow.reasons import Reason
 from django_verifynow.sandbox import (
     PROFILES,
     SANDBOX_CUSTOMER_ID,
@@ -108,8 +114,9 @@ def test_wrong_credentials(sim):
     client = VerifyNowClient(
         customer_id=SANDBOX_CUSTOMER_ID, password="wrong", base_url=server.url
     )
-    with pytest.raises(ProviderAuthError):
+    with pytest.raises(ProviderAuthError) as info:
         client.send(**NUMBER, otp_length=6)
+    assert info.value.reason is Reason.CREDENTIALS_REFUSED
     assert engine.count("send") == 0
 
 
@@ -151,6 +158,7 @@ def test_unknown_verification_505(sim):
     with pytest.raises(ProviderError) as info:
         make_client(server).validate(verification_id="99999999", code="123456")
     assert info.value.response_code == 505
+    assert info.value.reason is Reason.VENDOR_REFUSED
 
 
 @pytest.mark.parametrize(
@@ -161,7 +169,6 @@ def test_unknown_verification_505(sim):
             {"country_code": "44", "national_number": "7400123456"},
             511,
         ),
-        ({"credits": 0}, NUMBER, 508),
         ({}, {"country_code": "91", "national_number": "12"}, 400),
     ],
 )
@@ -171,6 +178,27 @@ def test_send_refusals(sim, engine_options, number, code):
     with pytest.raises(ProviderError) as info:
         make_client(server).send(**number, otp_length=6)
     assert info.value.response_code == code
+    assert info.value.reason is Reason.VENDOR_REFUSED
+
+
+def test_out_of_credit_508(sim, caplog):
+    engine, server = sim
+    # Over the wire, as an operator would: one credit left on the account.
+    config = requests.post(
+        server.url + "/__sim__/config", json={"credits": 1}, timeout=5
+    )
+    assert config.json()["balance"] == {SANDBOX_CUSTOMER_ID: 1}
+    client = make_client(server)
+    assert client.send(**NUMBER, otp_length=6).verification_id
+    for n in range(2):
+        with pytest.raises(OutOfCredit) as info:
+            client.send(
+                country_code="91", national_number=f"981234567{n}", otp_length=6
+            )
+        assert info.value.reason is Reason.OUT_OF_CREDIT
+        assert (info.value.endpoint, info.value.response_code) == ("send", 508)
+    assert engine.count("send") == 3 and len(engine.outbox) == 1
+    assert any("out of credit (508)" in r.getMessage() for r in caplog.records)
 
 
 def test_send_rate_800(sim):
@@ -179,8 +207,9 @@ def test_send_rate_800(sim):
     client = make_client(server)
     client.send(**NUMBER, otp_length=6)
     engine.expire(engine.outbox[-1].verification_id)
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimited) as info:
         client.send(**NUMBER, otp_length=6)
+    assert info.value.reason is Reason.VENDOR_LIMIT
 
 
 def test_no_resend_after_a_read_timeout(sim):
@@ -188,8 +217,9 @@ def test_no_resend_after_a_read_timeout(sim):
     client = make_client(server, timeout=(1.0, 0.3))
     client.get_token()
     engine.inject_fault("timeout", endpoint="send", delay=1.0)
-    with pytest.raises(ProviderTimeout):
+    with pytest.raises(ProviderTimeout) as info:
         client.send(**NUMBER, otp_length=6)
+    assert info.value.reason is Reason.PROVIDER_TIMEOUT
     time.sleep(0.8)  # let the held-back answer drain before counting
     assert engine.count("send") == 1
     assert len(engine.outbox) == 1  # the SMS went out: the outcome was truly unknown
@@ -200,8 +230,9 @@ def test_vendor_faults_are_not_retried(sim, kind):
     engine, server = sim
     client = make_client(server)
     engine.inject_fault(kind, endpoint="send")
-    with pytest.raises(ProviderError):
+    with pytest.raises(ProviderError) as info:
         client.send(**NUMBER, otp_length=6)
+    assert info.value.reason is Reason.PROVIDER_ERROR
     assert engine.count("send") == 1
 
 
@@ -228,6 +259,7 @@ def test_server_down_is_unavailable_not_unknown():
     with pytest.raises(ProviderUnavailable) as info:
         client.send(**NUMBER, otp_length=6)
     assert not isinstance(info.value, ProviderTimeout)
+    assert info.value.reason is Reason.PROVIDER_UNAVAILABLE
 
 
 def test_v2_family(sim):
@@ -266,3 +298,106 @@ def test_no_secret_or_full_number_in_logs(sim, caplog):
     assert "urllib3.connectionpool" in text  # the debug lines were captured...
     for secret in (code, wrong(code), token, key, SANDBOX_PASSWORD, "9876543210"):
         assert secret not in text  # ...and redacted
+
+
+# -- one deadline per call, over real HTTP --------------------------------------------
+#
+# The token endpoint hangs (the "timeout" fault holds its answer back for 30 s).
+# Timeouts and deadlines are small so the suite stays fast; each assertion on elapsed
+# time is a bound (deadline + SLACK), not a benchmark.
+
+SLACK = 0.5
+
+
+@pytest.fixture
+def hung() -> Iterator[tuple[SandboxEngine, SandboxServer]]:
+    engine = SandboxEngine()
+    with SandboxServer(engine) as server:
+        yield engine, server
+
+
+def vendor_calls(server: SandboxServer) -> dict[str, int]:
+    """Requests per endpoint, from the sandbox's own inspection endpoint."""
+    stats = requests.get(server.url + "/__sim__/stats", timeout=5).json()
+    return stats["requests"]
+
+
+def timed(call, *args, **kwargs) -> tuple[BaseException, float]:
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable) as info:
+        call(*args, **kwargs)
+    return info.value, time.monotonic() - started
+
+
+def test_a_hanging_token_endpoint_is_cut_at_the_deadline(hung):
+    engine, server = hung
+    engine.inject_fault("timeout", endpoint="token", times=None, delay=30)
+    # A read timeout of 5 s alone would outlast the 1.5 s deadline three times over.
+    client = make_client(server, timeout=(0.5, 5.0), deadline=1.5)
+    error, elapsed = timed(client.send, **NUMBER, otp_length=6)
+    assert elapsed <= 1.5 + SLACK
+    assert type(error) is ProviderUnavailable  # nothing was sent: never a timeout
+    assert error.reason is Reason.PROVIDER_UNAVAILABLE
+    assert vendor_calls(server)["send"] == 0
+    assert vendor_calls(server)["token"] == 1  # no time was left for a retry
+
+
+def test_retries_and_real_back_off_sleeps_stay_inside_the_deadline(hung, monkeypatch):
+    engine, server = hung
+    monkeypatch.setattr(client_module, "_sleep", time.sleep)  # real back-off here
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # 0.75 s, 1.5 s
+    engine.inject_fault("http_500", endpoint="token", times=None)
+    client = make_client(server, deadline=1.5)
+    error, elapsed = timed(client.send, **NUMBER, otp_length=6)
+    # 500, 0.75 s back-off, 500; the 1.5 s back-off no longer fits: give up (without
+    # the deadline: three attempts and 2.25 s of sleep).
+    assert elapsed <= 1.5 + SLACK
+    assert vendor_calls(server) == {"token": 2, "send": 0, "validate": 0, "other": 0}
+    assert type(error) is ProviderUnavailable
+
+
+def test_hanging_token_attempts_open_the_breaker_across_calls(hung, monkeypatch):
+    engine, server = hung
+    # Shortest back-off (0.25 s, 0.5 s; not slept in the suite) so three attempts fit.
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)
+    engine.inject_fault("timeout", endpoint="token", times=None, delay=30)
+    client = make_client(server, timeout=(0.5, 0.25), deadline=2.0, breaker_failures=4)
+    first, elapsed = timed(client.send, **NUMBER, otp_length=6)
+    assert elapsed <= 2.0 + SLACK
+    assert engine.count("token") == 3  # three attempts, all counted, breaker closed
+    second, _ = timed(client.send, **NUMBER, otp_length=6)
+    # The fourth failed attempt, the first of this call, opened it: no fifth.
+    assert engine.count("token") == 4
+    third, elapsed = timed(client.send, **NUMBER, otp_length=6)
+    assert engine.count("token") == 4 and elapsed < 0.2  # open: no I/O at all
+    assert 0 < third.retry_after <= 60
+    for error in (first, second, third):
+        assert type(error) is ProviderUnavailable
+    assert vendor_calls(server)["send"] == 0
+
+
+def test_a_slow_token_leaves_no_time_to_send(hung):
+    engine, server = hung
+    engine.inject_fault("latency", endpoint="token", delay=1.1)
+    client = make_client(server, timeout=(0.5, 5.0), deadline=1.5)
+    error, elapsed = timed(client.send, **NUMBER, otp_length=6)
+    assert elapsed <= 1.5 + SLACK
+    assert type(error) is ProviderUnavailable and error.endpoint == "send"
+    assert vendor_calls(server)["send"] == 0 and engine.outbox == []
+    # The token came in time and was kept: the next send needs no token request.
+    assert client.send(**NUMBER, otp_length=6).verification_id
+    assert vendor_calls(server)["token"] == 1
+
+
+def test_a_hanging_send_times_out_at_the_deadline(hung):
+    engine, server = hung
+    client = make_client(server, timeout=(0.5, 5.0), deadline=1.0)
+    client.get_token()
+    engine.inject_fault("timeout", endpoint="send", delay=30)
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout) as info:
+        client.send(**NUMBER, otp_length=6)
+    assert time.monotonic() - started <= 1.0 + SLACK
+    # The send reached the vendor (an SMS went out): the outcome is unknown.
+    assert info.value.reason is Reason.PROVIDER_TIMEOUT
+    assert engine.count("send") == 1

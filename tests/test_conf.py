@@ -20,6 +20,7 @@ def test_defaults():
         )
         assert s.API_VERSION == "v3" and s.FLOW_TYPE == "SMS" and s.SANDBOX is False
         assert s.TIMEOUT == (3.05, 10.0)
+        assert s.DEADLINE == 15.0
         assert s.BASE_URL == "https://cpaas.messagecentral.com"
         assert s.ALLOWED_COUNTRIES is None
         assert s.RATE_LIMITS == DEFAULT_RATE_LIMITS
@@ -59,6 +60,14 @@ def test_rate_limits_merge_over_defaults():
         ("ALLOWED_NUMBER_TYPES", ["MOBILE", "SATELLITE"]),
         ("BASE_URL", "ftp://x"),
         ("CACHE", "nope"),
+        ("DEADLINE", "15"),
+        ("DEADLINE", 0),
+        ("DEADLINE", 0.5),
+        ("DEADLINE", -3),
+        ("DEADLINE", True),
+        ("DEADLINE", None),
+        ("DEADLINE", float("inf")),
+        ("DEADLINE", float("nan")),
     ],
 )
 def test_bad_values_name_the_key(key, value):
@@ -94,3 +103,11 @@ def test_wrong_types_are_configuration_errors(key, value):
     with override_settings(VERIFYNOW={key: value}):
         with pytest.raises(VerifyNowConfigurationError):
             getattr(verifynow_settings, key)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(1, 1.0), (12.5, 12.5), (40, 40.0)])
+def test_deadline_accepts_seconds_as_int_or_float(value, expected):
+    # Above 25 s is allowed (W006 warns); only nonsense is an error.
+    with override_settings(VERIFYNOW={"DEADLINE": value}):
+        assert verifynow_settings.DEADLINE == expected
+        assert isinstance(verifynow_settings.DEADLINE, float)

@@ -1,0 +1,341 @@
+"""The vendor calls: :class:`VerifyNowClient`, its ``send`` and ``validate``.
+
+The outcome is in the body's ``responseCode`` whatever the HTTP status: errors arrive
+as HTTP 200 or 4xx depending on the code (``verifynow-api.md`` §5). We parse JSON on
+every status and decide on the body (:func:`django_verifynow.codes.outcome_for`); the
+status only tells us about transport-level faults (5xx without a usable body, 401/403).
+
+What each failure raises (every exception carries a
+:class:`~django_verifynow.reasons.Reason`):
+
+============================================  ========================================
+vendor refused (400, 501, 505, 511, …)        :class:`ProviderError`, VENDOR_REFUSED
+account out of credit (508, send)             :class:`OutOfCredit`, OUT_OF_CREDIT
+vendor limit (800, send)                      :class:`RateLimited`, VENDOR_LIMIT
+vendor fault (500, 5xx, no JSON, no id)       :class:`ProviderError`, PROVIDER_ERROR
+credentials or a fresh token refused          :class:`ProviderAuthError`,
+                                              CREDENTIALS_REFUSED
+not reached, breaker open, deadline used up   :class:`ProviderUnavailable`,
+                                              PROVIDER_UNAVAILABLE
+sent, no answer in time (read timeout, drop)  :class:`ProviderTimeout`, PROVIDER_TIMEOUT
+============================================  ========================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+from requests.adapters import BaseAdapter
+
+from ..codes import Call, Outcome, ResponseCode, outcome_for
+from ..exceptions import (
+    OutOfCredit,
+    ProviderAuthError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from ..reasons import Reason
+from .breaker import CircuitBreaker
+from .deadline import Deadline
+from .results import SendResult, ValidateResult, as_id, as_seconds, response_code_of
+from .token import TokenSource
+from .transport import Transport, TransportFailure
+
+__all__ = ["DEFAULT_DEADLINE", "PATHS", "PROVIDER_LIMIT_RETRY_AFTER", "VerifyNowClient"]
+
+# One logger for the whole package, as before the split: sites filter on this name.
+logger = logging.getLogger("django_verifynow.client")
+
+PATHS = {
+    "v3": {"send": "/verification/v3/send", "validate": "/verification/v3/validateOtp"},
+    "v2": {
+        "send": "/verification/v2/verification/send",
+        "validate": "/verification/v2/verification/validateOtp",
+    },
+}
+
+#: Retry-After suggested when the vendor's own limit (800) is hit.
+PROVIDER_LIMIT_RETRY_AFTER = 300
+#: Seconds one send or validate may take in all (``VERIFYNOW["DEADLINE"]``).
+DEFAULT_DEADLINE = 15.0
+
+
+class VerifyNowClient:
+    """Thread-safe client for one VerifyNow account.
+
+    Build it with :func:`~django_verifynow.client.get_client` (from settings) rather
+    than directly. One pooled ``requests.Session`` per thread (R38); timeouts on every
+    request (R31), all of one call's requests within one ``deadline`` (seconds);
+    per-call retry policy (R32); token cached in the Django cache and refreshed once on
+    401/403 (R34); circuit breaker (R36).
+    """
+
+    def __init__(
+        self,
+        *,
+        customer_id: str,
+        password: str,
+        base_url: str = "https://cpaas.messagecentral.com",
+        api_version: str = "v3",
+        timeout: tuple[float, float] = (3.05, 10),
+        deadline: float = DEFAULT_DEADLINE,
+        email: str | None = None,
+        country: str | None = None,
+        cache_alias: str = "default",
+        breaker_failures: int = 5,
+        breaker_reset: int = 60,
+        adapter_factory: Callable[[], BaseAdapter] | None = None,
+    ) -> None:
+        if deadline <= 0:
+            raise ValueError("deadline must be a positive number of seconds.")
+        self.customer_id = customer_id
+        self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        self.timeout = timeout
+        self.deadline = float(deadline)
+        self.email = email
+        self.country = country
+        self.cache_alias = cache_alias
+        self.transport = Transport(self.base_url, timeout, adapter_factory)
+        self.breaker = CircuitBreaker(
+            cache_alias, self.base_url, breaker_failures, breaker_reset
+        )
+        self.tokens = TokenSource(
+            customer_id=customer_id,
+            password=password,
+            transport=self.transport,
+            breaker=self.breaker,
+            cache_alias=cache_alias,
+            email=email,
+            country=country,
+        )
+
+    def __repr__(self) -> str:  # never show the password or the customer id
+        return f"<VerifyNowClient {self.base_url} {self.api_version}>"
+
+    # -- token -------------------------------------------------------------------------
+
+    def get_token(self, *, stale: str | None = None) -> str:
+        """Return a valid auth token, fetching one (within the deadline) if needed.
+
+        :param stale: a token the vendor just refused; a cached token equal to it is
+            ignored, a different one (another worker refreshed meanwhile) is returned.
+        :raises ProviderUnavailable: no token in time, or the breaker is open.
+        :raises ProviderAuthError: the vendor refused the credentials.
+        """
+        return self.tokens.get(stale=stale, deadline=Deadline(self.deadline))
+
+    def forget_token(self) -> None:
+        """Drop the cached token (the next call fetches a new one)."""
+        self.tokens.forget()
+
+    # -- authenticated calls -----------------------------------------------------------
+
+    def _call(
+        self, call: Call, method: str, params: Mapping[str, Any], deadline: Deadline
+    ) -> tuple[requests.Response, dict[str, Any] | None]:
+        """Make an authenticated call with the breaker, the connect-only retry and the
+        single refresh-and-replay on an auth failure, all within ``deadline``."""
+        endpoint = call.value
+        path = PATHS[self.api_version][endpoint]
+        self.breaker.before_call(endpoint)
+        token = self.tokens.get(deadline=deadline, admitted=True)
+        refreshed = False
+        connect_retries = 1
+        while True:
+            # Every pass starts a request that may be processed: none without the time
+            # to get its answer. Until now nothing was processed (no request yet, a
+            # refused connection, or a 401 refused before any work).
+            deadline.require(endpoint)
+            try:
+                response = self.transport.request(
+                    endpoint,
+                    method,
+                    path,
+                    params,
+                    {"authToken": token},
+                    deadline=deadline,
+                )
+            except TransportFailure as failure:
+                if failure.kind == "connect" and connect_retries:
+                    # Nothing reached the vendor: one retry is safe even for a send,
+                    # if the deadline leaves time for it.
+                    connect_retries -= 1
+                    if deadline.allows_request():
+                        continue
+                self.breaker.record_failure()
+                if failure.kind == "connect":
+                    raise ProviderUnavailable(endpoint=endpoint) from None
+                # Read timeout or dropped answer: the vendor may have acted (sent the
+                # SMS, counted the attempt). Never resend (R32, R35).
+                raise ProviderTimeout(endpoint=endpoint) from None
+            body = self.transport.json(response)
+            code = response_code_of(body) if body else None
+            # Decide on the body when it has a code, on the HTTP status only without.
+            if code in (401, 403) or (
+                code is None and response.status_code in (401, 403)
+            ):
+                if refreshed:
+                    self.breaker.record_success()
+                    logger.error(
+                        "VerifyNow refused a freshly issued token on %s", endpoint
+                    )
+                    raise ProviderAuthError(endpoint=endpoint, response_code=code)
+                # Replaying is safe: the vendor refused before doing anything (R34).
+                refreshed = True
+                token = self.tokens.get(stale=token, deadline=deadline, admitted=True)
+                continue
+            return response, body
+
+    def _fault(
+        self, endpoint: str, response: requests.Response, code: int | None
+    ) -> ProviderError:
+        """The vendor failed (5xx, nonsense): counts towards the breaker."""
+        self.breaker.record_failure()
+        logger.error(
+            "VerifyNow %s failed: HTTP %s, responseCode %s",
+            endpoint,
+            response.status_code,
+            code if code is not None else "missing",
+        )
+        return ProviderError(endpoint=endpoint, response_code=code)
+
+    def _rejected(
+        self, endpoint: str, response: requests.Response, code: int | None
+    ) -> ProviderError:
+        """The vendor refused this request: it is up, so the breaker closes."""
+        self.breaker.record_success()
+        logger.error(
+            "VerifyNow %s refused: HTTP %s, responseCode %s (%s)",
+            endpoint,
+            response.status_code,
+            code,
+            ResponseCode.name_of(code),
+        )
+        return ProviderError(
+            endpoint=endpoint, response_code=code, reason=Reason.VENDOR_REFUSED
+        )
+
+    def send(
+        self,
+        *,
+        country_code: str,
+        national_number: str,
+        flow_type: str = "SMS",
+        otp_length: int = 6,
+    ) -> SendResult:
+        """Ask VerifyNow to send a code to ``+<country_code><national_number>``.
+
+        :raises ProviderTimeout: no answer in time: an SMS may have gone out.
+        :raises ProviderUnavailable: nothing was sent (connection failed, breaker open,
+            the deadline used up before the send could start, by the token for one).
+        :raises RateLimited: the vendor's own limit (800), reason VENDOR_LIMIT.
+        :raises OutOfCredit: the account has no credit left (508).
+        :raises ProviderError: the vendor refused the request or answered nonsense.
+        """
+        params: dict[str, Any] = {
+            "countryCode": country_code,
+            "customerId": self.customer_id,
+            "flowType": flow_type,
+            "mobileNumber": national_number,
+            # Always explicit: the vendor default is 4 digits, 13 bits (R1).
+            "otpLength": otp_length,
+        }
+        response, body = self._call(Call.SEND, "POST", params, Deadline(self.deadline))
+        code = response_code_of(body) if body else None
+        if body is None or code is None:
+            raise self._fault("send", response, None)
+        outcome = outcome_for(Call.SEND, code)
+        data = body.get("data")
+        if not isinstance(data, dict):
+            data = {}
+        if outcome in (Outcome.SENT, Outcome.ALREADY_PENDING):
+            verification_id = as_id(data.get("verificationId"))
+            if verification_id is None:
+                # A "success" we cannot validate against is no success (S28).
+                raise self._fault("send", response, code)
+            self.breaker.record_success()
+            transaction_id = data.get("transactionId")
+            return SendResult(
+                verification_id=verification_id,
+                timeout=as_seconds(data.get("timeout")),
+                transaction_id=str(transaction_id)[:64] if transaction_id else None,
+                response_code=code,
+                reused=outcome is Outcome.ALREADY_PENDING,
+            )
+        if outcome is Outcome.LIMIT_REACHED:
+            self.breaker.record_success()
+            logger.warning(
+                "VerifyNow send refused: the vendor's limit was reached (800)"
+            )
+            raise RateLimited(
+                retry_after=PROVIDER_LIMIT_RETRY_AFTER, reason=Reason.VENDOR_LIMIT
+            )
+        if outcome is Outcome.OUT_OF_CREDIT:
+            # The vendor is up and answered: not a breaker failure. Every later send
+            # fails the same way, so this is an operator's problem: one ERROR line.
+            self.breaker.record_success()
+            logger.error(
+                "VerifyNow account out of credit (508): every send fails until the "
+                "account is topped up"
+            )
+            raise OutOfCredit(endpoint="send", response_code=code)
+        if outcome is Outcome.PROVIDER_FAULT or response.status_code >= 500:
+            raise self._fault("send", response, code)
+        raise self._rejected("send", response, code)
+
+    def validate(
+        self,
+        *,
+        verification_id: str,
+        code: str,
+        country_code: str | None = None,
+        national_number: str | None = None,
+    ) -> ValidateResult:
+        """Ask VerifyNow whether ``code`` is right for ``verification_id``.
+
+        Wrong, expired, already verified and locked are :class:`ValidateResult`
+        outcomes.
+
+        :raises ProviderTimeout: no answer in time: the vendor may have counted the try.
+        :raises ProviderUnavailable: the request never reached the vendor (or could not
+            start within the deadline).
+        :raises ProviderError: refused (505, 700, …) or nonsense; never "verified".
+        """
+        params: dict[str, Any] = {"verificationId": verification_id, "code": code}
+        if self.api_version == "v2":
+            params["customerId"] = self.customer_id
+            if country_code and national_number:
+                params["countryCode"] = country_code
+                params["mobileNumber"] = national_number
+        response, body = self._call(
+            Call.VALIDATE, "GET", params, Deadline(self.deadline)
+        )
+        response_code = response_code_of(body) if body else None
+        if body is None or response_code is None:
+            raise self._fault("validate", response, None)
+        outcome = outcome_for(Call.VALIDATE, response_code)
+        if outcome is Outcome.VERIFIED:
+            data = body.get("data")
+            if not isinstance(data, dict):
+                data = {}
+            if data.get("verificationStatus") != "VERIFICATION_COMPLETED":
+                # 200 without the completed status: fail closed, never "verified".
+                raise self._fault("validate", response, response_code)
+        if outcome in (
+            Outcome.VERIFIED,
+            Outcome.WRONG_CODE,
+            Outcome.ALREADY_VERIFIED,
+            Outcome.EXPIRED,
+            Outcome.LIMIT_REACHED,
+        ):
+            self.breaker.record_success()
+            return ValidateResult(outcome=outcome, response_code=response_code)
+        if outcome is Outcome.PROVIDER_FAULT or response.status_code >= 500:
+            raise self._fault("validate", response, response_code)
+        raise self._rejected("validate", response, response_code)
