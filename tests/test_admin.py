@@ -382,7 +382,7 @@ def test_csv_export_masked(operator_client):
     rows = _export(operator_client, a)
     assert rows[0][:5] == ["id", "created_at", "phone_number", "country", "status"]
     assert len(rows) == 2
-    row = dict(zip(rows[0], rows[1]))
+    row = dict(zip(rows[0], rows[1], strict=True))
     assert row["id"] == str(a.pk) and row["phone_number"] == MASKED
     assert (
         row["status"] == "verified"
@@ -426,3 +426,83 @@ def test_dashboard_needs_view_permission(client):
     assert client.get(reverse(DASHBOARD)).status_code == 403
     client.logout()
     assert client.get(reverse(DASHBOARD)).status_code == 302
+
+
+# -- effective expiry (one truth for expiry) -------------------------------------------
+
+CHANGE = "admin:django_verifynow_verificationattempt_change"
+
+
+def lapsed(phone=PHONE, **fields):
+    """An attempt still stored ``pending`` whose code life ended ten minutes ago."""
+    now = timezone.now()
+    return attempt(
+        phone,
+        status=AttemptStatus.PENDING,
+        created_at=now - timedelta(minutes=20),
+        expires_at=now - timedelta(minutes=10),
+        **fields,
+    )
+
+
+def test_status_filter_lists_a_lapsed_pending_attempt_under_expired(operator_client):
+    stale = lapsed()
+    live = attempt(OTHER)  # pending, expires in ten minutes
+    stored = attempt("+919812345678", status=AttemptStatus.EXPIRED)
+    expired = changelist(operator_client, status__exact="expired").context["cl"]
+    assert set(expired.result_list) == {stale, stored}
+    pending = changelist(operator_client, status__exact="pending").context["cl"]
+    assert list(pending.result_list) == [live]
+    # The filter offers every status under its usual parameter.
+    html = changelist(operator_client).content.decode()
+    assert "?status__exact=expired" in html and "?status__exact=pending" in html
+    # Nothing rewrote the row: the state is computed, not stored.
+    stale.refresh_from_db()
+    assert stale.status == AttemptStatus.PENDING
+
+
+def test_lapsed_pending_attempt_shows_expired_in_list_page_and_export(
+    operator_client,
+):
+    stale = lapsed()
+    html = changelist(operator_client).content.decode()
+    assert "verifynow-status-expired" in html and ">Expired<" in html
+    assert "verifynow-status-pending" not in html
+    page = operator_client.get(reverse(CHANGE, args=[stale.pk])).content.decode()
+    assert "verifynow-status-expired" in page
+    assert "verifynow-status-pending" not in page
+    rows = _export(operator_client, stale)
+    assert dict(zip(rows[0], rows[1], strict=True))["status"] == "expired"
+
+
+# -- search by the user (a consumed signup attempt is linked to its user) --------------
+
+
+def test_search_by_username_finds_the_consumed_signup_attempt(operator_client):
+    user = get_user_model().objects.create_user("dave")
+    now = timezone.now()
+    signup = attempt(
+        user=user,
+        status=AttemptStatus.VERIFIED,
+        purpose="signup",
+        verified_at=now,
+        consumed_at=now,
+    )
+    attempt(OTHER, purpose="signup")  # the same purpose, no user
+    attempt("+919812345678", user=get_user_model().objects.create_user("dave2"))
+    response = changelist(operator_client, q="dave")
+    assert list(response.context["cl"].result_list) == [signup]  # exact, not a prefix
+    assert "=user__username" in response.context["cl"].search_fields
+
+
+def test_search_follows_the_user_models_username_field(operator_client, monkeypatch):
+    user = get_user_model().objects.create_user("erin-login", first_name="erin")
+    mine = attempt(user=user)
+    attempt(OTHER)
+    # A custom user model that logs in with another field than ``username``.
+    monkeypatch.setattr(get_user_model(), "USERNAME_FIELD", "first_name")
+    response = changelist(operator_client, q="erin")
+    assert list(response.context["cl"].result_list) == [mine]
+    assert "=user__first_name" in response.context["cl"].search_fields
+    by_login = changelist(operator_client, q="erin-login").context["cl"]
+    assert list(by_login.result_list) == []

@@ -88,6 +88,68 @@ def test_check_no_token_shows_masked_identity():
     assert "C-12345678" not in out and "s3cret" not in out
 
 
+# -- verifynow_check: credit -----------------------------------------------------------
+
+
+def recorded(minutes_ago, status, *, code=None, vid=""):
+    return VerificationAttempt.objects.create(
+        phone_number=PHONE,
+        country="IN",
+        status=status,
+        created_at=timezone.now() - timedelta(minutes=minutes_ago),
+        last_response_code=code,
+        provider_verification_id=vid,
+    )
+
+
+def test_check_reports_no_credit_refusals():
+    recorded(120, AttemptStatus.VERIFIED, vid="2001")
+    recorded(60 * 25, AttemptStatus.FAILED, code=508)  # more than a day ago
+    out, err = run("verifynow_check", "--no-token")
+    assert "Credit: no insufficient-balance refusals in the last 24 h" in out
+    assert "insufficient balance (508)" not in out + err
+
+
+def test_check_fails_while_sends_are_refused_for_insufficient_balance():
+    recorded(180, AttemptStatus.VERIFIED, vid="2002")
+    first = recorded(120, AttemptStatus.FAILED, code=508)
+    recorded(60, AttemptStatus.FAILED, code=508)
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="insufficient balance: top up the account"):
+        call_command("verifynow_check", stdout=out, stderr=err)
+    assert (
+        "Credit: sends refused for insufficient balance (508) since "
+        f"{first.created_at:%Y-%m-%d %H:%M} UTC (2 refusals, the last at "
+    ) in err.getvalue()
+    assert "top up the account" in err.getvalue()
+    # The other checks still ran and passed.
+    assert "Settings: OK" in out.getvalue() and "Token: OK" in out.getvalue()
+    assert sandbox_engine().count("token") == 1
+
+
+def test_check_credit_recovers_after_a_real_send():
+    recorded(120, AttemptStatus.FAILED, code=508)
+    with pytest.raises(CommandError):
+        run("verifynow_check", "--no-token")
+    recorded(5, AttemptStatus.PENDING, vid="2003")  # topped up: a code went out
+    out, _ = run("verifynow_check", "--no-token")
+    assert "Credit: no insufficient-balance refusals" in out
+
+
+def test_check_credit_unreadable_history_is_no_failure(monkeypatch):
+    from django.db import DatabaseError
+
+    from django_verifynow import dashboard
+
+    def broken(**kwargs):
+        raise DatabaseError("no such table")
+
+    monkeypatch.setattr(dashboard, "out_of_credit_since", broken)
+    out, _ = run("verifynow_check", "--no-token")
+    assert "Credit: not checked (the attempt history could not be read" in out
+    assert "Settings: OK" in out
+
+
 # -- verifynow_send --------------------------------------------------------------------
 
 
@@ -174,7 +236,7 @@ def test_purge_deletes_only_expired_rows_in_batches():
         attempt_id__in=[a.pk for a in old]
     ).exists()
     assert VerificationCheck.objects.filter(attempt=recent).count() == 1
-    # Aggregates survive, without phone data: 5 failed SMS attempts 40 days ago, 10 checks.
+    # Aggregates survive, without phone data: 5 expired SMS attempts, 10 checks.
     stats = list(
         DailyAttemptStat.objects.values(
             "country", "flow_type", "status", "attempts", "checks"
@@ -191,6 +253,21 @@ def test_purge_deletes_only_expired_rows_in_batches():
     out, _ = run("verifynow_purge")
     assert "Deleted 0 attempts and 0 checks" in out
     assert sum(DailyAttemptStat.objects.values_list("attempts", flat=True)) == 5
+
+
+def test_purge_counts_a_lapsed_pending_attempt_as_expired():
+    # Stored pending, its code expired 40 days ago: nothing ever rewrote the row.
+    stale = make(40, status=AttemptStatus.PENDING, checks=1, check_count=1)
+    make(40, status=AttemptStatus.VERIFIED)
+    run("verifynow_purge")
+    assert not VerificationAttempt.objects.filter(pk=stale.pk).exists()
+    stats = {
+        status: (attempts, checks)
+        for status, attempts, checks in DailyAttemptStat.objects.values_list(
+            "status", "attempts", "checks"
+        )
+    }
+    assert stats == {"expired": (1, 1), "verified": (1, 0)}
 
 
 def test_purge_dry_run_deletes_nothing():

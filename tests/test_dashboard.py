@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from django_verifynow import dashboard, signals
+from django_verifynow.dashboard import CreditOutage
 from django_verifynow.models import (
     AttemptStatus,
     CheckOutcome,
@@ -23,7 +24,7 @@ NOW = datetime(2026, 3, 15, 12, 0, tzinfo=dt_timezone.utc)
 S = AttemptStatus
 
 
-def add(n, *, at, status=S.VERIFIED, country="IN", phone=None, code=None):
+def add(n, *, at, status=S.VERIFIED, country="IN", phone=None, code=None, **fields):
     VerificationAttempt.objects.bulk_create(
         VerificationAttempt(
             phone_number=phone or f"+91987654{i:04d}",
@@ -31,6 +32,7 @@ def add(n, *, at, status=S.VERIFIED, country="IN", phone=None, code=None):
             status=status,
             created_at=at,
             last_response_code=code,
+            **fields,
         )
         for i in range(n)
     )
@@ -222,3 +224,144 @@ def test_chart_geometry():
     assert len(c.conversion_points.split()) == 2  # only days with sends
     assert c.y_ticks[-1][1] == 20
     assert "2026-03-15: 20 sent, 10 verified, 50%" == c.sends[-1].title
+
+
+# -- effective expiry ------------------------------------------------------------------
+
+DASHBOARD_URL = "/admin/django_verifynow/verificationattempt/dashboard/"
+
+
+def test_lapsed_pending_attempt_counts_as_expired(admin_client):
+    now = timezone.now()
+    # Stored pending, code life over ten minutes ago: expired, though no job rewrote it.
+    add(
+        1,
+        at=now - timedelta(minutes=20),
+        status=S.PENDING,
+        expires_at=now - timedelta(minutes=10),
+    )
+    add(
+        1,
+        at=now - timedelta(minutes=1),
+        status=S.PENDING,
+        expires_at=now + timedelta(minutes=9),
+        phone="+447911123456",
+    )
+    total = dashboard.summary(now=now)
+    assert total.expired == 1
+    assert total.sends == 2  # both sent a code
+    assert VerificationAttempt.objects.filter(status=S.PENDING).count() == 2
+    html = admin_client.get(DASHBOARD_URL).content.decode()
+    assert '<b id="vn-total-expired">1</b>' in html
+
+
+# -- sends are real SMS ----------------------------------------------------------------
+
+
+def test_a_reused_code_is_no_send_but_its_verification_counts(admin_client):
+    # The SMS went out with the first attempt; VerifyNow kept that code (506) for the
+    # second one, which sent nothing and got verified.
+    add(1, at=NOW - timedelta(minutes=10), status=S.EXPIRED)
+    add(1, at=NOW - timedelta(minutes=5), status=S.VERIFIED, code_sent=False)
+    total = dashboard.summary(now=NOW)
+    assert (total.sends, total.verified, total.conversion) == (1, 1, 1.0)
+    today = dashboard.daily_stats(now=NOW)[-1]
+    assert (today.sends, today.verified, today.conversion) == (1, 1, 1.0)
+    countries = dashboard.top_countries(now=NOW)
+    assert [(c.country, c.sends, c.verified) for c in countries] == [("IN", 1, 1)]
+    # The page, as of the real clock.
+    VerificationAttempt.objects.update(created_at=timezone.now() - timedelta(minutes=1))
+    html = admin_client.get(DASHBOARD_URL).content.decode()
+    assert '<b id="vn-total-sends">1</b>' in html
+    assert '<b id="vn-total-verified">1</b>' in html
+    assert '<b id="vn-total-conversion">100 %</b>' in html
+
+
+def test_pumping_ignores_reused_codes():
+    # 60 attempts in the last hour that reused a code already sent: no SMS went out.
+    add(60, at=NOW - timedelta(minutes=10), status=S.EXPIRED, code_sent=False)
+    assert dashboard.pumping_signals(now=NOW) == []
+    add(50, at=NOW - timedelta(minutes=10), status=S.EXPIRED)
+    found = dashboard.pumping_signals(now=NOW)
+    assert {s.key for s in found} == {"IN", "+91987654"}
+    assert {s.sends for s in found} == {50}
+
+
+# -- out of credit (508) ---------------------------------------------------------------
+
+
+def attempt_at(at, *, status, code=None, vid="", code_sent=True):
+    return VerificationAttempt.objects.create(
+        phone_number="+919876543210",
+        country="IN",
+        status=status,
+        created_at=at,
+        last_response_code=code,
+        provider_verification_id=vid,
+        code_sent=code_sent,
+    )
+
+
+def refusal(at):
+    """A send VerifyNow refused for insufficient balance, as the services record it."""
+    return attempt_at(at, status=S.FAILED, code=508)
+
+
+def test_out_of_credit_since_the_first_refusal_after_the_last_real_send():
+    refusal(NOW - timedelta(hours=5))  # before a send that went through: topped up
+    attempt_at(NOW - timedelta(hours=4), status=S.VERIFIED, vid="1001")
+    for hours in (3, 2, 1):
+        refusal(NOW - timedelta(hours=hours))
+    # Neither proves the account has credit: a 506 reuse sent nothing, and a send
+    # refused for another reason sent nothing either.
+    attempt_at(
+        NOW - timedelta(minutes=30), status=S.PENDING, vid="1001", code_sent=False
+    )
+    attempt_at(NOW - timedelta(minutes=20), status=S.FAILED, code=511)
+    assert dashboard.out_of_credit_since(now=NOW) == CreditOutage(
+        since=NOW - timedelta(hours=3),
+        latest=NOW - timedelta(hours=1),
+        refusals=3,
+        last_sent=NOW - timedelta(hours=4),
+    )
+
+
+def test_a_real_send_after_the_refusals_ends_the_outage():
+    refusal(NOW - timedelta(hours=2))
+    # Sent for real (a vendor id), even if its code has since expired.
+    attempt_at(NOW - timedelta(hours=1), status=S.EXPIRED, vid="1002")
+    assert dashboard.out_of_credit_since(now=NOW) is None
+
+
+def test_a_send_without_a_vendor_id_proves_nothing():
+    refusal(NOW - timedelta(hours=2))
+    attempt_at(NOW - timedelta(hours=1), status=S.UNKNOWN)  # timed out: no vendor id
+    outage = dashboard.out_of_credit_since(now=NOW)
+    assert outage is not None and outage.refusals == 1 and outage.last_sent is None
+
+
+def test_refusals_older_than_a_day_are_forgotten():
+    refusal(NOW - timedelta(hours=25))
+    assert dashboard.out_of_credit_since(now=NOW) is None
+    refusal(NOW - timedelta(hours=23))
+    outage = dashboard.out_of_credit_since(now=NOW)
+    assert outage is not None and outage.refusals == 1
+    assert outage.since == NOW - timedelta(hours=23)
+
+
+def test_dashboard_page_shows_the_out_of_credit_banner(admin_client):
+    now = timezone.now()
+    attempt_at(now - timedelta(hours=2), status=S.VERIFIED, vid="1003")
+    first = refusal(now - timedelta(minutes=90))
+    refusal(now - timedelta(minutes=60))
+    html = admin_client.get(DASHBOARD_URL).content.decode()
+    assert 'id="vn-credit"' in html
+    banner = " ".join(html.split('id="vn-credit"')[1].split("</li>")[0].split())
+    assert "refused sends for insufficient balance since" in banner
+    since = formats.date_format(timezone.localtime(first.created_at), "DATETIME_FORMAT")
+    assert since in banner
+    assert "2 refusals" in banner and "Top up the VerifyNow account" in banner
+    # A code that really went out since then: the account was topped up.
+    attempt_at(now - timedelta(minutes=1), status=S.PENDING, vid="1004")
+    html = admin_client.get(DASHBOARD_URL).content.decode()
+    assert 'id="vn-credit"' not in html

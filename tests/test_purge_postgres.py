@@ -16,6 +16,7 @@ from django_verifynow import services
 from django_verifynow.management.commands.verifynow_purge import purge_batch
 from django_verifynow.models import (
     AttemptStatus,
+    DailyAttemptStat,
     VerificationAttempt,
     VerificationCheck,
 )
@@ -35,22 +36,24 @@ def seed() -> None:
             INSERT INTO django_verifynow_verificationattempt (
                 id, phone_number, country, status, purpose, flow_type, otp_length,
                 provider_verification_id, provider_transaction_id, session_binding,
-                created_at, expires_at, check_count, max_attempts)
+                created_at, expires_at, check_count, max_attempts, code_sent)
             SELECT md5('purge' || i)::uuid, '+91987' || lpad(i::text, 7, '0'), 'IN',
-                   CASE WHEN i %% 2 = 0 THEN 'verified' ELSE 'expired' END, 'signup', 'SMS',
-                   6, i::text, '', '',
+                   CASE WHEN i %% 2 = 0 THEN 'verified' ELSE 'expired' END,
+                   'signup', 'SMS', 6, i::text, '', '',
                    CASE WHEN i <= %(old)s
                         THEN now() - interval '31 days' - (i %% 59) * interval '1 day'
                         ELSE now() - (i %% 24) * interval '1 hour' END,
-                   now(), 1, 5
+                   now(), 1, 5, true
             FROM generate_series(1, %(total)s) AS i
             """,
             {"old": OLD, "total": OLD + RECENT},
         )
         cursor.execute(
             """
-            INSERT INTO django_verifynow_verificationcheck (attempt_id, created_at, outcome, ip_address)
-            SELECT id, created_at, 'wrong_code', NULL FROM django_verifynow_verificationattempt
+            INSERT INTO django_verifynow_verificationcheck
+                (attempt_id, created_at, outcome, ip_address)
+            SELECT id, created_at, 'wrong_code', NULL
+            FROM django_verifynow_verificationattempt
             """
         )
         cursor.execute("ANALYZE django_verifynow_verificationattempt")
@@ -127,3 +130,40 @@ def test_purge_100k_rows_in_batches_with_concurrent_sends():
     out = io.StringIO()
     call_command("verifynow_purge", batch_size=5000, stdout=out)
     assert "Deleted 0 attempts and 0 checks" in out.getvalue()
+
+
+def test_purge_rolls_up_the_effective_state():
+    """On PostgreSQL too (a CASE in the GROUP BY), the per-day counters take the
+    effective state: attempts left ``pending`` past their expiry count as expired."""
+    created = timezone.now() - timezone.timedelta(days=40)
+    expiry = created + timezone.timedelta(minutes=10)
+
+    def row(i: int, status: str, expires_at: object = expiry) -> VerificationAttempt:
+        return VerificationAttempt(
+            phone_number=f"+9198765{i:05d}",
+            country="IN",
+            status=status,
+            created_at=created,
+            expires_at=expires_at,
+            check_count=1,
+        )
+
+    VerificationAttempt.objects.bulk_create(
+        [row(i, AttemptStatus.PENDING) for i in range(3)]
+        + [row(i, AttemptStatus.EXPIRED) for i in range(3, 5)]
+        + [row(i, AttemptStatus.VERIFIED) for i in range(5, 6)]
+        # Pending and still valid (an impossible age in practice): kept, not counted.
+        + [row(6, AttemptStatus.PENDING, timezone.now() + timezone.timedelta(hours=1))]
+    )
+    call_command("verifynow_purge", stdout=io.StringIO())
+    stats = {
+        (s.day, s.status): (s.attempts, s.checks)
+        for s in DailyAttemptStat.objects.all()
+    }
+    assert stats == {
+        (created.date(), AttemptStatus.EXPIRED): (5, 5),
+        (created.date(), AttemptStatus.VERIFIED): (1, 1),
+    }
+    assert list(VerificationAttempt.objects.values_list("status", flat=True)) == [
+        AttemptStatus.PENDING
+    ]

@@ -1,16 +1,19 @@
-"""``manage.py verifynow_check``: validate the VERIFYNOW settings and fetch a token.
+"""``manage.py verifynow_check``: validate the VERIFYNOW settings, fetch a token and
+look for insufficient-balance refusals.
 
 Prints what it checked and the outcome, never a secret: no password, key, token or full
-customer id appears in the output. Exits non-zero when something is wrong, so it fits a
-deployment pipeline.
+customer id appears in the output. Exits non-zero when something is wrong (including an
+account out of credit), so it fits a deployment pipeline and a monitoring job.
 """
 
 from __future__ import annotations
 
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.core import checks
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from django_verifynow.conf import DEFAULTS, verifynow_settings
 from django_verifynow.exceptions import VerifyNowConfigurationError, VerifyNowError
@@ -27,7 +30,8 @@ class Command(BaseCommand):
     """Validate the VerifyNow configuration and fetch a token."""
 
     help = (
-        "Validate the VERIFYNOW settings and fetch a VerifyNow token with them. "
+        "Validate the VERIFYNOW settings, fetch a VerifyNow token with them, and "
+        "report sends refused for insufficient balance (508) in the last 24 hours. "
         "Prints the outcome without any secret; exits with status 1 on failure."
     )
 
@@ -42,11 +46,18 @@ class Command(BaseCommand):
         problems = self._check_settings()
         if problems:
             raise CommandError(
-                f"{problems} configuration problem(s): fix the VERIFYNOW settings above."
+                f"{problems} configuration problem(s): "
+                "fix the VERIFYNOW settings above."
             )
-        if options["no_token"]:
-            return
-        self._check_token()
+        # Before the token, so its line is printed even when the token check fails;
+        # the database is read, VerifyNow is not (so it runs with --no-token too).
+        out_of_credit = self._check_credit()
+        if not options["no_token"]:
+            self._check_token()
+        if out_of_credit:
+            raise CommandError(
+                "VerifyNow refuses sends for insufficient balance: top up the account."
+            )
 
     def _check_settings(self) -> int:
         s = verifynow_settings
@@ -69,13 +80,12 @@ class Command(BaseCommand):
         self.stdout.write(f"Customer id: {_hint(s.CUSTOMER_ID)}")
         self.stdout.write(f"Password:    {'set' if s.PASSWORD else 'not set'}")
         self.stdout.write(
-            f"Codes:       {s.OTP_LENGTH} digits, {s.CODE_TTL} s, {s.MAX_ATTEMPTS} checks, "
-            f"channel {s.FLOW_TYPE}"
+            f"Codes:       {s.OTP_LENGTH} digits, {s.CODE_TTL} s, "
+            f"{s.MAX_ATTEMPTS} checks, channel {s.FLOW_TYPE}"
         )
         countries = s.ALLOWED_COUNTRIES
-        self.stdout.write(
-            f"Countries:   {', '.join(sorted(countries)) if countries else 'all (see W004)'}"
-        )
+        listed = ", ".join(sorted(countries)) if countries else "all (see W004)"
+        self.stdout.write(f"Countries:   {listed}")
         messages = checks.run_checks(tags=["django_verifynow"])
         for message in messages:
             line = f"  {message.id}: {message.msg}"
@@ -108,3 +118,40 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS("Token: OK (fetched and cached; not shown)")
         )
+
+    def _check_credit(self) -> bool:
+        """Print the credit line; True when sends are being refused for lack of credit
+        (the query is :func:`~django_verifynow.dashboard.out_of_credit_since`, the one
+        behind the dashboard's banner)."""
+        from django_verifynow.dashboard import CREDIT_WINDOW, out_of_credit_since
+
+        hours = int(CREDIT_WINDOW.total_seconds() // 3600)
+        try:
+            outage = out_of_credit_since()
+        except DatabaseError as exc:
+            # Not a credit problem: a pipeline may run this before the migrations.
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Credit: not checked (the attempt history could not be read: "
+                    f"{type(exc).__name__})"
+                )
+            )
+            return False
+        if outage is None:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Credit: no insufficient-balance refusals in the last {hours} h"
+                )
+            )
+            return False
+        since = outage.since.astimezone(dt_timezone.utc)
+        latest = outage.latest.astimezone(dt_timezone.utc)
+        refusals = f"{outage.refusals} refusal{'s' if outage.refusals != 1 else ''}"
+        self.stderr.write(
+            self.style.ERROR(
+                f"Credit: sends refused for insufficient balance (508) since "
+                f"{since:%Y-%m-%d %H:%M} UTC ({refusals}, the last at "
+                f"{latest:%Y-%m-%d %H:%M} UTC) — top up the account"
+            )
+        )
+        return True

@@ -11,7 +11,9 @@ Safe to run from cron while the site serves traffic:
 * idempotent: a second run finds nothing to delete;
 * a pending attempt whose code has not expired is never deleted, whatever its age;
 * aggregates survive: each batch is added to :class:`DailyAttemptStat` (day, country,
-  channel, status; no phone data) in the same transaction that deletes it.
+  channel, status; no phone data) in the same transaction that deletes it. The status
+  counted is the effective one: a pending attempt past its expiry is counted
+  ``expired``, as the admin and the dashboard showed it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ from django_verifynow.models import (
 
 
 def expired_attempts(cutoff: datetime, now: datetime) -> QuerySet[VerificationAttempt]:
-    """Attempts created before ``cutoff``, except pending ones still valid at ``now``."""
+    """Attempts created before ``cutoff``, except pending ones still valid at
+    ``now``."""
+    # in_state(PENDING) with the run's fixed ``now`` rather than the clock at each
+    # batch, so a dry run and the batches of one run agree on what is live.
     live = Q(status=AttemptStatus.PENDING) & (
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
     )
@@ -47,12 +52,15 @@ def roll_up(ids: list[Any]) -> None:
     """Add these attempts to the per-day counters before they are deleted (R46).
 
     Runs inside the batch's transaction: the counts and the deletion commit together,
-    so a crash never counts a batch twice or loses it.
+    so a crash never counts a batch twice or loses it. Grouped by the effective state
+    (:meth:`~VerificationAttemptQuerySet.with_state`), never the stored column: a row
+    left ``pending`` past its expiry is counted ``expired``.
     """
     groups = (
         VerificationAttempt.objects.filter(pk__in=ids)
+        .with_state()
         .annotate(day=TruncDate("created_at"))
-        .values("day", "country", "flow_type", "status")
+        .values("day", "country", "flow_type", "state")
         .annotate(attempts=Count("pk"), check_total=Sum("check_count"))
         .order_by()
     )
@@ -61,7 +69,7 @@ def roll_up(ids: list[Any]) -> None:
             day=group["day"],
             country=group["country"],
             flow_type=group["flow_type"],
-            status=group["status"],
+            status=group["state"],
         )
         DailyAttemptStat.objects.filter(pk=stat.pk).update(
             attempts=F("attempts") + group["attempts"],
@@ -96,8 +104,8 @@ class Command(BaseCommand):
 
     help = (
         "Delete verification attempts (and their checks) created more than "
-        "VERIFYNOW['RETENTION_DAYS'] days ago, in small batches. Idempotent; safe to run "
-        "from cron while the site serves traffic."
+        "VERIFYNOW['RETENTION_DAYS'] days ago, in small batches. Idempotent; safe to "
+        "run from cron while the site serves traffic."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -165,7 +173,7 @@ class Command(BaseCommand):
             if options["pause"]:
                 time.sleep(options["pause"])
         self.stdout.write(
-            f"Deleted {total_attempts} attempts and {total_checks} checks created before "
-            f"{cutoff:%Y-%m-%d %H:%M} UTC in {batches} batches "
+            f"Deleted {total_attempts} attempts and {total_checks} checks created "
+            f"before {cutoff:%Y-%m-%d %H:%M} UTC in {batches} batches "
             f"({time.monotonic() - started:.1f} s)."
         )

@@ -1,0 +1,46 @@
+"""How the admin renders a status and a VerifyNow answer."""
+
+from __future__ import annotations
+
+from django.utils.functional import Promise
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from ..codes import ResponseCode
+from ..models import AttemptStatus
+
+__all__ = ["response_label", "status_badge"]
+
+#: Badge colours per status (background, text); inline so no static file is needed.
+_BADGE_COLOURS: dict[str, tuple[str, str]] = {
+    AttemptStatus.PENDING: ("#dbeafe", "#1e3a8a"),
+    AttemptStatus.VERIFIED: ("#dcfce7", "#14532d"),
+    AttemptStatus.EXPIRED: ("#e5e7eb", "#374151"),
+    AttemptStatus.LOCKED: ("#fee2e2", "#7f1d1d"),
+    AttemptStatus.FAILED: ("#fde68a", "#78350f"),
+    AttemptStatus.UNKNOWN: ("#fef3c7", "#92400e"),
+}
+#: Lazy labels: translated when a badge is rendered, in the request's language.
+_LABELS: dict[str, str | Promise] = dict(AttemptStatus.choices)
+
+
+def status_badge(state: str) -> SafeString:
+    """A status as a coloured badge. Pass the *effective* state
+    (:attr:`VerificationAttempt.state`), not the stored column."""
+    background, colour = _BADGE_COLOURS.get(state, ("#e5e7eb", "#111827"))
+    return format_html(
+        '<span class="verifynow-status verifynow-status-{}" style="background:{};'
+        "color:{};padding:1px 8px;border-radius:9px;white-space:nowrap;"
+        'font-weight:600">{}</span>',
+        state,
+        background,
+        colour,
+        _LABELS.get(state, state),
+    )
+
+
+def response_label(code: int | None) -> str:
+    """A VerifyNow response code and its name (``"702 WRONG_OTP_PROVIDED"``)."""
+    if code is None:
+        return "—"
+    return f"{code} {ResponseCode.name_of(code)}"

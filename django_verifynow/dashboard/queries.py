@@ -1,0 +1,388 @@
+"""The window figures of the dashboard (per day, totals, countries, vendor errors) and
+the out-of-credit check, computed in the database.
+
+Every figure of the window comes from one aggregate query over the attempts of the
+window (:func:`_rows`), grouped small enough to be summed in Python; the cost does not
+depend on how many attempts the table holds beyond the rows inside the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Case, Count, F, IntegerField, Max, Min, Q, Value, When
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from ..codes import ResponseCode
+from ..models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+
+__all__ = [
+    "CREDIT_WINDOW",
+    "DEFAULT_DAYS",
+    "CountryStats",
+    "CreditOutage",
+    "DayStats",
+    "Overview",
+    "Summary",
+    "VendorError",
+    "daily_stats",
+    "out_of_credit_since",
+    "overview",
+    "summary",
+    "top_countries",
+    "vendor_errors",
+]
+
+#: Days shown on the dashboard.
+DEFAULT_DAYS = 30
+
+#: A send in SQL: not refused by the vendor, and a new code really went out (a 506
+#: reuse of the code already sent, ``code_sent=False``, cost no SMS).
+_SENT = ~Q(status=AttemptStatus.FAILED) & Q(code_sent=True)
+#: A verification in SQL. Counted whether or not the attempt sent its own SMS: a reused
+#: code that gets verified is the conversion of the SMS sent before it.
+_VERIFIED = Q(status=AttemptStatus.VERIFIED)
+
+#: Vendor response code of a send refused for insufficient balance.
+INSUFFICIENT_BALANCE = 508
+#: How far back :func:`out_of_credit_since` looks for refusals.
+CREDIT_WINDOW = timedelta(hours=24)
+
+
+def _conversion(verified: int, sends: int) -> float | None:
+    return verified / sends if sends else None
+
+
+def _day_start(now: datetime, days: int) -> datetime:
+    """Local midnight ``days - 1`` days before ``now``: the first day of the window."""
+    local = timezone.localtime(now)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight - timedelta(days=days - 1)
+
+
+def _window(now: datetime | None, days: int) -> tuple[datetime, datetime]:
+    now = now or timezone.now()
+    return _day_start(now, days), now
+
+
+# -- one pass over the window ---------------------------------------------------------
+
+_ERROR_STATUSES = (AttemptStatus.FAILED, AttemptStatus.UNKNOWN)
+
+
+def _rows(days: int, now: datetime | None) -> tuple[datetime, list[dict[str, Any]]]:
+    """Attempts of the window grouped by (local day, country, effective state, whether
+    a code was sent, error code).
+
+    One query whose result is small (days × countries × states × 2 × a few codes) and
+    from which the daily series, the totals, the countries and the failed sends are all
+    derived in Python: one scan of the window instead of one per figure. ``state`` is
+    the effective status (:meth:`~VerificationAttemptQuerySet.with_state`): a pending
+    attempt past its expiry counts as expired.
+    """
+    start, end = _window(now, days)
+    tz = timezone.get_current_timezone()
+    rows = (
+        VerificationAttempt.objects.filter(created_at__gte=start, created_at__lte=end)
+        .with_state()
+        .annotate(
+            day=TruncDate("created_at", tzinfo=tz),
+            error_code=Case(
+                # failed and unknown are never rewritten by expiry: the stored status
+                # is the effective one here.
+                When(status__in=_ERROR_STATUSES, then=F("last_response_code")),
+                default=Value(None),
+                output_field=IntegerField(),
+            ),
+        )
+        .values("day", "country", "state", "code_sent", "error_code")
+        .annotate(
+            n=Count("pk"), consumed=Count("pk", filter=Q(consumed_at__isnull=False))
+        )
+        .order_by()
+    )
+    # dict(row): the stubs type values() rows as a TypedDict, not as dict[str, Any].
+    return start, [dict(row) for row in rows]
+
+
+def _is_send(row: dict[str, Any]) -> bool:
+    """:data:`_SENT` for a row of :func:`_rows`."""
+    return row["state"] != AttemptStatus.FAILED and bool(row["code_sent"])
+
+
+# -- per day ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayStats:
+    """One day of the chart."""
+
+    day: date
+    sends: int
+    verified: int
+    failed: int
+
+    @property
+    def conversion(self) -> float | None:
+        """Verified ÷ sent, or ``None`` on a day without sends."""
+        return _conversion(self.verified, self.sends)
+
+
+def _daily(start: datetime, rows: list[dict[str, Any]], days: int) -> list[DayStats]:
+    counts: dict[date, list[int]] = {}
+    for row in rows:
+        sends_verified_failed = counts.setdefault(row["day"], [0, 0, 0])
+        if _is_send(row):
+            sends_verified_failed[0] += row["n"]
+        if row["state"] == AttemptStatus.VERIFIED:
+            sends_verified_failed[1] += row["n"]
+        if row["state"] == AttemptStatus.FAILED:
+            sends_verified_failed[2] += row["n"]
+    first = timezone.localtime(start).date()
+    result = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        sends, verified, failed = counts.get(day, (0, 0, 0))
+        result.append(DayStats(day=day, sends=sends, verified=verified, failed=failed))
+    return result
+
+
+def daily_stats(
+    days: int = DEFAULT_DAYS, *, now: datetime | None = None
+) -> list[DayStats]:
+    """Sends, verifications and vendor refusals per local day, oldest first.
+
+    Every day of the window is present, days without attempts as zeros. One query.
+    """
+    start, rows = _rows(days, now)
+    return _daily(start, rows, days)
+
+
+# -- totals ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Totals over the window, by effective state (``expired`` includes pending
+    attempts past their expiry)."""
+
+    sends: int
+    verified: int
+    locked: int
+    failed: int
+    unknown: int
+    expired: int
+    consumed: int
+
+    @property
+    def conversion(self) -> float | None:
+        """Verified ÷ sent over the window."""
+        return _conversion(self.verified, self.sends)
+
+
+def _summary(rows: list[dict[str, Any]]) -> Summary:
+    by_state: dict[str, int] = {}
+    for row in rows:
+        by_state[row["state"]] = by_state.get(row["state"], 0) + row["n"]
+    return Summary(
+        sends=sum(row["n"] for row in rows if _is_send(row)),
+        verified=by_state.get(AttemptStatus.VERIFIED, 0),
+        locked=by_state.get(AttemptStatus.LOCKED, 0),
+        failed=by_state.get(AttemptStatus.FAILED, 0),
+        unknown=by_state.get(AttemptStatus.UNKNOWN, 0),
+        expired=by_state.get(AttemptStatus.EXPIRED, 0),
+        consumed=sum(row["consumed"] for row in rows),
+    )
+
+
+def summary(days: int = DEFAULT_DAYS, *, now: datetime | None = None) -> Summary:
+    """Totals per outcome over the last ``days`` days. One query."""
+    return _summary(_rows(days, now)[1])
+
+
+# -- countries -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountryStats:
+    """Sends and conversion for one country (ISO 3166 alpha-2, ``""`` when unknown)."""
+
+    country: str
+    sends: int
+    verified: int
+    locked: int
+
+    @property
+    def conversion(self) -> float | None:
+        """Verified ÷ sent for this country."""
+        return _conversion(self.verified, self.sends)
+
+
+def _countries(rows: list[dict[str, Any]], limit: int) -> list[CountryStats]:
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        if row["state"] == AttemptStatus.FAILED:
+            continue
+        c = counts.setdefault(row["country"], [0, 0, 0])
+        c[0] += row["n"] if _is_send(row) else 0
+        c[1] += row["n"] if row["state"] == AttemptStatus.VERIFIED else 0
+        c[2] += row["n"] if row["state"] == AttemptStatus.LOCKED else 0
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
+    return [CountryStats(country, *c) for country, c in ranked]
+
+
+def top_countries(
+    days: int = DEFAULT_DAYS, *, limit: int = 10, now: datetime | None = None
+) -> list[CountryStats]:
+    """The ``limit`` countries with the most sends, busiest first. One query."""
+    return _countries(_rows(days, now)[1], limit)
+
+
+# -- vendor errors ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VendorError:
+    """How often one vendor answer (or its absence) failed a call."""
+
+    call: str  # "send" or "validate"
+    response_code: int | None  # None: no usable answer (timeout, connection, bad JSON)
+    count: int
+
+    @property
+    def name(self) -> str:
+        """The vendor's name for the code (``"no answer"`` without one)."""
+        if self.response_code is None:
+            return "no answer"
+        return ResponseCode.name_of(self.response_code)
+
+
+def _vendor_errors(
+    start: datetime, end: datetime, rows: list[dict[str, Any]]
+) -> list[VendorError]:
+    sends: dict[int | None, int] = {}
+    for row in rows:
+        if row["state"] in _ERROR_STATUSES:
+            sends[row["error_code"]] = sends.get(row["error_code"], 0) + row["n"]
+    checks = (
+        VerificationCheck.objects.filter(
+            created_at__gte=start,
+            created_at__lte=end,
+            outcome__in=[
+                CheckOutcome.ERROR,
+                CheckOutcome.UNAVAILABLE,
+                CheckOutcome.UNKNOWN,
+            ],
+        )
+        .values("response_code")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    result = [VendorError("send", code, n) for code, n in sends.items()]
+    result += [VendorError("validate", r["response_code"], r["count"]) for r in checks]
+    result.sort(key=lambda e: (-e.count, e.call, e.response_code or 0))
+    return result
+
+
+def vendor_errors(
+    days: int = DEFAULT_DAYS, *, now: datetime | None = None
+) -> list[VendorError]:
+    """Failed sends and failed checks grouped by vendor response code, most first.
+
+    Sends in status ``failed`` or ``unknown`` by their last response code, and checks
+    whose outcome is an error, unreachable or timed out. Two queries.
+    """
+    now = now or timezone.now()
+    start, rows = _rows(days, now)
+    return _vendor_errors(start, now, rows)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything the dashboard shows about the window, from two queries."""
+
+    days: list[DayStats]
+    summary: Summary
+    countries: list[CountryStats]
+    vendor_errors: list[VendorError]
+
+
+def overview(
+    days: int = DEFAULT_DAYS, *, countries: int = 10, now: datetime | None = None
+) -> Overview:
+    """The daily series, totals, top countries and vendor errors in one scan of the
+    window (plus one query on the checks)."""
+    now = now or timezone.now()
+    start, rows = _rows(days, now)
+    return Overview(
+        days=_daily(start, rows, days),
+        summary=_summary(rows),
+        countries=_countries(rows, countries),
+        vendor_errors=_vendor_errors(start, now, rows),
+    )
+
+
+# -- out of credit (508) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreditOutage:
+    """VerifyNow is refusing sends for insufficient balance (508): top up the account.
+
+    ``since`` is the first refusal after the last code really sent (or the first of the
+    window when none was sent in it), ``latest`` the newest refusal, ``refusals`` how
+    many there were in between, ``last_sent`` the last code really sent in the window.
+    """
+
+    since: datetime
+    latest: datetime
+    refusals: int
+    last_sent: datetime | None
+
+
+def out_of_credit_since(
+    *, now: datetime | None = None, window: timedelta = CREDIT_WINDOW
+) -> CreditOutage | None:
+    """The current insufficient-balance outage, or ``None`` when sends are going out.
+
+    An outage is when the newest send refused with 508 in the last ``window`` is newer
+    than the newest attempt that really sent a code (``code_sent``, a VerifyNow
+    verification id, not failed): a send that went through after the refusals proves
+    the account was topped up. The one definition behind the dashboard's banner and
+    ``manage.py verifynow_check``.
+
+    Two small queries along the ``created_at`` index, bounded by ``window``: the newest
+    real send, then an aggregate of the refusals after it.
+    """
+    now = now or timezone.now()
+    floor = now - window
+    in_window = VerificationAttempt.objects.filter(
+        created_at__gte=floor, created_at__lte=now
+    )
+    last_sent = (
+        in_window.filter(code_sent=True)
+        .exclude(provider_verification_id="")
+        .exclude(status=AttemptStatus.FAILED)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    refused = in_window.filter(
+        status=AttemptStatus.FAILED, last_response_code=INSUFFICIENT_BALANCE
+    )
+    if last_sent is not None:
+        refused = refused.filter(created_at__gt=last_sent)
+    found = refused.aggregate(
+        refusals=Count("pk"), since=Min("created_at"), latest=Max("created_at")
+    )
+    if not found["refusals"]:
+        return None
+    return CreditOutage(
+        since=found["since"],
+        latest=found["latest"],
+        refusals=found["refusals"],
+        last_sent=last_sent,
+    )
