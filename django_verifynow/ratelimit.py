@@ -102,14 +102,21 @@ class LimitExceeded(Exception):
     """A rule of ``action`` is over its limit; nothing was counted.
 
     :attr:`rule` is the rule that needs the longest wait, :attr:`retry_after` that wait
-    in whole seconds (at least 1).
+    in whole seconds (at least 1), :attr:`exceeded` every rule that is over.
     """
 
-    def __init__(self, action: str, rule: Rule, retry_after: int) -> None:
+    def __init__(
+        self,
+        action: str,
+        rule: Rule,
+        retry_after: int,
+        exceeded: tuple[Rule, ...] = (),
+    ) -> None:
         super().__init__(f"{action}: {rule}")
         self.action = action
         self.rule = rule
         self.retry_after = max(1, int(retry_after))
+        self.exceeded = exceeded or (rule,)
 
 
 class StoreUnavailable(Exception):
@@ -316,7 +323,7 @@ def _int(value: Any) -> int:
 
 def _exceeded(action: str, found: list[tuple[Rule, int]]) -> LimitExceeded:
     rule, wait = max(found, key=lambda item: item[1])
-    return LimitExceeded(action, rule, wait)
+    return LimitExceeded(action, rule, wait, tuple(r for r, _ in found))
 
 
 @dataclass

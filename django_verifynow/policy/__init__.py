@@ -5,7 +5,8 @@ the answer; they never read a limit themselves. Two kinds of decision:
 
 **Sends** are admitted all or nothing. :func:`admit_send` checks, in this order, the
 resend cooldown of the phone (which also covers the vendor's validity window of a
-code already sent), a block on the number's prefix, the ``RATE_LIMITS`` of the action
+code already sent), that no other send to the phone is in flight, a block on the
+number's prefix, the ``RATE_LIMITS`` of the action
 (per phone, prefix, IP, session or user, site-wide) and ``DAILY_SEND_CAP``. If every
 rule passes it reserves every counter at once and returns an :class:`Admission`;
 if any refuses, whatever was reserved is taken back and :exc:`RateLimited` says why
@@ -131,6 +132,7 @@ class Admission:
         self.settled = True
         if valid_for:
             self._keep_waiting(valid_for)
+        self._finish()
 
     def release(self, *, valid_for: int | None = None) -> None:
         """Nothing was sent: give back every budget this admission reserved.
@@ -147,11 +149,19 @@ class Admission:
             self.daily.release()
         if self.ticket is not None:
             try:
-                cooldown.restore(self.ticket)
+                cooldown.restore(self.ticket, valid_for=valid_for)
             except ratelimit.StoreUnavailable as exc:
                 logger.error("Rate-limit cache failed restoring a cooldown (%s)", exc)
-        if valid_for:
+        elif valid_for:
             self._keep_waiting(valid_for)
+
+    def _finish(self) -> None:
+        if self.ticket is None:
+            return
+        try:
+            cooldown.finish(self.ticket)
+        except ratelimit.StoreUnavailable as exc:
+            logger.error("Rate-limit cache failed ending a send (%s)", exc)
 
     def _keep_waiting(self, valid_for: int) -> None:
         try:
@@ -207,11 +217,15 @@ def _admit_send(
     resend: bool,
     code_usable: bool,
 ) -> None:
-    wait = cooldown.remaining(e164)
-    if wait.seconds > 0:
-        explain = wait.code_valid and code_usable
-        message = _STILL_VALID % {"seconds": wait.seconds} if explain else None
-        raise RateLimited(message, retry_after=wait.seconds, reason=Reason.COOLDOWN)
+    # The cooldown is taken first, before any counter, so concurrent sends to one
+    # phone are refused by its in-flight marker, not by limits their own siblings
+    # filled for a moment.
+    started = cooldown.start(e164)
+    if isinstance(started, cooldown.Wait):
+        explain = started.code_valid and code_usable
+        message = _STILL_VALID % {"seconds": started.seconds} if explain else None
+        raise RateLimited(message, retry_after=started.seconds, reason=Reason.COOLDOWN)
+    admission.ticket = started
     prefix = phone.prefix(e164)
     blocked = caps.prefix_block_remaining(prefix)
     if blocked:
@@ -221,8 +235,11 @@ def _admit_send(
         try:
             admission.reservations.append(ratelimit.hit(action.value, values))
         except ratelimit.LimitExceeded as exc:
-            if exc.rule.key == "prefix":
-                seconds = caps.block_prefix(prefix, exc.rule, action.value)
+            over = next((r for r in exc.exceeded if r.key == "prefix"), None)
+            if over is not None:
+                # Blocked even when another rule needs the longer wait: the burst to
+                # the prefix is the signal operators must hear about now.
+                seconds = caps.block_prefix(prefix, over, action.value)
                 raise RateLimited(
                     retry_after=max(seconds, exc.retry_after),
                     reason=Reason.PREFIX_BLOCKED,
@@ -232,7 +249,6 @@ def _admit_send(
     if isinstance(slot, int):
         raise DailyCapReached(retry_after=slot)
     admission.daily = slot
-    admission.ticket = cooldown.start(e164)
 
 
 def resend_wait(e164: str) -> int:
@@ -243,7 +259,8 @@ def resend_wait(e164: str) -> int:
     """
     try:
         return cooldown.remaining(e164).seconds
-    except ratelimit.StoreUnavailable:
+    except ratelimit.StoreUnavailable as exc:
+        logger.error("Rate-limit cache failed reading a cooldown (%s)", exc)
         return UNAVAILABLE_RETRY_AFTER
 
 

@@ -22,6 +22,7 @@ cooldown (admission) and when it is taken back (nothing was sent).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 from dataclasses import dataclass
@@ -30,10 +31,28 @@ from typing import Any
 from .. import ratelimit
 from ..conf import verifynow_settings
 
-__all__ = ["COOLDOWN_MEMORY", "Ticket", "Wait", "extend", "remaining", "restore", "start"]
+__all__ = [
+    "COOLDOWN_MEMORY",
+    "INFLIGHT_RETRY_AFTER",
+    "INFLIGHT_SECONDS",
+    "Ticket",
+    "Wait",
+    "extend",
+    "finish",
+    "remaining",
+    "restore",
+    "start",
+]
 
 #: Cooldown growth resets after this much silence.
 COOLDOWN_MEMORY = 24 * 3600
+
+#: How long a send may hold its phone's in-flight marker if its process dies before
+#: settling it (seconds; a settled send removes it at once).
+INFLIGHT_SECONDS = 60
+
+#: The wait told to a send refused because another send to the phone is in flight.
+INFLIGHT_RETRY_AFTER = 5
 
 # Jitter source: unpredictable to clients; tests may replace it.
 _random = secrets.SystemRandom()
@@ -51,7 +70,8 @@ class Wait:
 
 @dataclass(frozen=True)
 class Ticket:
-    """What :func:`start` replaced, so :func:`restore` can put it back."""
+    """What :func:`start` replaced, so :func:`restore` can put it back; ``None`` from
+    :func:`start` means another send to the phone is in flight."""
 
     phone: str
     previous: dict[str, Any] | None
@@ -59,6 +79,10 @@ class Ticket:
 
 def _key(phone: str) -> str:
     return f"{ratelimit.KEY_ROOT}:cooldown:phone:{ratelimit.hashed(phone)}"
+
+
+def _inflight_key(phone: str) -> str:
+    return f"{ratelimit.KEY_ROOT}:inflight:phone:{ratelimit.hashed(phone)}"
 
 
 def _state(phone: str) -> dict[str, Any] | None:
@@ -71,14 +95,7 @@ def _ttl(state: dict[str, Any], now: float) -> int:
     return int(COOLDOWN_MEMORY + ends - now) + ratelimit.TTL_MARGIN
 
 
-@ratelimit.guarded
-def remaining(phone: str, *, now: float | None = None) -> Wait:
-    """The wait before another code may go to ``phone`` (E.164), 0 seconds = now.
-
-    :raises ratelimit.StoreUnavailable: the cache failed.
-    """
-    moment = ratelimit.now_or(now)
-    state = _state(phone)
+def _wait(state: dict[str, Any] | None, moment: float) -> Wait:
     if state is None:
         return Wait(0, False)
     until = float(state.get("until", 0))
@@ -88,14 +105,47 @@ def remaining(phone: str, *, now: float | None = None) -> Wait:
 
 
 @ratelimit.guarded
-def start(phone: str, *, now: float | None = None) -> Ticket:
-    """Record a send to ``phone`` and start its growing wait.
+def remaining(phone: str, *, now: float | None = None) -> Wait:
+    """The wait before another code may go to ``phone`` (E.164), 0 seconds = now.
 
-    :returns: a :class:`Ticket` that :func:`restore` uses if nothing was sent.
     :raises ratelimit.StoreUnavailable: the cache failed.
     """
-    moment = ratelimit.now_or(now)
+    return _wait(_state(phone), ratelimit.now_or(now))
+
+
+@ratelimit.guarded
+def start(phone: str, *, now: float | None = None) -> Ticket | Wait:
+    """Record a send to ``phone`` and start its growing wait, if it may go now.
+
+    The cooldown's read-modify-write runs under an in-flight marker taken with the
+    cache's atomic ``add``, and the cooldown is read again under it: of concurrent
+    sends to one phone exactly one gets a ticket, and a send that settled a moment
+    ago is seen. :func:`finish` or :func:`restore` removes the marker.
+
+    :returns: a :class:`Ticket` that :func:`restore` uses if nothing was sent; or the
+        :class:`Wait` that refuses this send (``INFLIGHT_RETRY_AFTER`` seconds while
+        another send to the phone is in flight).
+    :raises ratelimit.StoreUnavailable: the cache failed.
+    """
+    store = ratelimit.cache()
+    if not store.add(_inflight_key(phone), 1, INFLIGHT_SECONDS):
+        return Wait(INFLIGHT_RETRY_AFTER, False)
+    try:
+        return _start(store, phone, ratelimit.now_or(now))
+    except Exception:
+        # A cache failure after the marker was taken: give it back, or the phone
+        # would be refused as "in flight" until the marker expires.
+        with contextlib.suppress(Exception):
+            store.delete(_inflight_key(phone))
+        raise
+
+
+def _start(store: Any, phone: str, moment: float) -> Ticket | Wait:
     previous = _state(phone)
+    wait = _wait(previous, moment)
+    if wait.seconds > 0:
+        store.delete(_inflight_key(phone))
+        return wait
     sends = 0
     if previous is not None and moment - previous.get("last", 0) < COOLDOWN_MEMORY:
         sends = int(previous.get("n", 0))
@@ -106,22 +156,43 @@ def start(phone: str, *, now: float | None = None) -> Ticket:
         "until": moment + wait_for(sends),
         "valid_until": float((previous or {}).get("valid_until", 0)),
     }
-    ratelimit.cache().set(_key(phone), state, _ttl(state, moment))
+    store.set(_key(phone), state, _ttl(state, moment))
     return Ticket(phone=phone, previous=previous)
 
 
 @ratelimit.guarded
-def restore(ticket: Ticket) -> None:
+def restore(ticket: Ticket, *, valid_for: int | None = None) -> None:
     """Put back the state :func:`start` replaced: the send did not happen.
 
+    :param valid_for: the vendor still holds a live code for the phone for this many
+        seconds (506): resends wait for it. Written before the in-flight marker is
+        removed, so no send slips in between.
     :raises ratelimit.StoreUnavailable: the cache failed; the cooldown then stays.
     """
     store = ratelimit.cache()
-    if ticket.previous is None:
+    moment = ratelimit.now_or(None)
+    state = ticket.previous
+    if valid_for and valid_for > 0:
+        state = state or {"n": 0, "last": moment, "until": 0}
+        state = {
+            **state,
+            "valid_until": max(float(state.get("valid_until", 0)), moment + valid_for),
+        }
+    if state is None:
         store.delete(_key(ticket.phone))
     else:
-        moment = ratelimit.now_or(None)
-        store.set(_key(ticket.phone), ticket.previous, _ttl(ticket.previous, moment))
+        store.set(_key(ticket.phone), state, _ttl(state, moment))
+    store.delete(_inflight_key(ticket.phone))
+
+
+@ratelimit.guarded
+def finish(ticket: Ticket) -> None:
+    """The send of ``ticket`` is settled (its cooldown stays): let the next one in.
+
+    :raises ratelimit.StoreUnavailable: the cache failed; the marker then expires
+        after :data:`INFLIGHT_SECONDS`.
+    """
+    ratelimit.cache().delete(_inflight_key(ticket.phone))
 
 
 @ratelimit.guarded
