@@ -30,7 +30,11 @@ def main() -> None:
     import django
     from django.conf import settings
 
-    from django_verifynow.sandbox import SANDBOX_CUSTOMER_ID, SANDBOX_PASSWORD, SandboxEngine
+    from django_verifynow.sandbox import (
+        SANDBOX_CUSTOMER_ID,
+        SANDBOX_PASSWORD,
+        SandboxEngine,
+    )
     from django_verifynow.sandbox.server import SandboxServer
 
     engine = SandboxEngine(sends_per_window=10**6)
@@ -38,9 +42,17 @@ def main() -> None:
     settings.configure(
         SECRET_KEY="benchmark-only",
         USE_TZ=True,
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django_verifynow"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django_verifynow",
+        ],
+        DATABASES={
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+        },
+        CACHES={
+            "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        },
         VERIFYNOW={
             "BASE_URL": server.url,
             "CUSTOMER_ID": SANDBOX_CUSTOMER_ID,
@@ -81,7 +93,10 @@ def main() -> None:
         ("send requests per verification", engine.count("send") / n),
         ("validate requests per verification", engine.count("validate") / n),
         ("TCP connections opened", stats["connections_opened"]),
-        ("requests per TCP connection", stats["requests_served"] / max(stats["connections_opened"], 1)),
+        (
+            "requests per TCP connection",
+            stats["requests_served"] / max(stats["connections_opened"], 1),
+        ),
         ("SQL queries per send_otp (max)", send_queries),
         ("SQL queries per validate_otp (max)", validate_queries),
     ]

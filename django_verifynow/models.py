@@ -179,11 +179,26 @@ class VerificationAttempt(models.Model):
             ),
             models.Index(fields=["provider_verification_id"], name="verifynow_att_vid"),
         ]
+        constraints = [
+            # One live attempt per phone and requester: concurrent sends from one
+            # session (two tabs, a retrying client) can never leave two codes to try.
+            models.UniqueConstraint(
+                fields=["phone_number", "session_binding"],
+                condition=Q(status="pending") & ~Q(session_binding=""),
+                name="verifynow_att_one_live_per_session",
+            ),
+            models.UniqueConstraint(
+                fields=["phone_number", "user"],
+                condition=Q(status="pending", user__isnull=False),
+                name="verifynow_att_one_live_per_user",
+            ),
+        ]
 
     def __str__(self) -> str:
         from .phone import mask
 
-        return f"{mask(self.phone_number)} ({self.get_status_display()})"
+        # The effective state: a lapsed pending attempt reads "Expired" here too.
+        return f"{mask(self.phone_number)} ({AttemptStatus(self.state).label})"
 
     @property
     def state(self) -> str:

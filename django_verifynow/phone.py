@@ -14,8 +14,8 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from .conf import NUMBER_TYPES, verifynow_settings
-from .reasons import Reason
 from .exceptions import InvalidPhoneNumber, PhoneNumberNotAllowed
+from .reasons import Reason
 
 __all__ = [
     "VendorNumber",

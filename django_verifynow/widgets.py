@@ -31,7 +31,9 @@ DEFAULT_MESSAGES: dict[str, Any] = {
     "sending": _("Sending a code…"),
     "sent": _("We sent a code to {phone}. Enter it below."),
     # VerifyNow kept the code it had already sent (no new SMS went out).
-    "still_valid": _("The code already sent to {phone} is still valid. Enter it below."),
+    "still_valid": _(
+        "The code already sent to {phone} is still valid. Enter it below."
+    ),
     "verifying": _("Checking the code…"),
     "verified": _("Phone number {phone} verified."),
     "enter_phone": _("Enter your phone number first."),

@@ -177,7 +177,9 @@ def test_the_cooldown_lasts_as_long_as_the_vendor_code() -> None:
     assert 299 <= wait <= 300
 
 
-def test_a_506_answer_says_code_sent_false_spends_nothing_and_keeps_the_channel() -> None:
+def test_a_506_answer_says_code_sent_false_spends_nothing_and_keeps_the_channel() -> (
+    None
+):
     """Another path to the live code (a lost cooldown): VerifyNow answers 506 and sends
     nothing. The attempt says so, keeps the WhatsApp channel the code came by, and no
     send budget is spent (2/h/phone still allows a real send afterwards)."""

@@ -17,7 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from django_verifynow.models import VerificationAttempt
-from django_verifynow.testing import reset_sandbox, last_code, sandbox_engine
+from django_verifynow.testing import last_code, reset_sandbox, sandbox_engine
 
 pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.browser_urls")]
 
@@ -81,7 +81,10 @@ def vn_settings(settings: Any) -> Any:
         **settings.VERIFYNOW,
         "RESEND_COOLDOWN": 2,
         "RESEND_COOLDOWN_MAX": 4,
-        "SANDBOX_OPTIONS": {**settings.VERIFYNOW.get("SANDBOX_OPTIONS", {}), "otp_timeout": 3},
+        "SANDBOX_OPTIONS": {
+            **settings.VERIFYNOW.get("SANDBOX_OPTIONS", {}),
+            "otp_timeout": 3,
+        },
     }
     reset_sandbox()  # rebuilt with the short code life
     return settings

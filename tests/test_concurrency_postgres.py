@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connection, connections
 from django.test import override_settings
+from django.utils import timezone
 
 from django_verifynow import services, signals
 from django_verifynow.exceptions import AttemptNotFound, RateLimited
@@ -24,6 +27,7 @@ from django_verifynow.models import (
     VerificationAttempt,
     VerificationCheck,
 )
+from django_verifynow.reasons import Reason
 from django_verifynow.testing import last_code, sandbox_engine
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -122,18 +126,106 @@ def test_two_concurrent_consumes_make_one_success():
 
 
 @pytest.mark.redis
-def test_concurrent_sends_respect_the_per_phone_limit_exactly():
+def test_concurrent_sends_to_one_phone_make_one_vendor_send():
+    """Twelve simultaneous sends to one phone (any requesters): the in-flight marker
+    lets one reach the vendor; the others are refused and spend nothing, so the
+    per-phone limit of 2 still allows one more send once the code has expired."""
     verifynow = {
         "SANDBOX": True,
         "ALLOWED_COUNTRIES": ["IN"],
         "RESEND_COOLDOWN": 0,
-        "RATE_LIMITS": {"send": "3/h/phone", "resend": ""},
+        "RATE_LIMITS": {"send": "2/h/phone", "resend": ""},
     }
     with override_settings(VERIFYNOW=verifynow):
+        sandbox_engine().inject_fault("latency", endpoint="send", times=1, delay=0.2)
         results = race(12, lambda i: services.send_otp(PHONE))
+        sent = [r for r in results if isinstance(r, VerificationAttempt)]
+        limited = [r for r in results if isinstance(r, RateLimited)]
+        assert len(sent) == 1 and len(limited) == 11, results
+        assert {r.reason for r in limited} == {Reason.COOLDOWN}
+        assert sandbox_engine().count("send") == 1
+        assert VerificationAttempt.objects.count() == 1
+        with time_machine.travel(timezone.now() + timedelta(seconds=61), tick=False):
+            services.send_otp(PHONE)  # the limit still has room: nothing was spent
+            sandbox_engine().expire(
+                VerificationAttempt.objects.latest(
+                    "created_at"
+                ).provider_verification_id
+            )
+        with time_machine.travel(timezone.now() + timedelta(seconds=122), tick=False):
+            with pytest.raises(RateLimited) as info:
+                services.send_otp(PHONE)
+        assert info.value.reason == Reason.PHONE_LIMIT
+
+
+def test_concurrent_sends_from_one_session_make_one_vendor_send_and_one_live_attempt():
+    """Two tabs or a retrying client: 4 simultaneous sends for one phone and session
+    give one vendor send and one live attempt; the others are refused, spending
+    nothing (S21)."""
+    from django.contrib.sessions.backends.cache import SessionStore
+    from django.test import RequestFactory
+
+    session = SessionStore()
+    session.save()
+
+    def request() -> Any:
+        req = RequestFactory().post("/", REMOTE_ADDR="203.0.113.7")
+        req.session = SessionStore(session_key=session.session_key)
+        return req
+
+    # The binding token is created by the first send: make it exist beforehand, as a
+    # page load would, so all four requests are the same requester.
+    first = request()
+    services.requester_for(first, bind=True)
+    first.session.save()
+    sandbox_engine().inject_fault("latency", endpoint="send", times=4, delay=0.2)
+
+    results = race(4, lambda i: services.send_otp(PHONE, request=request()))
 
     sent = [r for r in results if isinstance(r, VerificationAttempt)]
-    limited = [r for r in results if isinstance(r, RateLimited)]
-    assert len(sent) == 3 and len(limited) == 9
-    assert sandbox_engine().count("send") == 3
-    assert VerificationAttempt.objects.count() == 3
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert len(sent) == 1 and len(refused) == 3, results
+    assert sandbox_engine().count("send") == 1
+    assert VerificationAttempt.objects.filter(status=AttemptStatus.PENDING).count() == 1
+
+
+def test_the_database_allows_one_live_attempt_per_session_and_phone():
+    from django.db import IntegrityError, transaction
+
+    VerificationAttempt.objects.create(
+        phone_number=PHONE, status=AttemptStatus.PENDING, session_binding="b" * 64
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        VerificationAttempt.objects.create(
+            phone_number=PHONE, status=AttemptStatus.PENDING, session_binding="b" * 64
+        )
+    # Another session, or a settled attempt of this one, is fine.
+    VerificationAttempt.objects.create(
+        phone_number=PHONE, status=AttemptStatus.PENDING, session_binding="c" * 64
+    )
+    VerificationAttempt.objects.create(
+        phone_number=PHONE, status=AttemptStatus.EXPIRED, session_binding="b" * 64
+    )
+
+
+def test_the_right_code_raced_on_the_last_try_verifies():
+    """Four wrong codes, then the right code twice at once: the attempt ends verified
+    (the vendor said so), not locked; the check that found no try left changes nothing."""
+    attempt = services.send_otp(PHONE)
+    code = last_code(PHONE)
+    bad = "".join(str((int(d) + 1) % 10) for d in code)
+    for _ in range(4):
+        services.validate_otp(attempt.pk, bad)
+    sandbox_engine().inject_fault("latency", endpoint="validate", times=2, delay=0.2)
+
+    results = race(2, lambda i: services.validate_otp(attempt.pk, code))
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.VERIFIED
+    found = sorted(str(r.check_result) for r in results)
+    assert found in (
+        ["already_locked", "verified"],
+        ["already_verified", "verified"],
+    ), found
+    assert sandbox_engine().count("validate") == 5

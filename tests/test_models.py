@@ -36,8 +36,7 @@ def test_no_column_can_hold_a_code(model):
         n
         for n in names
         # code_sent is a flag (did a new SMS go out), not a place for a code.
-        if "code" in n
-        and n not in {"response_code", "last_response_code", "code_sent"}
+        if "code" in n and n not in {"response_code", "last_response_code", "code_sent"}
     }
     assert not {n for n in names if "otp" in n and n != "otp_length"}
 

@@ -228,7 +228,11 @@ def test_wrong_code_messages_carry_exact_plural_forms():
     from django_verifynow.widgets import PhoneVerificationWidget
 
     html = PhoneVerificationWidget().render("phone", None, attrs={"id": "id_phone"})
-    payload = re.search(r'<script id="id_phone_messages" type="application/json">(.*?)</script>', html, re.S)
+    payload = re.search(
+        r'<script id="id_phone_messages" type="application/json">(.*?)</script>',
+        html,
+        re.S,
+    )
     counts = json.loads(payload.group(1))["wrong_code_counts"]
     assert counts["1"] == "Wrong code. 1 attempt left."
     assert counts["4"] == "Wrong code. 4 attempts left."

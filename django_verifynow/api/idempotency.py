@@ -34,9 +34,9 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..services.requester import client_ip
 from ..conf import verifynow_settings
 from ..exceptions import InvalidInput, LimitsUnavailable
+from ..services.requester import client_ip
 from .errors import IdempotencyMismatch, RequestInProgress
 
 __all__ = ["HEADER", "IN_FLIGHT_TTL", "KEY_PATTERN", "REPLAY_TTL", "run"]

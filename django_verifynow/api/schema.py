@@ -122,8 +122,7 @@ def register() -> None:
             "summary": "Send a verification code",
             "description": (
                 "Sends a one-time code to the number and returns the new attempt. The "
-                "answer is the same for every valid number."
-                + csrf_note
+                "answer is the same for every valid number." + csrf_note
             ),
             "request": SendSerializer,
             "examples": [
@@ -152,8 +151,7 @@ def register() -> None:
                 "200 with the verified attempt (also when it was already verified). "
                 "A wrong code is 400 invalid_code with attempts_left; out of attempts "
                 "is 429 too_many_attempts; an expired or replaced attempt is 400 "
-                "code_expired."
-                + csrf_note
+                "code_expired." + csrf_note
             ),
             "request": ValidateSerializer,
             "examples": [
@@ -168,8 +166,7 @@ def register() -> None:
             "summary": "Send a new code to the same phone",
             "description": (
                 "Returns a new attempt (the previous one stops working). The resend "
-                "cooldown and the send limits apply."
-                + csrf_note
+                "cooldown and the send limits apply." + csrf_note
             ),
             "request": None,
             "responses": {

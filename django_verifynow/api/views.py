@@ -19,13 +19,18 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import SuspiciousOperation
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from rest_framework import parsers, permissions
 from rest_framework.authentication import CSRFCheck
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    ParseError,
+    UnsupportedMediaType,
+)
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,8 +54,13 @@ __all__ = [
     "VerifyNowAPIView",
 ]
 
-#: Largest request body the API reads (a code of 10,000 characters still fits, S9).
+#: Largest request body the API reads (a code of 10,000 characters still fits).
 MAX_BODY_BYTES = 16 * 1024
+
+#: Request bodies the API parses; anything else is refused unread (415).
+_ACCEPTED_MEDIA_TYPES = frozenset(
+    {"application/json", "application/x-www-form-urlencoded"}
+)
 
 
 def _read_limited(stream: Any) -> bytes:
@@ -162,15 +172,35 @@ class VerifyNowAPIView(APIView):
         return super().finalize_response(request, response, *args, **kwargs)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        """Refuse oversized bodies before anything reads them (the CSRF check parses
-        form bodies with Django's own, much larger, limits)."""
+        """Refuse oversized bodies and unsupported content types before anything reads
+        them: Django's CSRF check parses form and multipart bodies itself, with its own
+        much larger limits (and temporary files for uploads)."""
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         if length > MAX_BODY_BYTES:
             raise errors.PayloadTooLarge()
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if length and request.method not in ("GET", "HEAD", "OPTIONS"):
+            media = content_type.split(";", 1)[0].strip().lower()
+            if media not in _ACCEPTED_MEDIA_TYPES:
+                raise UnsupportedMediaType(media)
         super().initial(request, *args, **kwargs)
+
+    def perform_authentication(self, request: Request) -> None:
+        """Authenticate, turning an authenticator's crash on hostile credentials into
+        the contract's ``authentication_failed``.
+
+        The site's authenticators run here (DRF's defaults include
+        ``BasicAuthentication``). A NUL byte in a Basic username reaches the user
+        lookup, and PostgreSQL refuses it with ``ValueError``: without this, every
+        endpoint would answer such a header with a 500.
+        """
+        try:
+            request.user  # noqa: B018 - the property runs the authenticators
+        except (ValueError, DatabaseError):
+            raise AuthenticationFailed() from None
 
     def get_exception_handler(self) -> Any:
         """The contract's handler, whatever the project's EXCEPTION_HANDLER."""

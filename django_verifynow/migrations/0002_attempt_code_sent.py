@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_verifynow', '0001_initial'),
+        ("django_verifynow", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='verificationattempt',
-            name='code_sent',
-            field=models.BooleanField(default=True, verbose_name='code sent'),
+            model_name="verificationattempt",
+            name="code_sent",
+            field=models.BooleanField(default=True, verbose_name="code sent"),
         ),
     ]

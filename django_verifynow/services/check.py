@@ -110,7 +110,9 @@ def validate_otp(
         try:
             policy.spend(policy.Action.VALIDATE, requester.limit_keys)
         except RateLimited as exc:
-            notify.event("blocked", None, requester, reason=exc.reason, action="validate")
+            notify.event(
+                "blocked", None, requester, reason=exc.reason, action="validate"
+            )
             raise
     cleaned = _clean_code(code)
     attempt = resolve(attempt, requester)
@@ -136,7 +138,9 @@ def _check(
     try:
         policy.admit_check(attempt.phone_number)
     except RateLimited as exc:
-        notify.event("blocked", attempt, requester, reason=exc.reason, action="validate")
+        notify.event(
+            "blocked", attempt, requester, reason=exc.reason, action="validate"
+        )
         raise
     reserved = VerificationAttempt.objects.filter(
         pk=attempt.pk,
@@ -151,7 +155,11 @@ def _check(
             fields=["status", "check_count", "verified_at", "expires_at"]
         )
         if attempt.status == _S.PENDING:
-            return CheckResult.EXPIRED if attempt.is_expired else CheckResult.ALREADY_LOCKED
+            return (
+                CheckResult.EXPIRED
+                if attempt.is_expired
+                else CheckResult.ALREADY_LOCKED
+            )
         return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
     attempt.check_count += 1
     try:
@@ -197,8 +205,9 @@ def _apply(
     outcome = result.outcome
     if outcome is Outcome.ALREADY_VERIFIED and not _may_have_succeeded(attempt):
         # 703 proves only that *someone* verified this id. It counts for this attempt
-        # only if one of its own earlier checks may have been that success (it timed
-        # out); otherwise another attempt's success must not verify this one.
+        # only if one of its own checks may have been that success (one timed out, or
+        # a concurrent one is still waiting for its answer); another attempt's success
+        # must never verify this one.
         _move(attempt, _S.FAILED, last_response_code=code)
         _record(attempt, requester, CheckOutcome.ERROR, code)
         notify.failed(attempt, requester, Reason.VENDOR_REFUSED)
@@ -263,10 +272,28 @@ def _verified(
     return result
 
 
+#: Check outcomes whose reserved try the vendor used (the others were refunded).
+_USED = (
+    CheckOutcome.VERIFIED,
+    CheckOutcome.WRONG_CODE,
+    CheckOutcome.EXPIRED,
+    CheckOutcome.LOCKED,
+    CheckOutcome.UNKNOWN,
+)
+
+
 def _may_have_succeeded(attempt: VerificationAttempt) -> bool:
-    return VerificationCheck.objects.filter(
-        attempt=attempt, outcome=CheckOutcome.UNKNOWN
-    ).exists()
+    """Whether one of ``attempt``'s own checks may have verified its verification id."""
+    attempt.refresh_from_db(fields=["status", "check_count", "verified_at"])
+    if attempt.status == _S.VERIFIED:
+        return True  # a concurrent check of this attempt got the 200 first
+    checks = VerificationCheck.objects.filter(attempt=attempt)
+    if checks.filter(outcome=CheckOutcome.UNKNOWN).exists():
+        return True  # a check timed out: its answer may have been the success
+    # Reserved tries not yet recorded, this check aside: a concurrent check of this
+    # attempt is still waiting for the vendor and may be the one that succeeded.
+    recorded = checks.filter(outcome__in=_USED).count()
+    return attempt.check_count - recorded - 1 > 0
 
 
 def _move(

@@ -99,7 +99,8 @@ def consume_verification(
         values["user_id"] = user_id
     consumed = VerificationAttempt.objects.filter(
         _proof_filter(e164, purpose),
-        Q(user__isnull=True) | Q(user_id=user_id if user_id is not None else attempt.user_id),
+        Q(user__isnull=True)
+        | Q(user_id=user_id if user_id is not None else attempt.user_id),
         pk=attempt.pk,
     ).update(**values)
     if not consumed:

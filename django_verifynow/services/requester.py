@@ -65,7 +65,9 @@ class Requester:
 
     def with_user(self, user: Any) -> Requester:
         """The same requester acting for ``user``."""
-        return Requester(request=self.request, user=user, binding=self.binding, ip=self.ip)
+        return Requester(
+            request=self.request, user=user, binding=self.binding, ip=self.ip
+        )
 
     def owns(self, attempt: VerificationAttempt) -> bool:
         """Whether this requester may act on ``attempt``."""
@@ -194,8 +196,6 @@ def _clean_ip(value: Any) -> str | None:
         except ValueError:
             continue
     return None
-
-
 
 
 def get_attempt(

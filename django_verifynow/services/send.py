@@ -20,6 +20,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -215,10 +216,13 @@ def _send(
         _reuse(attempt, result, requester, admission)
     else:
         admission.commit(valid_for=result.timeout or VENDOR_DEFAULT_VALIDITY)
-    _settle_sent(attempt, result)
-    _retire_previous(attempt, requester, previous)
+    _go_live(attempt, result, requester, previous)
     notify.event(
-        "sent", attempt, requester, code_sent=attempt.code_sent, channel=attempt.flow_type
+        "sent",
+        attempt,
+        requester,
+        code_sent=attempt.code_sent,
+        channel=attempt.flow_type,
     )
     verification_sent.send(
         sender=VerificationAttempt, attempt=attempt, request=requester.request
@@ -290,6 +294,36 @@ def _fail(attempt: VerificationAttempt, response_code: int | None) -> None:
     attempt.last_response_code = response_code
 
 
+def _go_live(
+    attempt: VerificationAttempt,
+    result: SendResult,
+    requester: Requester,
+    previous: VerificationAttempt | None,
+) -> None:
+    """Retire the requester's previous attempt, then make this one live.
+
+    The database allows one live attempt per phone and requester (a partial unique
+    index); retiring first keeps that true at every moment. Concurrent sends to one
+    phone are already kept apart by the policy's in-flight marker, so the index is a
+    backstop: if it ever fires (a marker lost with its cache), this send's code went
+    out, so it retires the other one and tries once more. Inside a transaction the
+    two statements run in a savepoint, so that retry is possible on PostgreSQL.
+    """
+    for last_try in (False, True):
+        try:
+            if transaction.get_connection().in_atomic_block:
+                with transaction.atomic():
+                    _retire_previous(attempt, requester, previous)
+                    _settle_sent(attempt, result)
+            else:
+                _retire_previous(attempt, requester, previous)
+                _settle_sent(attempt, result)
+            return
+        except IntegrityError:
+            if last_try:
+                raise
+
+
 def _settle_sent(attempt: VerificationAttempt, result: SendResult) -> None:
     settings = verifynow_settings
     lifetime = min(result.timeout or settings.CODE_TTL, settings.CODE_TTL)
@@ -323,7 +357,6 @@ def _retire_previous(
         stale |= Q(user_id=requester.user_id)
     if previous is None and not requester.binding and requester.user_id is None:
         return
-    VerificationAttempt.objects.filter(stale, phone_number=attempt.phone_number).exclude(
-        pk=attempt.pk
-    ).transition(AttemptStatus.EXPIRED)
-
+    VerificationAttempt.objects.filter(
+        stale, phone_number=attempt.phone_number
+    ).exclude(pk=attempt.pk).transition(AttemptStatus.EXPIRED)
