@@ -21,6 +21,7 @@ __all__ = [
     "LimitsUnavailable",
     "OutOfCredit",
     "PhoneNumberNotAllowed",
+    "PrefixBlocked",
     "ProviderAuthError",
     "ProviderError",
     "ProviderTimeout",
@@ -113,6 +114,26 @@ class RateLimited(VerifyNowError):
     def scope(self) -> str:
         """Deprecated alias of :attr:`reason` (its string value), kept for 0.1 code."""
         return str(self.reason)
+
+
+class PrefixBlocked(RateLimited):
+    """The number's prefix is blocked after a burst of sends to it from many sources.
+
+    :attr:`new_block` is True for the refusal that started the block (the services then
+    record it for the admin, where it can be lifted).
+    """
+
+    default_reason = Reason.PREFIX_BLOCKED
+
+    def __init__(
+        self,
+        message: str | Promise | None = None,
+        *,
+        retry_after: int = 60,
+        new_block: bool = False,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.new_block = new_block
 
 
 class DailyCapReached(RateLimited):

@@ -306,3 +306,43 @@ class DailyAttemptStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.country or '--'} {self.flow_type} {self.status}: {self.attempts}"
+
+
+class PrefixBlock(models.Model):
+    """A number prefix blocked after a burst of sends to it (SMS pumping).
+
+    The block itself lives in the limits cache, where the policy reads it; this row
+    records it for operators, who see it in the admin and may lift it there (which
+    also clears the prefix's counters). The prefix is a number without its last four
+    digits; the admin masks it unless the viewer may see full numbers.
+    """
+
+    prefix = models.CharField(_("prefix"), max_length=16)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    blocked_at = models.DateTimeField(_("blocked"), default=timezone.now)
+    until = models.DateTimeField(_("blocked until"))
+    lifted_at = models.DateTimeField(_("lifted"), null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("lifted by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("blocked prefix")
+        verbose_name_plural = _("blocked prefixes")
+        ordering = ["-blocked_at"]
+        indexes = [models.Index(fields=["-blocked_at"], name="verifynow_block_at")]
+
+    def __str__(self) -> str:
+        from .phone import mask
+
+        return f"{mask(self.prefix)}XXXX"
+
+    @property
+    def active(self) -> bool:
+        """Still in force: not lifted and not past its end."""
+        return self.lifted_at is None and timezone.now() < self.until

@@ -38,7 +38,7 @@ import functools
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -261,11 +261,16 @@ class _Bucket:
     elapsed: float  # seconds into the current window
 
 
-def _buckets(action: str, keys: Mapping[str, str | None], now: float) -> list[_Bucket]:
-    """The counters the action's rules apply to (a rule without a key value is skipped)."""
+def _buckets(
+    action: str,
+    keys: Mapping[str, str | None],
+    now: float,
+    rules: Sequence[Rule] | None = None,
+) -> list[_Bucket]:
+    """The counters the rules apply to (a rule without a key value is skipped)."""
     buckets = []
     digests: dict[str, str] = {}
-    for rule in rules_for(action):
+    for rule in rules_for(action) if rules is None else rules:
         if rule.key == "global":
             digest = "all"
         else:
@@ -351,12 +356,17 @@ class Reservation:
 # -- public API ------------------------------------------------------------------------
 @guarded
 def hit(
-    action: str, keys: Mapping[str, str | None], *, now: float | None = None
+    action: str,
+    keys: Mapping[str, str | None],
+    *,
+    now: float | None = None,
+    rules: Sequence[Rule] | None = None,
 ) -> Reservation:
     """Count one ``action`` against every rule that applies, or refuse it.
 
     A rule applies when ``keys`` has a non-empty value for its key kind (``global``
-    always applies). A refused hit is not counted.
+    always applies). A refused hit is not counted. ``rules`` replaces the configured
+    ``RATE_LIMITS[action]`` (for limits the policy derives itself).
 
     :returns: the :class:`Reservation` of the hits, to release if the action does not
         happen after all.
@@ -364,7 +374,7 @@ def hit(
     :raises StoreUnavailable: the cache failed; whatever was counted is taken back.
     """
     moment = now_or(now)
-    buckets = _buckets(action, keys, moment)
+    buckets = _buckets(action, keys, moment, rules)
     if not buckets:
         return Reservation()
     store = cache()
@@ -393,7 +403,11 @@ def hit(
 
 @guarded
 def check(
-    action: str, keys: Mapping[str, str | None], *, now: float | None = None
+    action: str,
+    keys: Mapping[str, str | None],
+    *,
+    now: float | None = None,
+    rules: Sequence[Rule] | None = None,
 ) -> None:
     """Refuse if one more ``action`` would be over a limit, without counting anything.
 
@@ -404,7 +418,7 @@ def check(
     :raises StoreUnavailable: the cache failed.
     """
     moment = now_or(now)
-    buckets = _buckets(action, keys, moment)
+    buckets = _buckets(action, keys, moment, rules)
     if not buckets:
         return
     counts = cache().get_many(
@@ -421,7 +435,11 @@ def check(
 
 @guarded
 def reset(
-    action: str, keys: Mapping[str, str | None], *, now: float | None = None
+    action: str,
+    keys: Mapping[str, str | None],
+    *,
+    now: float | None = None,
+    rules: Sequence[Rule] | None = None,
 ) -> None:
     """Clear the counters of ``action`` for these keys (e.g. forget failures after a
     success).
@@ -429,14 +447,5 @@ def reset(
     :raises StoreUnavailable: the cache failed; the counters then stay.
     """
     moment = now_or(now)
-    buckets = _buckets(action, keys, moment)
+    buckets = _buckets(action, keys, moment, rules)
     cache().delete_many([k for b in buckets for k in (b.current, b.previous)])
-
-
-@contextlib.contextmanager
-def suppress_store_errors() -> Iterator[None]:
-    """Run a relaxing operation whose failure leaves the limit in place (safe side)."""
-    try:
-        yield
-    except StoreUnavailable:
-        pass

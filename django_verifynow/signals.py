@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 __all__ = [
+    "pumping_suspected",
     "verification_blocked",
     "verification_consumed",
     "verification_failed",
@@ -44,3 +45,10 @@ verification_blocked = Signal()
 #: A verified attempt was used as proof (a signup, a phone change). Provides args:
 #: attempt, request, user (the account it was used for, or ``None``).
 verification_consumed = Signal()
+
+#: A country or number prefix shows the SMS-pumping signature: sends rising while
+#: almost none are verified, or a burst of sends to one prefix from many sources (the
+#: prefix is then blocked). Sent once per country per hour, once per prefix block.
+#: Provides args: request, scope (``"country"`` or ``"prefix"``), country (ISO code),
+#: prefix (masked, or ``""``), sends, verified (``None`` for a prefix).
+pumping_suspected = Signal()

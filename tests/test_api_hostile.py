@@ -80,3 +80,18 @@ def test_json_with_a_charset_is_accepted() -> None:
         content_type="application/json; charset=utf-8",
     )
     assert response.status_code == 201
+
+
+def test_the_schema_declares_anonymous_access() -> None:
+    pytest.importorskip("drf_spectacular")
+    schema = APIClient().get("/api/schema/?format=json").json()
+    operations = [
+        op
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/verify/")
+        for method, op in item.items()
+        if method in ("get", "post")
+    ]
+    assert len(operations) == 4
+    for op in operations:
+        assert {} in op.get("security", []), op["operationId"]

@@ -26,6 +26,7 @@ from django.test import override_settings
 
 from django_verifynow import phone, policy, ratelimit, reasons
 from django_verifynow.exceptions import (
+    PrefixBlocked,
     DailyCapReached,
     LimitsUnavailable,
     RateLimited,
@@ -487,11 +488,14 @@ def test_block_prefix_and_prefix_block_remaining(
     caplog.set_level(logging.WARNING, logger="django_verifynow.alerts")
     rule = Rule(10, HOUR, "prefix")
     assert caps.prefix_block_remaining("+91987654", now=T0) == 0
-    assert caps.block_prefix("+91987654", rule, "send", now=T0) == 12 * HOUR
+    assert caps.block_prefix("+91987654", rule, "send", now=T0) == (12 * HOUR, True)
     assert caps.prefix_block_remaining("+91987654", now=T0 + 1) == 12 * HOUR - 1
     assert caps.prefix_block_remaining("+91987655", now=T0 + 1) == 0
     # Blocked already: the remaining time, and no second alert.
-    assert caps.block_prefix("+91987654", rule, "send", now=T0 + 5) == 12 * HOUR - 5
+    assert caps.block_prefix("+91987654", rule, "send", now=T0 + 5) == (
+        12 * HOUR - 5,
+        False,
+    )
     assert len(_alerts(caplog, "prefix_blocked")) == 1
     assert caps.prefix_block_remaining("+91987654", now=T0 + 12 * HOUR) == 0
 
@@ -567,13 +571,13 @@ def test_racing_prefix_overflows_alert_once(
     }
 )
 def test_prefix_block_only_holds_back_sends(clock: Clock) -> None:
-    send(PHONE)
-    blocked = refusal(lambda: policy.admit_send("+919876543299", KEYS))
+    send(PHONE, {})  # server-side sends count fully toward the prefix
+    blocked = refusal(lambda: policy.admit_send("+919876543299", {}))
     assert blocked.reason is Reason.PREFIX_BLOCKED
     # Users who have their code may still enter it.
     policy.spend(Action.VALIDATE, KEYS)
-    policy.admit_check(PHONE)
-    policy.record_failure(PHONE)
+    policy.admit_check(PHONE, "requester-1")
+    policy.record_failure(PHONE, "requester-1")
     assert policy.resend_wait(PHONE) == 30  # the cooldown, not the block
 
 
@@ -886,15 +890,17 @@ def test_default_send_policy_per_phone_and_ip(
 @override_settings(VERIFYNOW=limits(validate_failure="3/d/phone"))
 def test_failure_cap_refuses_checks_until_forgotten(clock: Clock) -> None:
     for _ in range(3):
-        policy.admit_check(PHONE)
-        policy.record_failure(PHONE)
-    exc = refusal(lambda: policy.admit_check(PHONE))
+        policy.admit_check(PHONE, "requester-1")
+        policy.record_failure(PHONE, "requester-1")
+    exc = refusal(lambda: policy.admit_check(PHONE, "requester-1"))
     assert exc.reason is Reason.FAILURE_CAP
     assert exc.retry_after > HOUR
-    policy.record_failure(PHONE)  # over the cap: answered already, does not raise
-    policy.admit_check(OTHER_PHONE)  # per phone
+    policy.record_failure(
+        PHONE, "requester-1"
+    )  # over the cap: answered already, does not raise
+    policy.admit_check(OTHER_PHONE, "requester-1")  # per phone
     policy.forget_failures(PHONE)
-    policy.admit_check(PHONE)
+    policy.admit_check(PHONE, "requester-1")
     assert counter("validate_failure", "phone", PHONE, DAY) == 0
 
 
@@ -942,7 +948,9 @@ def test_each_rule_kind_refuses_with_its_reason(clock: Clock, kind: str) -> None
         VERIFYNOW={**limits(send=f"1/h/{kind}"), "RESEND_COOLDOWN": 0}
     ):
         send(PHONE)
-        exc = refusal(lambda: policy.admit_send(PHONE, KEYS))
+        # One source fills at most its share of a prefix rule: a second one blocks it.
+        again = {"ip": "198.51.100.77", "session": "s-2"} if kind == "prefix" else KEYS
+        exc = refusal(lambda: policy.admit_send(PHONE, again))
     assert exc.reason is policy.LIMIT_REASONS[kind]
     assert exc.reason in reasons.BLOCKED_REASONS
     assert not isinstance(exc, DailyCapReached)
@@ -984,8 +992,8 @@ def test_every_refusal_reason_is_a_blocked_reason_or_the_failure_cap(
         sends(f"+1555{second:07d}", {"session": f"s{second}"})
         attempt(lambda: policy.spend(Action.VALIDATE, KEYS))
         attempt(lambda: policy.spend(Action.READ, KEYS))
-        policy.record_failure(PHONE)
-        attempt(lambda: policy.admit_check(PHONE))
+        policy.record_failure(PHONE, "requester-1")
+        attempt(lambda: policy.admit_check(PHONE, "requester-1"))
     with override_settings(CACHES=BROKEN):
         sends(PHONE, KEYS)
     seen = {exc.reason for exc in refused}
@@ -1058,8 +1066,8 @@ def test_broken_cache_refuses_sends(
     [
         lambda: policy.spend(Action.VALIDATE, KEYS),
         lambda: policy.spend(Action.READ, KEYS),
-        lambda: policy.admit_check(PHONE),
-        lambda: policy.record_failure(PHONE),
+        lambda: policy.admit_check(PHONE, "requester-1"),
+        lambda: policy.record_failure(PHONE, "requester-1"),
         lambda: policy.forget_failures(PHONE),
     ],
     ids=["spend-validate", "spend-read", "admit_check", "record_failure", "forget"],
@@ -1178,7 +1186,7 @@ def test_unknown_cache_alias_is_a_configuration_error_everywhere(clock: Clock) -
     with pytest.raises(VerifyNowConfigurationError, match="CACHE"):
         policy.spend(Action.VALIDATE, KEYS)
     with pytest.raises(VerifyNowConfigurationError, match="CACHE"):
-        policy.admit_check(PHONE)
+        policy.admit_check(PHONE, "requester-1")
 
 
 # -- no raw identifiers -------------------------------------------------------------
@@ -1213,8 +1221,8 @@ def test_no_raw_identifier_in_any_cache_key(clock: Clock) -> None:
         except RateLimited:
             pass
     policy.spend(Action.VALIDATE, KEYS)
-    policy.admit_check(PHONE)
-    policy.record_failure(PHONE)
+    policy.admit_check(PHONE, "requester-1")
+    policy.record_failure(PHONE, "requester-1")
     policy.forget_failures(PHONE)
     seen = RecordingCache.seen
     assert any(":block:prefix:" in key for key in seen)
@@ -1252,7 +1260,7 @@ def _run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
 
 
 @override_settings(
-    VERIFYNOW={**limits(send="2/h/prefix,1/d/ip"), "PREFIX_BLOCK_SECONDS": HOUR}
+    VERIFYNOW={**limits(send="2/h/prefix,1/d/session"), "PREFIX_BLOCK_SECONDS": HOUR}
 )
 def test_a_prefix_over_its_limit_is_blocked_even_when_another_rule_waits_longer(
     clock: Clock, caplog: pytest.LogCaptureFixture
@@ -1261,10 +1269,79 @@ def test_a_prefix_over_its_limit_is_blocked_even_when_another_rule_waits_longer(
     to the prefix must still block it and alert now, not on some later request."""
     caplog.set_level(logging.WARNING, logger="django_verifynow.alerts")
     numbers = numbers_in("+91987654", 3)
-    send(numbers[0], {"ip": "198.51.100.1"})
-    send(numbers[1], {"ip": "198.51.100.2"})
-    exc = refusal(lambda: policy.admit_send(numbers[2], {"ip": "198.51.100.1"}))
+    send(numbers[0], {"ip": "198.51.100.1", "session": "s-1"})
+    send(numbers[1], {"ip": "198.51.100.2", "session": "s-2"})
+    # A third source, but a session that already sent today: both rules are over.
+    third = {"ip": "198.51.100.3", "session": "s-1"}
+    exc = refusal(lambda: policy.admit_send(numbers[2], third))
     assert exc.reason is Reason.PREFIX_BLOCKED
     assert caps.prefix_block_remaining("+91987654") == HOUR
     alerts = [r for r in caplog.records if getattr(r, "event", "") == "prefix_blocked"]
     assert len(alerts) == 1
+
+
+@override_settings(
+    VERIFYNOW={
+        **limits(send="100/h/ip,100/h/session,10/h/prefix"),
+        "PREFIX_BLOCK_SECONDS": 12 * HOUR,
+    }
+)
+def test_one_or_two_requesters_cannot_block_a_prefix(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eleven requests from two IPs used to block a whole 10,000-number prefix for 12 h.
+    Each source now fills at most a third of the prefix rule, so it takes four."""
+    caplog.set_level(logging.WARNING, logger="django_verifynow.alerts")
+    numbers = numbers_in("+91987654", 40)
+    two = [
+        {"ip": "198.51.100.1", "session": "a"},
+        {"ip": "198.51.100.2", "session": "b"},
+    ]
+    for i, number in enumerate(numbers[:20]):
+        send(number, two[i % 2])
+    assert caps.prefix_block_remaining("+91987654") == 0
+    # The victim, a third requester, still gets a code.
+    send(numbers[20], {"ip": "203.0.113.50", "session": "victim"})
+    assert caps.prefix_block_remaining("+91987654") == 0
+    assert not _alerts(caplog, "prefix_blocked")
+    # Pumping from many addresses still blocks it.
+    exc = None
+    for i, number in enumerate(numbers[21:], start=10):
+        try:
+            send(number, {"ip": f"198.51.100.{i}", "session": f"s{i}"})
+        except RateLimited as refused:
+            exc = refused
+            break
+    assert exc is not None and exc.reason is Reason.PREFIX_BLOCKED
+    assert isinstance(exc, PrefixBlocked) and exc.new_block
+    assert caps.prefix_block_remaining("+91987654") == 12 * HOUR
+
+
+def test_lifting_a_prefix_block_clears_it_and_its_counters(clock: Clock) -> None:
+    with override_settings(
+        VERIFYNOW={**limits(send="1/h/prefix"), "PREFIX_BLOCK_SECONDS": HOUR}
+    ):
+        send(PHONE, {})
+        refusal(lambda: policy.admit_send("+919876543299", {}))
+        assert caps.prefix_block_remaining("+91987654") == HOUR
+        caps.lift_prefix_block("+91987654")
+        assert caps.prefix_block_remaining("+91987654") == 0
+        send("+919876543299", {})  # the counter was cleared too
+
+
+@override_settings(VERIFYNOW=limits(validate_failure="3/d/phone"))
+def test_a_strangers_failures_do_not_refuse_the_owners_own_check(clock: Clock) -> None:
+    """The per-phone cap still bounds guessing, but only requesters that failed on the
+    phone are refused by it: the owner's fresh session may check its code."""
+    for _ in range(3):
+        policy.admit_check(PHONE, "stranger")
+        policy.record_failure(PHONE, "stranger")
+    refused = refusal(lambda: policy.admit_check(PHONE, "stranger"))
+    assert refused.reason is Reason.FAILURE_CAP
+    policy.admit_check(PHONE, "owner")  # no failure of its own: allowed
+    policy.record_failure(PHONE, "owner")  # a typo...
+    assert refusal(lambda: policy.admit_check(PHONE, "owner")).reason is (
+        Reason.FAILURE_CAP
+    )
+    clock.set(T0 + 2 * DAY)
+    policy.admit_check(PHONE, "stranger")  # the day has passed

@@ -283,7 +283,7 @@ def test_dead_redis(caplog: pytest.LogCaptureFixture) -> None:
         assert info.value.reason is Reason.LIMITS_UNAVAILABLE
         assert info.value.retry_after == 60
         policy.spend(policy.Action.VALIDATE, {"ip": "203.0.113.4"})
-        policy.admit_check(PHONE)
+        policy.admit_check(PHONE, "requester-1")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 3
     assert all(r.name == "django_verifynow.ratelimit" for r in errors)
@@ -305,7 +305,7 @@ def test_redis_keys_hold_no_raw_number(
     ):
         policy.admit_send(PHONE, keys).commit(valid_for=120)
         in_flight = policy.admit_send("+919876543211", keys)  # holds its marker
-        policy.record_failure(PHONE)
+        policy.record_failure(PHONE, "requester-1")
         caps.block_prefix("+91987654", Rule(10, 3600, "prefix"), "send", now=T0)
         client = redis.Redis.from_url(REDIS_URL)
         found = [k.decode() for k in client.scan_iter(match=f"{key_prefix}:*")]

@@ -22,6 +22,8 @@ Phone numbers are masked (``+91********10``) unless the staff member holds the
 ``django_verifynow.view_full_phone_number`` permission; the same rule applies to the CSV
 export. No code is shown anywhere, because none is stored (R5).
 
+Blocked prefixes (:mod:`.blocks`) are listed with an action that lifts them.
+
 The modules: :mod:`.attempts` (the ModelAdmin), :mod:`.inlines`, :mod:`.filters`,
 :mod:`.search`, :mod:`.export`, :mod:`.pagination`, :mod:`.queryset` (the date
 drill-down), :mod:`.display` and :mod:`.permissions`. Everything is importable from
@@ -32,8 +34,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from ..models import VerificationAttempt
+from ..models import PrefixBlock, VerificationAttempt
 from .attempts import VerificationAttemptAdmin
+from .blocks import PrefixBlockAdmin
 from .display import response_label, status_badge
 from .export import CSV_COLUMNS, csv_response, csv_rows
 from .filters import RECENT_ROWS, CountryFilter, PurposeFilter, StatusFilter
@@ -50,6 +53,7 @@ __all__ = [
     "AdminAttemptQuerySet",
     "BoundedCountPaginator",
     "CountryFilter",
+    "PrefixBlockAdmin",
     "PurposeFilter",
     "StatusFilter",
     "VerificationAttemptAdmin",
@@ -64,3 +68,4 @@ __all__ = [
 ]
 
 admin.site.register(VerificationAttempt, VerificationAttemptAdmin)
+admin.site.register(PrefixBlock, PrefixBlockAdmin)

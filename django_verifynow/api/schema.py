@@ -63,6 +63,18 @@ def register() -> None:
     )
 
     from .idempotency import HEADER, KEY_PATTERN
+
+    class VerifyNowAutoSchema(AutoSchema):
+        """Declares anonymous access: the endpoints need no credentials (a browser
+        proves it comes from the site with CSRF instead), which spectacular cannot see
+        in the custom permission class."""
+
+        def get_auth(self) -> list[Any]:
+            auths = list(super().get_auth())
+            if {} not in auths:
+                auths.append({})
+            return auths
+
     from .serializers import (
         AttemptSerializer,
         ErrorSerializer,
@@ -122,7 +134,9 @@ def register() -> None:
             "summary": "Send a verification code",
             "description": (
                 "Sends a one-time code to the number and returns the new attempt. The "
-                "answer is the same for every valid number." + csrf_note
+                "answer is the same for every valid number. code_sent is false when "
+                "VerifyNow kept the code it had already sent to the number (no new "
+                "message went out: the user enters that code)." + csrf_note
             ),
             "request": SendSerializer,
             "examples": [
@@ -165,8 +179,10 @@ def register() -> None:
             "operation_id": "verifynow_resend",
             "summary": "Send a new code to the same phone",
             "description": (
-                "Returns a new attempt (the previous one stops working). The resend "
-                "cooldown and the send limits apply." + csrf_note
+                "Returns a new attempt; the previous one stops working once the new "
+                "code went out (a failed resend leaves it valid). The resend cooldown, "
+                "which lasts at least as long as the code already sent is valid, and "
+                "the send limits apply." + csrf_note
             ),
             "request": None,
             "responses": {
@@ -181,7 +197,7 @@ def register() -> None:
         method = kwargs.pop("method")
         _make_extension(
             OpenApiViewExtension,
-            AutoSchema,
+            VerifyNowAutoSchema,
             extend_schema,
             view_name,
             method,

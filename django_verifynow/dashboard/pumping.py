@@ -1,4 +1,4 @@
-"""The SMS-pumping watch (R22): countries and number prefixes whose conversion
+"""The SMS-pumping watch: countries and number prefixes whose conversion
 collapsed while their sends rose.
 
 A *send* here is what it is everywhere on the dashboard: an attempt that sent a new code
@@ -18,6 +18,7 @@ from django.db.models.functions import Left, Length
 from django.utils import timezone
 
 from ..models import AttemptStatus, VerificationAttempt
+from ..policy.pumping import PUMPING_MIN_SENDS, PUMPING_RISE, PUMPING_THRESHOLD
 from .queries import _SENT, _VERIFIED, _conversion
 
 __all__ = [
@@ -63,11 +64,8 @@ class PumpingSignal:
         return self.key if self.scope == "country" else f"{self.key}xxxx"
 
 
-#: R22 project defaults: alert below 40 % conversion with at least 50 sends.
-PUMPING_THRESHOLD = 0.4
-PUMPING_MIN_SENDS = 50
-#: Sends must be at least this multiple of their usual rate to count as rising.
-PUMPING_RISE = 2.0
+# One signature for the dashboard and the live watch of the send path: below 40 %
+# conversion with at least 50 sends, while sends at least doubled.
 PUMPING_WINDOWS = (timedelta(hours=1), timedelta(hours=24))
 PUMPING_BASELINE = timedelta(days=7)
 

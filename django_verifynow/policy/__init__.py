@@ -29,6 +29,7 @@ never sent; a check bounded by the database cap may still run).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 from collections.abc import Mapping
@@ -37,7 +38,12 @@ from dataclasses import dataclass, field
 from django.utils.translation import gettext_lazy as _
 
 from .. import phone, ratelimit
-from ..exceptions import DailyCapReached, LimitsUnavailable, RateLimited
+from ..exceptions import (
+    DailyCapReached,
+    LimitsUnavailable,
+    PrefixBlocked,
+    RateLimited,
+)
 from ..reasons import Reason
 from . import caps, cooldown
 
@@ -229,26 +235,66 @@ def _admit_send(
     prefix = phone.prefix(e164)
     blocked = caps.prefix_block_remaining(prefix)
     if blocked:
-        raise RateLimited(retry_after=blocked, reason=Reason.PREFIX_BLOCKED)
+        raise PrefixBlocked(retry_after=blocked)
     values = {**keys, "phone": e164, "prefix": prefix}
-    for action in (Action.SEND, Action.RESEND) if resend else (Action.SEND,):
+    actions = (Action.SEND, Action.RESEND) if resend else (Action.SEND,)
+    for action in actions:
+        counted = dict(values)
+        if not _within_source_share(admission, action, prefix, keys):
+            # This source already filled its share of the prefix: its sends still
+            # count against its own limits, but no longer toward a prefix block.
+            counted["prefix"] = None
         try:
-            admission.reservations.append(ratelimit.hit(action.value, values))
+            admission.reservations.append(ratelimit.hit(action.value, counted))
         except ratelimit.LimitExceeded as exc:
             over = next((r for r in exc.exceeded if r.key == "prefix"), None)
             if over is not None:
                 # Blocked even when another rule needs the longer wait: the burst to
                 # the prefix is the signal operators must hear about now.
-                seconds = caps.block_prefix(prefix, over, action.value)
-                raise RateLimited(
-                    retry_after=max(seconds, exc.retry_after),
-                    reason=Reason.PREFIX_BLOCKED,
+                block = caps.block_prefix(prefix, over, action.value)
+                raise PrefixBlocked(
+                    retry_after=max(block.seconds, exc.retry_after),
+                    new_block=block.new,
                 ) from None
             raise _refusal(exc) from None
     slot = caps.take_daily_slot()
     if isinstance(slot, int):
         raise DailyCapReached(retry_after=slot)
     admission.daily = slot
+
+
+def _within_source_share(
+    admission: Admission,
+    action: Action,
+    prefix: str,
+    keys: Mapping[str, str | None],
+) -> bool:
+    """Count this send toward its prefix's rules only within its source's share.
+
+    The source is the requester's IP (or its session without one). Server-side
+    callers have neither and are trusted: their sends always count.
+    """
+    source = keys.get("ip") or keys.get("session")
+    if not source:
+        return True
+    shares = [
+        caps.source_share(rule)
+        for rule in ratelimit.rules_for(action.value)
+        if rule.key == "prefix"
+    ]
+    if not shares:
+        return True
+    try:
+        admission.reservations.append(
+            ratelimit.hit(
+                f"{action.value}_prefix_source",
+                {"session": f"{prefix}|{source}"},
+                rules=shares,
+            )
+        )
+    except ratelimit.LimitExceeded:
+        return False
+    return True
 
 
 def resend_wait(e164: str) -> int:
@@ -280,27 +326,62 @@ def spend(action: Action, keys: Mapping[str, str | None]) -> None:
         _store_down(action, exc)
 
 
-def admit_check(e164: str) -> None:
-    """Refuse a code check for ``e164`` once its daily failure cap is used up.
+def _failed_here(e164: str, requester: str) -> dict[str, str | None]:
+    return {"session": f"{e164}|{requester}"}
+
+
+def _requester_rules() -> list[ratelimit.Rule]:
+    """One "has failed" marker per phone rule period: a count of 1 means "failed"."""
+    return [
+        ratelimit.Rule(limit=1, period=rule.period, key="session")
+        for rule in ratelimit.rules_for(Action.VALIDATE_FAILURE.value)
+        if rule.key == "phone"
+    ]
+
+
+def admit_check(e164: str, requester: str) -> None:
+    """Refuse a code check for ``e164`` once its daily failure cap is used up, unless
+    this requester has no wrong code for the phone in that period.
+
+    The cap bounds guessing per phone across all requesters, but a stranger's wrong
+    codes must not lock the owner out: a requester (``requester``: its session or
+    user key) with no failure of its own on this phone may still check its own code.
+    Each attempt needs an SMS, so the total stays bounded (see ``docs/security.md``).
 
     :raises RateLimited: reason :attr:`~Reason.FAILURE_CAP`.
     """
     try:
         ratelimit.check(Action.VALIDATE_FAILURE.value, {"phone": e164})
     except ratelimit.LimitExceeded as exc:
-        raise RateLimited(
-            retry_after=exc.retry_after, reason=Reason.FAILURE_CAP
-        ) from None
+        try:
+            ratelimit.check(
+                "validate_failure_requester",
+                _failed_here(e164, requester),
+                rules=_requester_rules(),
+            )
+        except ratelimit.LimitExceeded:
+            raise RateLimited(
+                retry_after=exc.retry_after, reason=Reason.FAILURE_CAP
+            ) from None
+        except ratelimit.StoreUnavailable as store_exc:
+            _store_down(Action.VALIDATE_FAILURE, store_exc)
     except ratelimit.StoreUnavailable as exc:
         _store_down(Action.VALIDATE_FAILURE, exc)
 
 
-def record_failure(e164: str) -> None:
-    """Count a wrong code for ``e164``; the cap applies to the *next* check."""
+def record_failure(e164: str, requester: str) -> None:
+    """Count a wrong code for ``e164`` by ``requester``; the cap applies to the *next*
+    check."""
     try:
-        ratelimit.hit(Action.VALIDATE_FAILURE.value, {"phone": e164})
-    except ratelimit.LimitExceeded:
-        pass  # this check has been answered; the next one is refused
+        with contextlib.suppress(ratelimit.LimitExceeded):
+            # Over the cap: this check has been answered; the next one is refused.
+            ratelimit.hit(Action.VALIDATE_FAILURE.value, {"phone": e164})
+        with contextlib.suppress(ratelimit.LimitExceeded):  # marked already
+            ratelimit.hit(
+                "validate_failure_requester",
+                _failed_here(e164, requester),
+                rules=_requester_rules(),
+            )
     except ratelimit.StoreUnavailable as exc:
         logger.error("Rate-limit cache failed counting a wrong code (%s)", exc)
 

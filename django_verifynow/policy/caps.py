@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.cache import BaseCache
 
@@ -19,9 +19,13 @@ from .. import phone, ratelimit
 from ..conf import verifynow_settings
 
 __all__ = [
+    "PREFIX_SOURCES",
     "DailySlot",
     "alerts_logger",
+    "Block",
     "block_prefix",
+    "lift_prefix_block",
+    "source_share",
     "prefix_block_remaining",
     "take_daily_slot",
 ]
@@ -100,8 +104,43 @@ def _alert_once(store: BaseCache, marker: str, ttl: int, msg: str, *args: Any) -
 
 
 # -- prefix blocks ---------------------------------------------------------------------
+#: Of a prefix rule's limit, the share one source (an IP, or a session without one)
+#: may fill: ``limit // PREFIX_SOURCES``. A burst from fewer sources than this cannot
+#: block a prefix (their own per-IP and per-session limits bound them); pumping
+#: through many addresses still does.
+PREFIX_SOURCES = 3
+
+
+class Block(NamedTuple):
+    """What :func:`block_prefix` did: the block's remaining seconds, and whether this
+    call started it (the services then record it for the admin)."""
+
+    seconds: int
+    new: bool
+
+
+def source_share(rule: ratelimit.Rule) -> ratelimit.Rule:
+    """The per-source rule that caps one source's part of a prefix ``rule``."""
+    return ratelimit.Rule(
+        limit=max(1, rule.limit // PREFIX_SOURCES), period=rule.period, key="session"
+    )
+
+
 def _block_key(digest: str) -> str:
     return f"{ratelimit.KEY_ROOT}:block:prefix:{digest}"
+
+
+@ratelimit.guarded
+def lift_prefix_block(
+    prefix: str, actions: tuple[str, ...] = ("send", "resend")
+) -> None:
+    """Lift the block on ``prefix`` and forget its counters (an operator decided).
+
+    :raises ratelimit.StoreUnavailable: the cache failed; the block stays.
+    """
+    ratelimit.cache().delete(_block_key(ratelimit.hashed(prefix)))
+    for action in actions:
+        ratelimit.reset(action, {"prefix": prefix})
 
 
 @ratelimit.guarded
@@ -120,11 +159,12 @@ def prefix_block_remaining(prefix: str, *, now: float | None = None) -> int:
 @ratelimit.guarded
 def block_prefix(
     prefix: str, rule: ratelimit.Rule, action: str, *, now: float | None = None
-) -> int:
+) -> Block:
     """Block ``prefix`` after its rule went over; alert once per block.
 
-    :returns: the seconds the prefix stays blocked (0 when blocks are off, in which
-        case the alert still goes out, once per rule period).
+    :returns: the :class:`Block`: seconds the prefix stays blocked (0 when blocks are
+        off, in which case the alert still goes out, once per rule period) and whether
+        this call started it.
     :raises ratelimit.StoreUnavailable: the cache failed.
     """
     moment = ratelimit.now_or(now)
@@ -137,13 +177,14 @@ def block_prefix(
         if not store.add(key, until, seconds + ratelimit.TTL_MARGIN):
             existing = store.get(key)
             if isinstance(existing, (int, float)) and existing > moment:
-                return math.ceil(existing - moment)  # blocked already: no new alert
+                # Blocked already: no new alert.
+                return Block(math.ceil(existing - moment), new=False)
             store.set(key, until, seconds + ratelimit.TTL_MARGIN)  # stale by our clock
     else:
         window = f"{rule.period}.{int(moment // rule.period)}"
         marker = f"{ratelimit.KEY_ROOT}:alert:prefix:{digest}:{window}"
         if not store.add(marker, 1, rule.period + ratelimit.TTL_MARGIN):
-            return 0
+            return Block(0, new=False)
     alerts_logger.warning(
         "Possible SMS pumping: more than %d %s requests to numbers starting %s within "
         "%d s; %s.",
@@ -160,4 +201,4 @@ def block_prefix(
             "block_seconds": seconds,
         },
     )
-    return seconds
+    return Block(seconds, new=seconds > 0)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .. import phone, policy
+from ..policy import pumping
 from ..client import ValidateResult, get_client
 from ..codes import Outcome
 from ..exceptions import (
@@ -136,7 +137,7 @@ def _check(
         notify.failed(attempt, requester, Reason.EXPIRED)
         return CheckResult.EXPIRED
     try:
-        policy.admit_check(attempt.phone_number)
+        policy.admit_check(attempt.phone_number, _requester_key(requester))
     except RateLimited as exc:
         notify.event(
             "blocked", attempt, requester, reason=exc.reason, action="validate"
@@ -187,6 +188,11 @@ def _check(
     return _apply(attempt, result, requester)
 
 
+def _requester_key(requester: Requester) -> str:
+    """Who made a check, for the failure cap: the user or session, else the IP."""
+    return requester.limit_keys["session"] or requester.limit_keys["ip"] or "server"
+
+
 def _vendor_check(attempt: VerificationAttempt, code: str) -> ValidateResult:
     number = phone.split_for_vendor(attempt.phone_number)
     return get_client().validate(
@@ -216,7 +222,7 @@ def _apply(
         return _verified(attempt, code, requester)
     if outcome is Outcome.WRONG_CODE:
         _record(attempt, requester, CheckOutcome.WRONG_CODE, code)
-        policy.record_failure(attempt.phone_number)
+        policy.record_failure(attempt.phone_number, _requester_key(requester))
         notify.failed(attempt, requester, Reason.WRONG_CODE)
         # Lock when this check used the last allowed try (whoever's check it was).
         locked = VerificationAttempt.objects.filter(
@@ -260,6 +266,7 @@ def _verified(
         verified_at=timezone.now(),
     ):
         policy.forget_failures(attempt.phone_number)
+        pumping.record_verified(attempt.country)
         notify.event("verified", attempt, requester)
         verification_verified.send(
             sender=VerificationAttempt, attempt=attempt, request=requester.request

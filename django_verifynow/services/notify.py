@@ -16,7 +16,7 @@ from ..models import VerificationAttempt
 from ..reasons import Reason
 from .requester import Requester
 
-__all__ = ["blocked", "event", "events", "failed"]
+__all__ = ["blocked", "event", "events", "failed", "pumping"]
 
 #: Structured security events: masked numbers only, never a code or a token.
 events = logging.getLogger("django_verifynow.events")
@@ -81,4 +81,39 @@ def failed(attempt: VerificationAttempt, requester: Requester, reason: Reason) -
         attempt=attempt,
         request=requester.request,
         reason=reason,
+    )
+
+
+def pumping(
+    requester: Requester,
+    *,
+    scope: str,
+    country: str,
+    prefix: str = "",
+    sends: int,
+    verified: int | None = None,
+) -> None:
+    """A country or prefix shows the pumping signature: a WARNING event and a signal.
+
+    :param prefix: already masked (calling code and two digits at most).
+    """
+    event(
+        "pumping_suspected",
+        None,
+        requester,
+        level=logging.WARNING,
+        country=country,
+        scope=scope,
+        prefix=prefix or None,
+        sends=sends,
+        verified=verified,
+    )
+    signals.pumping_suspected.send(
+        sender=VerificationAttempt,
+        request=requester.request,
+        scope=scope,
+        country=country,
+        prefix=prefix,
+        sends=sends,
+        verified=verified,
     )

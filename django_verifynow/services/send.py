@@ -26,19 +26,21 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import phone, policy
+from .. import phone, policy, ratelimit
+from ..policy import pumping
 from ..client import SendResult, get_client
 from ..conf import FLOW_TYPES, verifynow_settings
 from ..exceptions import (
     InvalidInput,
     LimitsUnavailable,
     PhoneNumberNotAllowed,
+    PrefixBlocked,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
-from ..models import AttemptStatus, VerificationAttempt
+from ..models import AttemptStatus, PrefixBlock, VerificationAttempt
 from ..reasons import Reason
 from ..signals import verification_sent
 from . import notify
@@ -151,7 +153,30 @@ def _admit(
         )
     except (RateLimited, LimitsUnavailable) as exc:
         notify.blocked(e164, requester, exc.reason or Reason.PHONE_LIMIT, action)
+        if isinstance(exc, PrefixBlocked) and exc.new_block:
+            _record_block(e164, requester, exc)
         raise
+
+
+def _record_block(e164: str, requester: Requester, exc: PrefixBlocked) -> None:
+    """Record a new prefix block for the admin, and say pumping is suspected."""
+    prefix = phone.prefix(e164)
+    country = phone.region_of(e164)
+    PrefixBlock.objects.create(
+        prefix=prefix,
+        country=country,
+        until=timezone.now() + timedelta(seconds=exc.retry_after),
+    )
+    notify.pumping(
+        requester,
+        scope="prefix",
+        country=country,
+        prefix=phone.mask(prefix) + "XXXX",
+        sends=max(
+            (r.limit for r in ratelimit.rules_for("send") if r.key == "prefix"),
+            default=0,
+        ),
+    )
 
 
 def _send(
@@ -216,6 +241,7 @@ def _send(
         _reuse(attempt, result, requester, admission)
     else:
         admission.commit(valid_for=result.timeout or VENDOR_DEFAULT_VALIDITY)
+        _watch_pumping(attempt, requester)
     _go_live(attempt, result, requester, previous)
     notify.event(
         "sent",
@@ -228,6 +254,18 @@ def _send(
         sender=VerificationAttempt, attempt=attempt, request=requester.request
     )
     return attempt
+
+
+def _watch_pumping(attempt: VerificationAttempt, requester: Requester) -> None:
+    suspicion = pumping.record_send(attempt.country)
+    if suspicion is not None:
+        notify.pumping(
+            requester,
+            scope="country",
+            country=suspicion.country,
+            sends=suspicion.sends,
+            verified=suspicion.verified,
+        )
 
 
 def _holders(e164: str, verification_id: str, attempt: VerificationAttempt) -> Any:
