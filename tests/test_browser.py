@@ -166,7 +166,29 @@ def test_full_signup_through_the_widget(page: Any) -> None:
     assert user.check_password(PASSWORD)
     attempt.refresh_from_db()
     assert attempt.consumed_at is not None
+    assert attempt.user_id == user.pk  # the proof names the account it created
     assert PHONE in page.inner_text("#done")
+
+
+def test_a_code_still_valid_is_not_announced_as_sent(page: Any) -> None:
+    """VerifyNow kept its live code (506, here because the cooldown was lost): the
+    widget says the code already sent is still valid, not "We sent a code"."""
+    from django_verifynow import ratelimit
+    from django_verifynow.policy import cooldown
+
+    send_code(page)
+    code = last_code(PHONE)
+    ratelimit.cache().delete(cooldown._key(PHONE))
+    page.goto("/signup/")  # same browser session, fresh widget
+    page.select_option("[data-verifynow-country]", "IN")
+    page.fill("[data-verifynow-phone]", NATIONAL)
+    page.click("[data-verifynow-send]")
+    text = wait_text(page, "still valid")
+    assert "We sent" not in text and "+91********10" in text
+    assert len(sandbox_engine().outbox) == 1
+    shot(page, "02b-code-still-valid")
+    enter_code(page, code)
+    wait_text(page, "verified")
 
 
 def test_wrong_code_then_right_code(page: Any) -> None:
