@@ -32,8 +32,10 @@ __all__ = [
     "check_allowed_countries",
     "check_cache",
     "check_credentials",
+    "check_daily_cap",
     "check_deadline",
     "check_otp_length",
+    "check_proxy_count_deprecated",
     "check_rate_limits",
     "check_sandbox_debug",
     "check_setting_values",
@@ -60,6 +62,8 @@ class Codes:
     NO_COUNTRY_ALLOWLIST = "django_verifynow.W004"
     UNKNOWN_KEYS = "django_verifynow.W005"
     DEADLINE_RISKY = "django_verifynow.W006"
+    PROXY_COUNT_DEPRECATED = "django_verifynow.W007"
+    NO_DAILY_CAP = "django_verifynow.W008"
 
 
 class Messages:
@@ -107,6 +111,20 @@ class Messages:
         '{connect:g} s (VERIFYNOW["TIMEOUT"]): a slow connection fails before it '
         "could have succeeded, and no retry ever fits."
     )
+    PROXY_COUNT_DEPRECATED = (
+        'VERIFYNOW["TRUSTED_PROXY_COUNT"] is deprecated and will be removed in the '
+        "next release: it believes X-Forwarded-For by hop count whoever connects, so "
+        "a client that reaches the app directly chooses its own address for the "
+        "per-IP rate limits."
+    )
+    PROXY_COUNT_IGNORED = (
+        'VERIFYNOW["TRUSTED_PROXY_COUNT"] is deprecated and ignored: '
+        'VERIFYNOW["TRUSTED_PROXIES"] is set too, and TRUSTED_PROXIES wins.'
+    )
+    NO_DAILY_CAP = (
+        'VERIFYNOW["DAILY_SEND_CAP"] is not set, so there is no daily cap on vendor '
+        "sends: an SMS-pumping attack is bounded only by the per-IP/per-phone limits."
+    )
 
 
 class Hints:
@@ -152,6 +170,18 @@ class Hints:
     DEADLINE_BELOW_CONNECT = (
         'Raise VERIFYNOW["DEADLINE"] to a few times the connect timeout, or lower '
         'the connect part of VERIFYNOW["TIMEOUT"].'
+    )
+    PROXY_COUNT_DEPRECATED = (
+        'Set VERIFYNOW["TRUSTED_PROXIES"] to the networks your reverse proxies '
+        'connect from (e.g. ["10.0.0.0/8"]) and remove TRUSTED_PROXY_COUNT; see '
+        '"Behind a proxy" in docs/deployment.md.'
+    )
+    PROXY_COUNT_IGNORED = 'Remove VERIFYNOW["TRUSTED_PROXY_COUNT"].'
+    NO_DAILY_CAP = (
+        'Set VERIFYNOW["DAILY_SEND_CAP"] to about 3 times the sends of your busiest '
+        "day (the dashboard's daily figures show it), raised ahead of a launch: it "
+        "bounds what a day of abuse can cost; past it, sends are refused until UTC "
+        "midnight."
     )
 
 
@@ -397,6 +427,40 @@ def check_deadline(
     return [checks.Warning(message, hint=hint, id=Codes.DEADLINE_RISKY)]
 
 
+def check_proxy_count_deprecated(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W007: the deprecated ``TRUSTED_PROXY_COUNT`` is set (ignored with
+    ``TRUSTED_PROXIES``)."""
+    if not _applies(app_configs) or not verifynow_settings.is_set(
+        "TRUSTED_PROXY_COUNT"
+    ):
+        return []
+    proxies = _read("TRUSTED_PROXIES")
+    if proxies is _UNREADABLE or _read("TRUSTED_PROXY_COUNT") is _UNREADABLE:
+        return []
+    if proxies:
+        message, hint = Messages.PROXY_COUNT_IGNORED, Hints.PROXY_COUNT_IGNORED
+    else:
+        message, hint = Messages.PROXY_COUNT_DEPRECATED, Hints.PROXY_COUNT_DEPRECATED
+    return [checks.Warning(message, hint=hint, id=Codes.PROXY_COUNT_DEPRECATED)]
+
+
+def check_daily_cap(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W008: no ``DAILY_SEND_CAP`` while real SMS are sent (``SANDBOX`` off)."""
+    if not _applies(app_configs) or _read("SANDBOX") is not False:
+        return []
+    if _read("DAILY_SEND_CAP") is not None:  # a cap, or unreadable (E003)
+        return []
+    return [
+        checks.Warning(
+            Messages.NO_DAILY_CAP, hint=Hints.NO_DAILY_CAP, id=Codes.NO_DAILY_CAP
+        )
+    ]
+
+
 #: Every check of the app, in id order.
 ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_credentials,
@@ -408,6 +472,8 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_allowed_countries,
     check_unknown_keys,
     check_deadline,
+    check_proxy_count_deprecated,
+    check_daily_cap,
 )
 
 

@@ -12,14 +12,19 @@ works without any reload hook. Values are validated when read: a wrong value rai
 
 from __future__ import annotations
 
+import ipaddress
 import math
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 
 from .exceptions import VerifyNowConfigurationError
 
-__all__ = ["DEFAULTS", "VerifyNowSettings", "verifynow_settings"]
+__all__ = ["DEFAULTS", "IPNetwork", "VerifyNowSettings", "verifynow_settings"]
+
+#: One entry of ``TRUSTED_PROXIES`` once parsed.
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Default rate limits per action: comma-separated ``"N/period/key"`` rules, all of
 #: which must pass. Periods: ``s``, ``m``, ``h``, ``d`` with an optional multiplier
@@ -65,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
     "PROOF_TTL": 900,
     "RETENTION_DAYS": 30,
     "CACHE": "default",
+    "TRUSTED_PROXIES": (),
+    # Deprecated (W007): trusts X-Forwarded-For by hop count, whoever connects.
     "TRUSTED_PROXY_COUNT": 0,
     "CIRCUIT_BREAKER_FAILURES": 5,
     "CIRCUIT_BREAKER_RESET": 60,
@@ -102,6 +109,45 @@ def _iterable(value: Any) -> bool:
     return True
 
 
+_PROXIES_EXAMPLE = '["10.0.0.0/8", "2001:db8::/32"]'
+
+#: What a ``TRUSTED_PROXIES`` entry may be. Not ints: ``ip_network(167772160)`` is a
+#: valid /32, but almost certainly not what was meant.
+_PROXY_ENTRY_TYPES: tuple[type, ...] = (
+    str,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+)
+
+
+@lru_cache(maxsize=16)
+def _parse_networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """``TRUSTED_PROXIES`` entries as networks; cached per value, since every request
+    reads the setting and the list rarely changes."""
+    networks: list[IPNetwork] = []
+    for entry in entries:
+        try:
+            network = ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise VerifyNowConfigurationError(
+                f'VERIFYNOW["TRUSTED_PROXIES"] entry {entry!r} is not an IP network '
+                f"in CIDR form or a single address (e.g. {_PROXIES_EXAMPLE}). "
+                "Fix it in the VERIFYNOW dict of your Django settings."
+            ) from None
+        if network.prefixlen == 0:
+            # Trusting every address lets any client name its own IP in
+            # X-Forwarded-For, which voids every per-IP limit.
+            raise VerifyNowConfigurationError(
+                f'VERIFYNOW["TRUSTED_PROXIES"] entry {entry!r} trusts every address, '
+                "so any client could choose its own IP for the rate limits. List only "
+                "the networks your reverse proxies connect from."
+            )
+        networks.append(network)
+    return tuple(networks)
+
+
 def _bad(key: str, expected: str, value: Any) -> VerifyNowConfigurationError:
     return VerifyNowConfigurationError(
         f'VERIFYNOW["{key}"] must be {expected}; got {type(value).__name__} {value!r}. '
@@ -129,6 +175,11 @@ class VerifyNowSettings:
             bound = f"an integer from {lo} to {hi}" if hi else f"an integer >= {lo}"
             raise _bad(key, bound, value)
         return value
+
+    def is_set(self, key: str) -> bool:
+        """Whether ``settings.VERIFYNOW`` names ``key`` itself (whatever its value)."""
+        user = getattr(settings, "VERIFYNOW", None) or {}
+        return isinstance(user, dict) and key in user
 
     def unknown_keys(self) -> list[str]:
         """Keys in ``settings.VERIFYNOW`` that this version does not know (typos)."""
@@ -356,8 +407,42 @@ class VerifyNowSettings:
         return value
 
     @property
+    def TRUSTED_PROXIES(self) -> tuple[IPNetwork, ...]:
+        """Networks of the reverse proxies whose ``X-Forwarded-For`` is believed.
+
+        A list of networks in CIDR form or single addresses (``strict=False``: host bits
+        are dropped); empty (the default) or ``None`` trusts no proxy. Networks of
+        prefix length 0 are refused. When set, :attr:`TRUSTED_PROXY_COUNT` is ignored.
+        """
+        value = self._raw("TRUSTED_PROXIES")
+        if value is None:
+            return ()
+        if isinstance(value, (str, bytes, dict)) or not _iterable(value):
+            # A bare string would be read character by character.
+            raise _bad(
+                "TRUSTED_PROXIES",
+                f"a list of IP networks or addresses like {_PROXIES_EXAMPLE}",
+                value,
+            )
+        entries = list(value)
+        for entry in entries:
+            if not isinstance(entry, _PROXY_ENTRY_TYPES):
+                raise VerifyNowConfigurationError(
+                    f'VERIFYNOW["TRUSTED_PROXIES"] entry {entry!r} '
+                    f"({type(entry).__name__}) is not an IP network; write networks "
+                    f"as strings like {_PROXIES_EXAMPLE}. Fix it in the VERIFYNOW "
+                    "dict of your Django settings."
+                )
+        return _parse_networks(tuple(str(e) for e in entries))
+
+    @property
     def TRUSTED_PROXY_COUNT(self) -> int:
-        """How many reverse proxies' ``X-Forwarded-For`` entries to trust."""
+        """Deprecated: how many ``X-Forwarded-For`` entries to trust by hop count.
+
+        Read only while :attr:`TRUSTED_PROXIES` is empty; a check (W007) warns. It
+        believes the header whoever connects, so a client that reaches the app directly
+        chooses its own address.
+        """
         return self._int("TRUSTED_PROXY_COUNT", 0, 10)
 
 

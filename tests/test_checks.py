@@ -24,6 +24,7 @@ GOOD = {
     "PASSWORD": "not-a-real-password",
     "SANDBOX": False,
     "ALLOWED_COUNTRIES": ["IN", "GB"],
+    "DAILY_SEND_CAP": 1000,
 }
 REDIS = {
     "default": {
@@ -142,6 +143,9 @@ def test_e002_quiet(limits: dict[str, Any]) -> None:
         ("DAILY_SEND_CAP", 0, '"DAILY_SEND_CAP"'),
         ("SANDBOX_OPTIONS", [], '"SANDBOX_OPTIONS"'),
         ("DEADLINE", 0, '"DEADLINE"'),
+        ("TRUSTED_PROXIES", ["10.0.0.0/8", "10.0.0.0/99"], "'10.0.0.0/99'"),
+        ("TRUSTED_PROXIES", ["0.0.0.0/0"], "trusts every address"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8", '"TRUSTED_PROXIES"'),
     ],
 )
 def test_e003_invalid_value(key: str, value: Any, fragment: str) -> None:
@@ -355,10 +359,93 @@ def test_w006_leaves_unreadable_values_to_e003(overrides: dict[str, Any]) -> Non
         assert Codes.SETTING_INVALID in ids(checks.check_setting_values())
 
 
+# -- W007 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("count", [1, 2, 0])
+def test_w007_hop_count_is_deprecated(count: int) -> None:
+    with override_settings(VERIFYNOW=good(TRUSTED_PROXY_COUNT=count)):
+        messages = checks.check_proxy_count_deprecated()
+    assert ids(messages) == [Codes.PROXY_COUNT_DEPRECATED]
+    assert isinstance(messages[0], django_checks.Warning)
+    assert messages[0].id == "django_verifynow.W007"
+    assert '"TRUSTED_PROXY_COUNT"] is deprecated' in messages[0].msg
+    assert "chooses its own address" in messages[0].msg
+    assert 'VERIFYNOW["TRUSTED_PROXIES"]' in messages[0].hint
+    assert "docs/deployment.md" in messages[0].hint
+
+
+@override_settings(
+    VERIFYNOW=good(TRUSTED_PROXY_COUNT=1, TRUSTED_PROXIES=["10.0.0.0/8"])
+)
+def test_w007_says_trusted_proxies_win_when_both_are_set() -> None:
+    messages = checks.check_proxy_count_deprecated()
+    assert ids(messages) == [Codes.PROXY_COUNT_DEPRECATED]
+    assert "ignored" in messages[0].msg
+    assert "TRUSTED_PROXIES wins" in messages[0].msg
+    assert messages[0].hint == 'Remove VERIFYNOW["TRUSTED_PROXY_COUNT"].'
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"TRUSTED_PROXIES": ["10.0.0.0/8"]}, {"TRUSTED_PROXIES": []}],
+    ids=["default", "proxies", "empty-proxies"],
+)
+def test_w007_quiet(overrides: dict[str, Any]) -> None:
+    with override_settings(VERIFYNOW=good(**overrides)):
+        assert checks.check_proxy_count_deprecated() == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"TRUSTED_PROXY_COUNT": -1},
+        {"TRUSTED_PROXY_COUNT": 1, "TRUSTED_PROXIES": ["nope"]},
+    ],
+)
+def test_w007_leaves_unreadable_values_to_e003(overrides: dict[str, Any]) -> None:
+    with override_settings(VERIFYNOW=good(**overrides)):
+        assert checks.check_proxy_count_deprecated() == []
+        assert Codes.SETTING_INVALID in ids(checks.check_setting_values())
+
+
+# -- W008 ---------------------------------------------------------------------------
+@override_settings(VERIFYNOW=good(DAILY_SEND_CAP=None))
+def test_w008_no_daily_cap() -> None:
+    messages = checks.check_daily_cap()
+    assert ids(messages) == [Codes.NO_DAILY_CAP]
+    assert isinstance(messages[0], django_checks.Warning)
+    assert messages[0].id == "django_verifynow.W008"
+    assert (
+        "no daily cap on vendor sends: an SMS-pumping attack is bounded only by the "
+        "per-IP/per-phone limits" in messages[0].msg
+    )
+    assert 'VERIFYNOW["DAILY_SEND_CAP"]' in messages[0].hint
+    assert "busiest day" in messages[0].hint
+
+
+@override_settings(VERIFYNOW={k: v for k, v in GOOD.items() if k != "DAILY_SEND_CAP"})
+def test_w008_fires_by_default() -> None:
+    assert ids(checks.check_daily_cap()) == [Codes.NO_DAILY_CAP]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"DAILY_SEND_CAP": 1},
+        {"DAILY_SEND_CAP": None, "SANDBOX": True},
+        {"DAILY_SEND_CAP": 0},  # unreadable: E003 reports it
+    ],
+    ids=["cap", "cap-1", "sandbox", "unreadable"],
+)
+def test_w008_quiet(overrides: dict[str, Any]) -> None:
+    with override_settings(VERIFYNOW=good(**overrides)):
+        assert checks.check_daily_cap() == []
+
+
 # -- registration ---------------------------------------------------------------------
 def test_every_id_is_distinct_and_namespaced() -> None:
     values = [v for k, v in vars(Codes).items() if not k.startswith("_")]
-    assert len(values) == len(set(values)) == 9
+    assert len(values) == len(set(values)) == 11
     assert all(v.startswith("django_verifynow.") for v in values)
 
 
@@ -373,7 +460,13 @@ def test_register_adds_every_check_under_the_tag() -> None:
 
 
 @override_settings(
-    VERIFYNOW={"SANDBOX": False, "OTP_LENGTH": 4, "TYPO": 1, "DEADLINE": 28},
+    VERIFYNOW={
+        "SANDBOX": False,
+        "OTP_LENGTH": 4,
+        "TYPO": 1,
+        "DEADLINE": 28,
+        "TRUSTED_PROXY_COUNT": 1,
+    },
     CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
     DEBUG=False,
 )
@@ -386,6 +479,8 @@ def test_run_checks_with_the_tag_reports_everything() -> None:
         Codes.NO_COUNTRY_ALLOWLIST,
         Codes.UNKNOWN_KEYS,
         Codes.DEADLINE_RISKY,
+        Codes.PROXY_COUNT_DEPRECATED,
+        Codes.NO_DAILY_CAP,
     }
 
 

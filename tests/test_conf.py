@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from django.test import override_settings
 
@@ -24,6 +26,7 @@ def test_defaults():
         assert s.BASE_URL == "https://cpaas.messagecentral.com"
         assert s.ALLOWED_COUNTRIES is None
         assert s.RATE_LIMITS == DEFAULT_RATE_LIMITS
+        assert s.TRUSTED_PROXIES == () and s.TRUSTED_PROXY_COUNT == 0
 
 
 def test_reads_are_live():
@@ -68,6 +71,10 @@ def test_rate_limits_merge_over_defaults():
         ("DEADLINE", None),
         ("DEADLINE", float("inf")),
         ("DEADLINE", float("nan")),
+        ("TRUSTED_PROXIES", "10.0.0.0/8"),
+        ("TRUSTED_PROXIES", 10),
+        ("TRUSTED_PROXIES", {"10.0.0.0/8": True}),
+        ("TRUSTED_PROXIES", ["10.0.0.0/33"]),
     ],
 )
 def test_bad_values_name_the_key(key, value):
@@ -111,3 +118,79 @@ def test_deadline_accepts_seconds_as_int_or_float(value, expected):
     with override_settings(VERIFYNOW={"DEADLINE": value}):
         assert verifynow_settings.DEADLINE == expected
         assert isinstance(verifynow_settings.DEADLINE, float)
+
+
+# -- TRUSTED_PROXIES ------------------------------------------------------------------
+def test_trusted_proxies_parse_networks_and_single_addresses():
+    value = [
+        "10.0.0.0/8",
+        " 192.0.2.7 ",  # a single address: its /32
+        "172.16.5.9/12",  # host bits dropped (strict=False)
+        "2001:DB8::/32",
+        "2001:db8:ffff::1",
+        ipaddress.ip_network("198.51.100.0/24"),
+    ]
+    with override_settings(VERIFYNOW={"TRUSTED_PROXIES": value}):
+        networks = verifynow_settings.TRUSTED_PROXIES
+    assert [str(n) for n in networks] == [
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "172.16.0.0/12",
+        "2001:db8::/32",
+        "2001:db8:ffff::1/128",
+        "198.51.100.0/24",
+    ]
+    assert isinstance(networks, tuple)
+    assert all(
+        isinstance(n, (ipaddress.IPv4Network, ipaddress.IPv6Network)) for n in networks
+    )
+
+
+@pytest.mark.parametrize("empty", [[], (), None, set()])
+def test_empty_trusted_proxies_trust_no_proxy(empty):
+    with override_settings(VERIFYNOW={"TRUSTED_PROXIES": empty}):
+        assert verifynow_settings.TRUSTED_PROXIES == ()
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ("10.0.0.300/8", "is not an IP network"),
+        ("proxy.internal", "is not an IP network"),
+        ("10.0.0.0/8,10.1.0.0/16", "is not an IP network"),
+        ("", "is not an IP network"),
+        ("0.0.0.0/0", "trusts every address"),
+        ("::/0", "trusts every address"),
+        ("1.2.3.4/0", "trusts every address"),
+        (167772160, "(int) is not an IP network"),
+        (b"10.0.0.1", "(bytes) is not an IP network"),
+        (None, "(NoneType) is not an IP network"),
+    ],
+)
+def test_bad_trusted_proxy_entries_name_the_key_and_the_entry(entry, fragment):
+    with override_settings(VERIFYNOW={"TRUSTED_PROXIES": ["192.0.2.1", entry]}):
+        with pytest.raises(VerifyNowConfigurationError) as info:
+            _ = verifynow_settings.TRUSTED_PROXIES
+    message = str(info.value)
+    assert message.startswith('VERIFYNOW["TRUSTED_PROXIES"] entry ')
+    assert repr(entry) in message
+    assert fragment in message
+
+
+def test_trusted_proxies_are_parsed_once_per_value_and_read_live():
+    with override_settings(VERIFYNOW={"TRUSTED_PROXIES": ["10.0.0.0/8"]}):
+        first = verifynow_settings.TRUSTED_PROXIES
+    with override_settings(VERIFYNOW={"TRUSTED_PROXIES": ("10.0.0.0/8",)}):
+        assert verifynow_settings.TRUSTED_PROXIES is first  # cached: same value
+    with override_settings(VERIFYNOW={"TRUSTED_PROXIES": ["192.0.2.0/24"]}):
+        other = verifynow_settings.TRUSTED_PROXIES
+    assert other is not first
+    assert [str(n) for n in other] == ["192.0.2.0/24"]
+
+
+def test_is_set_tells_an_explicit_key_from_a_default():
+    with override_settings(VERIFYNOW={"TRUSTED_PROXY_COUNT": 0}):
+        assert verifynow_settings.is_set("TRUSTED_PROXY_COUNT")
+        assert not verifynow_settings.is_set("TRUSTED_PROXIES")
+    with override_settings(VERIFYNOW="not a dict"):
+        assert not verifynow_settings.is_set("TRUSTED_PROXY_COUNT")

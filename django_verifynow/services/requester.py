@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from .. import policy
-from ..conf import verifynow_settings
+from ..conf import IPNetwork, verifynow_settings
 from ..exceptions import AttemptNotFound
 from ..models import VerificationAttempt
 
@@ -32,6 +34,9 @@ __all__ = [
     "requester_for",
     "resolve",
 ]
+
+#: Logger of the client-IP reading (the one-time "no proxy trusted" warning).
+logger = logging.getLogger("django_verifynow.requester")
 
 #: Session key holding the random token that binds attempts to a browser session.
 SESSION_BINDING_KEY = "django_verifynow.binding"
@@ -161,23 +166,112 @@ def ip_key(ip: str | None) -> str | None:
 
 
 def client_ip(request: Any) -> str | None:
-    """The client's IP, trusting only ``VERIFYNOW["TRUSTED_PROXY_COUNT"]`` proxies.
+    """The client's IP: ``REMOTE_ADDR``, or the address a trusted proxy forwarded.
 
-    With 0 (the default) it is ``REMOTE_ADDR``. With *n*, it is the *n*-th entry from
-    the right of ``X-Forwarded-For`` (each trusted proxy appends the address it saw),
-    falling back to ``REMOTE_ADDR`` when the header is shorter or that entry is not an
-    address. Entries a client adds on the left are never read.
+    With ``VERIFYNOW["TRUSTED_PROXIES"]`` set, ``X-Forwarded-For`` is read only when
+    the immediate peer (``REMOTE_ADDR``) is in one of those networks; it is then walked
+    from the right past every entry that is itself a trusted proxy, and the first
+    untrusted address is the client. A malformed entry stops the walk at the last good
+    address (a proxy's), never at an entry further left, which the client chose. A
+    peer outside the networks is the client, whatever its headers say.
+
+    Only ``X-Forwarded-For`` is read: ``Forwarded`` (RFC 7239) and ``X-Real-IP`` are
+    not. A proxy usually writes one of these headers and passes the others on from the
+    client untouched, so reading a header the proxy does not write would let the
+    client choose its address.
+
+    Without ``TRUSTED_PROXIES`` the deprecated ``TRUSTED_PROXY_COUNT`` (*n* > 0) takes
+    the *n*-th entry from the right, whoever connected; with neither it is
+    ``REMOTE_ADDR``, and the first request that carries a forwarding header logs one
+    warning per process.
     """
     meta = getattr(request, "META", {}) or {}
     remote = _clean_ip(meta.get("REMOTE_ADDR"))
+    proxies = verifynow_settings.TRUSTED_PROXIES
+    if proxies:
+        return _walk_forwarded(remote, _forwarded_chain(meta), proxies)
     trusted = verifynow_settings.TRUSTED_PROXY_COUNT
     if trusted == 0:
+        _warn_once_if_forwarded(meta)
         return remote
-    chain = [p.strip() for p in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
-    chain = [p for p in chain if p]
+    # Deprecated hop count (W007): kept as it was for one release.
+    chain = _forwarded_chain(meta)
     if len(chain) < trusted:
         return remote
     return _clean_ip(chain[-trusted]) or remote
+
+
+def _forwarded_chain(meta: Any) -> list[str]:
+    """The non-empty ``X-Forwarded-For`` entries, left (client side) to right.
+
+    WSGI servers join repeated header lines with commas, so one split covers them.
+    """
+    chain = [p.strip() for p in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+    return [p for p in chain if p]
+
+
+def _walk_forwarded(
+    remote: str | None, chain: list[str], proxies: tuple[IPNetwork, ...]
+) -> str | None:
+    """The client behind ``remote``: the trusted-network walk of :func:`client_ip`."""
+    if remote is None or not _is_trusted_proxy(remote, proxies):
+        return remote
+    client = remote
+    for entry in reversed(chain):
+        address = _clean_ip(entry)
+        if address is None:
+            # Where a proxy's address should be there is none, so the chain cannot be
+            # followed: keep the last address a trusted proxy vouched for, never guess
+            # further left, where the client writes.
+            break
+        client = address
+        if not _is_trusted_proxy(address, proxies):
+            break
+    return client
+
+
+def _is_trusted_proxy(address: str, proxies: tuple[IPNetwork, ...]) -> bool:
+    """Whether ``address`` (as :func:`_clean_ip` gives it) is in a trusted network."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; 10.0.0.0/8 in the
+        # setting must still match them.
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in proxies)
+
+
+#: Request headers that say a proxy is in front of the app (META name, header name).
+_FORWARDING_HEADERS = (
+    ("HTTP_X_FORWARDED_FOR", "X-Forwarded-For"),
+    ("HTTP_FORWARDED", "Forwarded"),
+    ("HTTP_X_REAL_IP", "X-Real-IP"),
+)
+
+_forwarded_warning_logged = False
+_forwarded_warning_lock = threading.Lock()
+
+
+def _warn_once_if_forwarded(meta: Any) -> None:
+    """Log, once per process, that forwarding headers arrive with no proxy trusted.
+
+    Once, not per request: every request of a site behind a proxy carries them, and a
+    client can send them too. The header's name is logged, never its addresses.
+    """
+    global _forwarded_warning_logged
+    if _forwarded_warning_logged:
+        return
+    header = next((name for key, name in _FORWARDING_HEADERS if meta.get(key)), None)
+    if header is None:
+        return
+    with _forwarded_warning_lock:
+        if _forwarded_warning_logged:
+            return
+        _forwarded_warning_logged = True
+    logger.warning(
+        "requests carry %s but VERIFYNOW TRUSTED_PROXIES is empty: every client "
+        "behind your proxy shares the proxy's address for the rate limits",
+        header,
+    )
 
 
 def _clean_ip(value: Any) -> str | None:
