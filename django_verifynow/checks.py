@@ -185,7 +185,8 @@ class Hints:
     )
 
 
-#: Cache backends that are per process, non-atomic or absent (security.md R24), and why.
+#: Cache backends that are per process, non-atomic or absent, and why: the limits
+#: would not be shared or exact.
 UNSUITABLE_CACHES: dict[str, str] = {
     "django.core.cache.backends.locmem.LocMemCache": "is private to each process",
     "django.core.cache.backends.filebased.FileBasedCache": ("has no atomic increment"),

@@ -2,9 +2,9 @@
 
 The vendor reports the result of every call in the JSON body's ``responseCode``; the
 HTTP status is not reliable (the same code arrives as HTTP 200 or 4xx depending on the
-code and on the vendor's mood, see ``verifynow-api.md`` §5). Everything in this package
-that needs to know what a code *means* reads it from here: the client to decide, the
-sandbox to answer, the admin to label.
+code and on the vendor's mood). Everything in this package that needs to know what a
+code *means* reads it from here: the client to decide, the sandbox to answer, the admin
+to label.
 """
 
 from __future__ import annotations

@@ -32,14 +32,15 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: session, or the user when logged in), ``prefix`` (the number without its last 4
 #: digits), ``global``.
 DEFAULT_RATE_LIMITS: dict[str, str] = {
-    # security.md R18-R20: 5/h and 10/d per phone, 10/h and 50/d per IP, 5/h per
-    # session, more than 10 sends to one prefix within an hour blocks the prefix.
+    # 5/h and 10/d per phone, 10/h and 50/d per IP, 5/h per session; more than 10
+    # sends to one prefix within an hour, from four or more sources, block the prefix.
     "send": "5/h/phone,10/d/phone,10/h/ip,50/d/ip,5/h/session,10/h/prefix",
-    # R10: 60 validate calls per hour per IP, malformed ones and unknown ids included.
+    # 60 validate calls per hour per IP, malformed ones and unknown ids included.
     "validate": "60/h/ip",
     # Attempt lookups (status polling): enough for a page that polls, not for scanning.
     "read": "300/h/ip",
-    # R9: 20 failed validations per rolling day per phone, across verifications and IPs.
+    # 20 failed validations per rolling day per phone, across verifications and IPs;
+    # a requester with no failure of its own on the phone may still check its code.
     "validate_failure": "20/d/phone",
     # Resends also count as sends; this is the extra cap on the resend action itself.
     "resend": "5/h/phone",

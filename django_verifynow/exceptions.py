@@ -147,7 +147,8 @@ class DailyCapReached(RateLimited):
 
 
 class AttemptNotFound(VerifyNowError, LookupError):
-    """No such attempt, or one bound to another session or user (same error on purpose)."""
+    """No such attempt, or one bound to another session or user (same error on
+    purpose)."""
 
     code = "not_found"
     default_message = _("This verification does not exist or has been replaced.")
@@ -224,10 +225,11 @@ class ProviderUnavailable(VerifyNowError):
 
 
 class ProviderTimeout(ProviderUnavailable):
-    """The request reached VerifyNow but no answer came in time: its outcome is unknown.
+    """The request reached VerifyNow but no answer came in time: its outcome is
+    unknown.
 
-    For a send, an SMS may have gone out; for a validate, the vendor may have counted the
-    attempt. Never retried automatically.
+    For a send, an SMS may have gone out; for a validate, the vendor may have counted
+    the attempt. Never retried automatically.
     """
 
     default_reason = Reason.PROVIDER_TIMEOUT

@@ -123,9 +123,9 @@ class VerifiedPhoneNumberField(forms.Field):
             )
         if self.request is None:
             raise ImproperlyConfigured(
-                "VerifiedPhoneNumberField needs the request to check the session binding: "
-                "use VerifiedPhoneFormMixin and pass request=request to the form, or call "
-                "django_verifynow.forms.bind_request(form, request)."
+                "VerifiedPhoneNumberField needs the request to check the session "
+                "binding: use VerifiedPhoneFormMixin and pass request=request to the "
+                "form, or call django_verifynow.forms.bind_request(form, request)."
             )
         try:
             attempt = services.verified_attempt(
@@ -184,8 +184,9 @@ def consume_verified_phone(
     Call it inside the ``transaction.atomic()`` block that saves what the proof is for:
     the conditional update in :func:`~django_verifynow.services.consume_verification`
     succeeds for one transaction only, and a rollback gives the proof back. On failure
-    the error is added to the form and :class:`~django_verifynow.exceptions.AttemptNotFound`
-    is raised, which rolls the block back.
+    the error is added to the form and
+    :class:`~django_verifynow.exceptions.AttemptNotFound` is raised, which rolls the
+    block back.
 
     :returns: the consumed attempts.
     :raises RuntimeError: called outside a transaction or before ``is_valid()``.
@@ -268,7 +269,8 @@ class VerifiedPhoneFormMixin:
 
     @contextlib.contextmanager
     def atomic_consume(self, *, user: Any = None) -> Iterator[list[Any]]:
-        """``with form.atomic_consume(user=...): ...save...`` - one transaction for both.
+        """``with form.atomic_consume(user=...): ...save...`` - one transaction for
+        both.
 
         Pass the account the proof is for when it already exists (a phone change); for
         a signup, :meth:`save` links the new user itself.

@@ -1,6 +1,6 @@
 """The attempt history: one :class:`VerificationAttempt` per code sent, one
 :class:`VerificationCheck` per code checked. No column ever holds a code: VerifyNow
-generates and checks it, so there is nothing to store (R5).
+generates and checks it, so there is nothing to store.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["VerificationAttempt", "VerificationCheck"]
 
 
 class AttemptStatus(models.TextChoices):
-    """Where an attempt stands. See DESIGN.md for the exact meanings."""
+    """Where an attempt stands; ``docs/api.md`` gives the exact meaning of each."""
 
     PENDING = "pending", _("Pending")
     VERIFIED = "verified", _("Verified")
@@ -64,7 +64,8 @@ class VerificationAttemptQuerySet(models.QuerySet["VerificationAttempt"]):
         return self.filter(status=state)
 
     def with_state(self) -> VerificationAttemptQuerySet:
-        """Annotate ``state``: the effective status, for grouping and ordering in SQL."""
+        """Annotate ``state``: the effective status, for grouping and ordering in
+        SQL."""
         return self.annotate(
             state=Case(
                 When(_lapsed(), then=Value(AttemptStatus.EXPIRED.value)),
@@ -98,7 +99,7 @@ class VerificationAttempt(models.Model):
     """One code sent to one phone: one VerifyNow ``verificationId``.
 
     The UUID :attr:`id` is the only identifier clients ever see; the vendor's numeric,
-    enumerable ``verificationId`` stays server-side (R16).
+    enumerable ``verificationId`` stays server-side.
     """
 
     Status = AttemptStatus
@@ -134,7 +135,7 @@ class VerificationAttempt(models.Model):
     )
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     #: SHA-256 of a random token kept in the browser's session: binds the attempt to
-    #: the session that started it (R4) and survives the key rotation of a login.
+    #: the session that started it and survives the key rotation of a login.
     session_binding = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
@@ -280,7 +281,7 @@ class VerificationCheck(models.Model):
 
 
 class DailyAttemptStat(models.Model):
-    """Per-day counters that outlive the purge of attempts (R46): no phone data at all.
+    """Per-day counters that outlive the purge of attempts: no phone data at all.
 
     ``verifynow_purge`` adds each batch of attempts to these rows before deleting them,
     so conversion by day, country and channel stays known after retention.
@@ -305,7 +306,10 @@ class DailyAttemptStat(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.day} {self.country or '--'} {self.flow_type} {self.status}: {self.attempts}"
+        return (
+            f"{self.day} {self.country or '--'} {self.flow_type} {self.status}: "
+            f"{self.attempts}"
+        )
 
 
 class PrefixBlock(models.Model):

@@ -29,7 +29,8 @@ __all__ = [
 
 _TYPE_NAMES = {getattr(PhoneNumberType, name): name for name in NUMBER_TYPES}
 
-#: Longest input worth parsing; anything longer is refused before libphonenumber sees it.
+#: Longest input worth parsing; anything longer is refused before libphonenumber sees
+#: it.
 MAX_INPUT_LENGTH = 64
 
 
@@ -54,13 +55,14 @@ def _parse(value: object, region: str | None) -> phonenumbers.PhoneNumber:
 
 
 def normalize(value: object, region: str | None = None) -> str:
-    """Return ``value`` as E.164 (``+919876543210``) or raise :class:`InvalidPhoneNumber`.
+    """Return ``value`` as E.164 (``+919876543210``) or raise
+    :class:`InvalidPhoneNumber`.
 
     :param value: the number as typed (any formatting), or a ``PhoneNumber``.
     :param region: ISO 3166 alpha-2 region used for numbers typed without ``+``.
     """
     number = _parse(value, region)
-    # Valid, not merely possible (R29): the number must exist in the numbering plan.
+    # Valid, not merely possible: the number must exist in the numbering plan.
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhoneNumber()
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -107,14 +109,15 @@ def region_of(e164: str) -> str:
 
 
 def prefix(e164: str) -> str:
-    """The number without its last 4 digits: the unit of sequential-number pumping (R20)."""
+    """The number without its last 4 digits: the unit of sequential-number
+    pumping."""
     return e164[:-4]
 
 
 def mask(e164: str | None, *, keep: int = 2) -> str:
     """Mask a number for logs and display: ``+91********10``.
 
-    Keeps the calling code and the last ``keep`` digits (R45); never raises.
+    Keeps the calling code and the last ``keep`` digits; never raises.
     """
     if not e164:
         return ""

@@ -1,10 +1,11 @@
 """Why something was refused or failed: one enum for exceptions, signals and events.
 
-Every refusal and failure in django-verifynow carries a :class:`Reason`: the exceptions
-(``exc.reason``), the ``reason`` argument of the :mod:`~django_verifynow.signals` and the
-``reason`` field of the ``django_verifynow.events`` log. It is a ``str`` enum, so a
-receiver may compare with plain strings (``reason == "daily_cap"``); the values are
-stable and documented in ``docs/signals.md``.
+Every refusal and failure in django-verifynow carries a :class:`Reason`: the
+exceptions (``exc.reason``), the ``reason`` argument of the
+:mod:`~django_verifynow.signals` and the ``reason`` field of the
+``django_verifynow.events`` log. It is a ``str`` enum, so a receiver may compare with
+plain strings (``reason == "daily_cap"``); the values are stable and documented in
+``docs/signals.md``.
 
 Reasons are for code, logs and operators. End users never see them: they get the
 translated, generic text of the exception.
@@ -18,7 +19,8 @@ __all__ = ["BLOCKED_REASONS", "FAILED_REASONS", "Reason"]
 
 
 class Reason(str, enum.Enum):
-    """A refusal (nothing was sent or checked) or a failure (a vendor call went wrong)."""
+    """A refusal (nothing was sent or checked) or a failure (a vendor call went
+    wrong)."""
 
     # -- refused by the phone rules, before anything else ---------------------------
     #: The number's country is not in ``ALLOWED_COUNTRIES``.

@@ -7,7 +7,7 @@ Mount it at any prefix::
 The id segment accepts any text, not only UUIDs, so a malformed id gets the API's JSON
 ``404 not_found`` body, the same as an unknown or someone else's id (OWASP API1). The
 views run outside ``ATOMIC_REQUESTS``: the services keep their transactions short and
-never hold a row lock while waiting for the SMS provider (security.md R12).
+never hold a row lock while waiting for the SMS provider.
 """
 
 from __future__ import annotations

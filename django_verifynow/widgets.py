@@ -97,7 +97,7 @@ class PhoneVerificationWidget(forms.Widget):
         #: Set by the field after the server re-checked the attempt (never from input).
         self.verified: dict[str, str] | None = None
 
-    # -- data ---------------------------------------------------------------------------
+    # -- data --------------------------------------------------------------------------
     def value_from_datadict(
         self, data: Any, files: Any, name: str
     ) -> PhoneVerificationValue:
@@ -112,7 +112,7 @@ class PhoneVerificationWidget(forms.Widget):
         """True when the form was posted without this field at all."""
         return name not in data
 
-    # -- rendering ----------------------------------------------------------------------
+    # -- rendering ---------------------------------------------------------------------
     def country_choices(self) -> list[tuple[str, str]]:
         """``(ISO code, "GB +44")`` pairs for the country list, or ``[]`` for none."""
         codes = self.countries
@@ -145,7 +145,8 @@ class PhoneVerificationWidget(forms.Widget):
     def get_context(
         self, name: str, value: Any, attrs: dict[str, Any] | None
     ) -> dict[str, Any]:
-        """Add the phone, country, verified state, API URLs and messages to the context."""
+        """Add the phone, country, verified state, API URLs and messages to the
+        context."""
         context = super().get_context(name, value, attrs)
         widget = context["widget"]
         phone, country, attempt = "", "", ""

@@ -22,9 +22,11 @@ class SignupForm(VerifiedPhoneFormMixin, UserCreationForm):
 
 
 PAGE = engines["django"].from_string(
-    """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign up</title>
+    """<!doctype html><html lang="en"><head><meta charset="utf-8">\
+<title>Sign up</title>
 {{ form.media }}</head><body>
-{% if user_created %}<p id="done">Welcome {{ user_created.username }}, phone {{ phone }}</p>
+{% if user_created %}<p id="done">Welcome {{ user_created.username }}, \
+phone {{ phone }}</p>
 {% else %}<h1>Sign up</h1>
 <form method="post" novalidate id="signup">{% csrf_token %}{{ form.as_div }}
 <button type="submit" id="submit">Create account</button></form>{% endif %}
@@ -55,7 +57,8 @@ class TwoPhonesForm(VerifiedPhoneFormMixin, forms.Form):
 
 
 TWO_PAGE = engines["django"].from_string(
-    """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Two phones</title>
+    """<!doctype html><html lang="en"><head><meta charset="utf-8">\
+<title>Two phones</title>
 {{ form.media }}</head><body>
 {% if saved %}<p id="done">{{ saved.phone }} {{ saved.backup_phone }}</p>
 {% else %}<form method="post" novalidate id="two">{% csrf_token %}{{ form.as_div }}

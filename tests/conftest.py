@@ -40,7 +40,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_state() -> Iterator[None]:
-    """Every test starts with an empty cache (limits, token, breaker) and a new sandbox."""
+    """Every test starts with an empty cache (limits, token, breaker) and a new
+    sandbox."""
     from django_verifynow.testing import reset_sandbox
 
     for alias in caches:
@@ -53,13 +54,15 @@ def _fresh_state() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retry back-off waits are real in production and skipped in tests (counts, not time)."""
+    """Retry back-off waits are real in production and skipped in tests (counts, not
+    time)."""
     monkeypatch.setattr(client_module, "_sleep", lambda seconds: None)
 
 
 @pytest.fixture
 def vendor() -> Iterator[responses.RequestsMock]:
-    """A strict HTTP mock of the vendor: every registered response must be used, and an
-    unexpected request fails the call (``responses`` answers it with ConnectionError)."""
+    """A strict HTTP mock of the vendor: every registered response must be used, and
+    an unexpected request fails the call (``responses`` answers it with
+    ConnectionError)."""
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         yield mock

@@ -67,7 +67,8 @@ if _db_url:
             "PASSWORD": _u.password or "",
             "HOST": _u.hostname or "127.0.0.1",
             "PORT": str(_u.port or 5432),
-            # Own test database per run: a shared server, or parallel runs, are never clobbered.
+            # Own test database per run: a shared server, or parallel runs, are never
+            # clobbered.
             "TEST": {"NAME": f"test_django_verifynow_{os.getpid()}"},
         }
     }

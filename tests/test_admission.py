@@ -79,7 +79,7 @@ def reasons() -> Any:
     signals.verification_failed.disconnect(failed)
 
 
-# -- budgets pay only for real SMS ------------------------------------------------------
+# -- budgets pay only for real SMS -----------------------------------------------------
 
 
 def test_refused_resends_during_the_cooldown_leave_the_next_resend_allowed() -> None:
@@ -302,7 +302,7 @@ def test_508_over_the_api_is_a_generic_502() -> None:
     assert "credit" not in body["detail"].lower() and "508" not in body["detail"]
 
 
-# -- proofs name their account -----------------------------------------------------------
+# -- proofs name their account ---------------------------------------------------------
 
 
 def test_a_consumed_signup_attempt_names_its_user() -> None:
@@ -342,7 +342,7 @@ def test_a_proof_of_another_user_is_not_consumed_for_this_one() -> None:
     assert attempt.consumed_at is None and attempt.user_id == owner.pk
 
 
-# -- one truth for expiry ----------------------------------------------------------------
+# -- one truth for expiry --------------------------------------------------------------
 
 
 def test_a_pending_attempt_past_its_expiry_is_expired_everywhere() -> None:

@@ -174,7 +174,7 @@ def test_send_refuses_a_country_outside_the_allow_list(api):
 
 
 def test_send_answer_is_the_same_for_every_valid_number(api):
-    # No account enumeration (R27, S23): the API knows no accounts, and a user already
+    # No account enumeration: the API knows no accounts, and a user already
     # registered with a number changes nothing in the answer.
     get_user_model().objects.create_user("owner", password="x")
     first = send(api, PHONE)
@@ -429,7 +429,7 @@ def test_wrong_codes_count_down_then_lock_with_429(api):
         body = assert_error(validate(api, created["id"], wrong), 400, "invalid_code")
         assert body["attempts_left"] == left
     assert count("validate") == 5
-    # S1: the 6th gets 429 without a vendor call, and even the right code now fails.
+    # The 6th gets 429 without a vendor call, and even the right code now fails.
     body = assert_error(validate(api, created["id"], wrong), 429, "too_many_attempts")
     assert_error(validate(api, created["id"], code), 429, "too_many_attempts")
     assert count("validate") == 5
@@ -555,7 +555,7 @@ def test_resend_of_a_verified_attempt_is_400(api):
     assert count("send") == 1
 
 
-# -- CSRF (R28, S20) ------------------------------------------------------------------
+# -- CSRF -----------------------------------------------------------------------------
 
 
 class HeaderToken(BaseAuthentication):
@@ -657,7 +657,7 @@ def test_a_bad_token_is_401_authentication_failed(token_auth):
     assert count("send") == 0
 
 
-# -- idempotency (R39, S22) -----------------------------------------------------------
+# -- idempotency ----------------------------------------------------------------------
 
 
 def test_the_same_key_and_payload_replay_the_first_answer(api):

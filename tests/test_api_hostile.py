@@ -76,7 +76,7 @@ def test_json_with_a_charset_is_accepted() -> None:
     response = api.generic(
         "POST",
         BASE,
-        '{"phone_number": "%s"}' % PHONE,
+        f'{{"phone_number": "{PHONE}"}}',
         content_type="application/json; charset=utf-8",
     )
     assert response.status_code == 201

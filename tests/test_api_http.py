@@ -185,7 +185,7 @@ def test_validate_with_the_vendor_timing_out_is_503_and_resubmitting_works(
         503,
         "provider_unavailable",
     )
-    # S24: the vendor verified it; resubmitting gets 703, which counts as success.
+    # The vendor verified it; resubmitting gets 703, which counts as success.
     again = browser.post(f"{attempt['id']}/validate/", {"code": code})
     assert again.status_code == 200 and again.json()["status"] == "verified"
     assert vendor.count("validate") == 2

@@ -1,5 +1,5 @@
-"""Schemathesis over the drf-spectacular schema, against the in-process WSGI app
-(security.md S39): sandbox mode, no network, a bounded number of examples.
+"""Schemathesis over the drf-spectacular schema, against the in-process WSGI app:
+sandbox mode, no network, a bounded number of examples.
 
 Checks: no 5xx (``not_a_server_error``), every answer conforms to the schema
 (``response_schema_conformance``, plus the status code, content type and response

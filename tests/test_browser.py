@@ -2,7 +2,8 @@
 
 Never downloads a browser: ``scripts/install-browser.sh`` installs Debian's package.
 Skipped with a reason when ``/usr/bin/chromium`` or Playwright is missing, unless
-``VERIFYNOW_REQUIRE_SERVICES`` is set (``.ci/run``), which turns the skip into a failure.
+``VERIFYNOW_REQUIRE_SERVICES`` is set (``.ci/run``), which turns the skip into a
+failure.
 Screenshots of every state go to ``test-artifacts/screenshots/``.
 """
 
@@ -140,7 +141,8 @@ def wrong(code: str) -> str:
 
 def wait_text(page: Any, text: str) -> str:
     page.wait_for_function(
-        "t => document.querySelector('[data-verifynow-status]').textContent.includes(t)",
+        "t => document.querySelector('[data-verifynow-status]')"
+        ".textContent.includes(t)",
         arg=text,
     )
     return status(page).inner_text()
@@ -458,13 +460,15 @@ def test_two_fields_on_one_page_verify_independently(page: Any) -> None:
         root.locator("[data-verifynow-phone]").fill(national)
         root.locator("[data-verifynow-send]").click()
         page.wait_for_function(
-            "i => document.querySelectorAll('[data-verifynow]')[i].dataset.state === 'sent'",
+            "i => document.querySelectorAll('[data-verifynow]')[i]"
+            ".dataset.state === 'sent'",
             arg=index,
         )
         root.locator("[data-verifynow-code]").fill(last_code(e164))
         root.locator("[data-verifynow-verify]").click()
         page.wait_for_function(
-            "i => document.querySelectorAll('[data-verifynow]')[i].dataset.state === 'verified'",
+            "i => document.querySelectorAll('[data-verifynow]')[i]"
+            ".dataset.state === 'verified'",
             arg=index,
         )
     # Verifying the second field left the first one verified.

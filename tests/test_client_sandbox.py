@@ -2,8 +2,9 @@
 profile, and its one deadline per call against a hanging vendor.
 
 The profiles disagree on the HTTP status of every non-200 body code (the main unknown
-of the vendor protocol, verifynow-api.md §5); the client must behave the same under all
-of them because it decides on the body alone.
+of the vendor protocol: the vendor documents only the success case, and public
+integrations disagree); the client must behave the same under all of them because it
+decides on the body alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Operator commands: verifynow_check, verifynow_send, verifynow_purge (S38) and
+"""Operator commands: verifynow_check, verifynow_send, verifynow_purge and
 verifynow_sandbox."""
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def test_send_refused_number():
     assert sandbox_engine().count("send") == 0
 
 
-# -- verifynow_purge (S38) -------------------------------------------------------------
+# -- verifynow_purge -------------------------------------------------------------------
 
 
 def make(age_days, status=AttemptStatus.EXPIRED, checks=0, **fields):

@@ -1,5 +1,6 @@
-"""Races that only a real database shows: PostgreSQL with real threads (S3, S4, S35)
-and, for the send limit, the Redis cache shared by every worker.
+"""Races that only a real database shows: PostgreSQL with real threads (wrong codes,
+a double submit of the right code, one proof used twice) and, for the send limit, the
+Redis cache shared by every worker.
 
 SQLite serialises writers and ignores row locks, so these tests need
 ``VERIFYNOW_TEST_DATABASE_URL`` (``.ci/run`` sets it); they skip with that reason
@@ -161,7 +162,7 @@ def test_concurrent_sends_to_one_phone_make_one_vendor_send():
 def test_concurrent_sends_from_one_session_make_one_vendor_send_and_one_live_attempt():
     """Two tabs or a retrying client: 4 simultaneous sends for one phone and session
     give one vendor send and one live attempt; the others are refused, spending
-    nothing (S21)."""
+    nothing."""
     from django.contrib.sessions.backends.cache import SessionStore
     from django.test import RequestFactory
 
@@ -210,7 +211,8 @@ def test_the_database_allows_one_live_attempt_per_session_and_phone():
 
 def test_the_right_code_raced_on_the_last_try_verifies():
     """Four wrong codes, then the right code twice at once: the attempt ends verified
-    (the vendor said so), not locked; the check that found no try left changes nothing."""
+    (the vendor said so), not locked; the check that found no try left changes
+    nothing."""
     attempt = services.send_otp(PHONE)
     code = last_code(PHONE)
     bad = "".join(str((int(d) + 1) % 10) for d in code)

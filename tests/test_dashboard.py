@@ -1,5 +1,5 @@
 """Dashboard figures computed from known fixtures: per day, totals, countries, vendor
-errors, blocked sends, the SMS-pumping signature (R22) and the chart geometry."""
+errors, blocked sends, the SMS-pumping signature and the chart geometry."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def test_pumping_signature_flags_country_and_prefix():
     for day in range(1, 8):
         add(8, at=NOW - timedelta(days=day), country="IN")
         add(2, at=NOW - timedelta(days=day), country="IN", status=S.EXPIRED)
-    # The last hour: 60 sends to one IN prefix, 5 verified (S19).
+    # The last hour: 60 sends to one IN prefix, 5 verified: a conversion collapse.
     VerificationAttempt.objects.bulk_create(
         VerificationAttempt(
             phone_number=f"+91987650{i:04d}",

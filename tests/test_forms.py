@@ -1,4 +1,5 @@
-"""VerifiedPhoneNumberField, the form mixin and the atomic consumption (S34, S35)."""
+"""VerifiedPhoneNumberField, the form mixin and the atomic consumption: unverified
+submissions are refused, and one proof makes one account."""
 
 from __future__ import annotations
 
@@ -242,7 +243,7 @@ def test_save_consumes_with_the_user(request_: Any) -> None:
 
 @pytest.mark.django_db
 def test_one_verification_makes_one_account(request_: Any) -> None:
-    """S35: the second signup with the same proof fails, in clean()."""
+    """The second signup with the same proof fails, in clean()."""
     attempt = verify(request_)
     first = SignupForm(signup_data(attempt), request=request_)
     assert first.is_valid()
@@ -333,7 +334,8 @@ def test_unknown_field_name_is_an_error(request_: Any) -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_submits_make_at_most_one_account() -> None:
-    """S35 under real concurrency: row locks on PostgreSQL serialise the two UPDATEs."""
+    """One proof, two signups under real concurrency: row locks on PostgreSQL
+    serialise the two UPDATEs."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
     request = make_request()
@@ -366,7 +368,7 @@ def test_concurrent_submits_make_at_most_one_account() -> None:
     assert User.objects.count() == 1
 
 
-# -- through a view (S34) ------------------------------------------------------------
+# -- through a view ------------------------------------------------------------------
 
 
 @pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""Phone parsing and policy, with Hypothesis properties (S16, S40)."""
+"""Phone parsing and policy, with Hypothesis properties: every format of a number maps
+to one rate-limit key, and arbitrary text is a number or a clear error."""
 
 from __future__ import annotations
 

@@ -26,9 +26,9 @@ from django.test import override_settings
 
 from django_verifynow import phone, policy, ratelimit, reasons
 from django_verifynow.exceptions import (
-    PrefixBlocked,
     DailyCapReached,
     LimitsUnavailable,
+    PrefixBlocked,
     RateLimited,
     VerifyNowConfigurationError,
     VerifyNowError,
@@ -157,7 +157,7 @@ def _errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 # -- resend cooldown ----------------------------------------------------------------
 def test_cooldown_grows_and_caps(steady: _FixedRandom) -> None:
     waits = streak(PHONE, 9)
-    # security.md R17: 30 s, then 1, 2, 4, 8, 16, 32 min, capped at 32 min.
+    # 30 s, then 1, 2, 4, 8, 16, 32 min, capped at 32 min.
     assert waits == [30, 60, 120, 240, 480, 960, 1920, 1920, 1920]
     assert [cooldown.wait_for(n) for n in range(1, 10)] == waits
 
@@ -184,7 +184,7 @@ def test_cooldown_jitter_extremes(
 ) -> None:
     fake = _FixedRandom(factor)
     monkeypatch.setattr(cooldown, "_random", fake)
-    # The first wait is exact, whatever the jitter (S13: Retry-After <= 30 s).
+    # The first wait is exact, whatever the jitter (Retry-After <= 30 s).
     assert cooldown.wait_for(1) == 30
     assert fake.calls == []
     assert cooldown.wait_for(2) == second
@@ -864,7 +864,7 @@ def test_a_send_admitted_meanwhile_holds_back_the_other(
 def test_default_send_policy_per_phone_and_ip(
     clock: Clock, steady: _FixedRandom
 ) -> None:
-    """R18, S14 with the default rules: 5 sends per hour per phone (the cooldown
+    """With the default rules: 5 sends per hour per phone (the cooldown
     steps 30, 60, 120, 240 s fit in the hour), 10 per hour per IP."""
     keys = {"ip": "198.51.100.50"}
     at = T0

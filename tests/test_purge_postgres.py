@@ -1,4 +1,4 @@
-"""verifynow_purge on PostgreSQL with 100,000+ rows (R46, S38): batch by batch, recent
+"""verifynow_purge on PostgreSQL with 100,000+ rows: batch by batch, recent
 rows untouched, idempotent, and concurrent sends never wait on the purge's locks."""
 
 from __future__ import annotations

@@ -421,7 +421,7 @@ def test_refusal_takes_back_the_other_counters() -> None:
 
 
 def test_default_send_rules_per_phone_and_ip() -> None:
-    """The mechanism with the default ``send`` rules (R18, S14): 5/h per phone and
+    """The mechanism with the default ``send`` rules: 5/h per phone and
     10/h per IP, whatever the numbers."""
     ip = "198.51.100.50"
     assert hits("send", {"phone": PHONE, "ip": ip}, 8, T0) == 5

@@ -114,7 +114,7 @@ def test_clean_ip(value: str | None, expected: str | None) -> None:
 
 @override_settings(VERIFYNOW=limits(t="3/h/ip"))
 def test_spoofed_xff_does_not_reset_the_ip_bucket() -> None:
-    """S15: one socket address, a new X-Forwarded-For on every request."""
+    """Spoofing: one socket address, a new X-Forwarded-For on every request."""
     allowed = 0
     for i in range(10):
         request = _request("198.51.100.20", xff=f"10.9.{i}.{i}")

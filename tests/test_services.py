@@ -669,7 +669,7 @@ def test_resend_onto_a_vendor_locked_code_is_rate_limited(request_a):
 
 
 def test_id_enumeration_hits_the_per_ip_validate_limit():
-    """S8: random ids all get not-found, then the per-IP limit answers, no vendor call."""
+    """Random ids all get not-found, then the per-IP limit answers, no vendor call."""
     request = make_request(ip="198.51.100.200")
     with vn(RATE_LIMITS={"validate": "20/h/ip"}):
         for _ in range(20):

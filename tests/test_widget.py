@@ -1,4 +1,5 @@
-"""PhoneVerificationWidget: the rendered HTML (R42/R43 support on the page side)."""
+"""PhoneVerificationWidget: the rendered HTML (the page side of a masked number with
+its expiry, and of the server re-check at submit)."""
 
 from __future__ import annotations
 

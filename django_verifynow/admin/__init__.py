@@ -20,7 +20,7 @@ Statuses are *effective* ones everywhere here (the filter, the badge, the CSV): 
 
 Phone numbers are masked (``+91********10``) unless the staff member holds the
 ``django_verifynow.view_full_phone_number`` permission; the same rule applies to the CSV
-export. No code is shown anywhere, because none is stored (R5).
+export. No code is shown anywhere, because none is stored.
 
 Blocked prefixes (:mod:`.blocks`) are listed with an action that lifts them.
 

@@ -1,6 +1,6 @@
 """The CSV export of selected attempts, streamed so a large selection never sits in
 memory. Numbers are masked unless the staff member may see them; no code is exported,
-because none is stored (R5)."""
+because none is stored."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ ERROR_CODES: dict[str, tuple[int, ...]] = {
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 # One text for every 404, whatever the cause (unknown id, malformed id, another
-# session's attempt): nothing tells an attacker that an id exists (OWASP API1, S7/S8).
+# session's attempt): nothing tells an attacker that an id exists (OWASP API1).
 _NOT_FOUND = AttemptNotFound.default_message
 _MALFORMED = _("The request body is not valid JSON or form data.")
 _CSRF = _(
@@ -146,7 +146,7 @@ class TooManyAttempts(APIError):
 
 
 class IdempotencyMismatch(APIError):
-    """An ``Idempotency-Key`` reused with a different request (R39)."""
+    """An ``Idempotency-Key`` reused with a different request."""
 
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "idempotency_mismatch"
@@ -154,7 +154,7 @@ class IdempotencyMismatch(APIError):
 
 
 class RequestInProgress(APIError):
-    """The first request with this ``Idempotency-Key`` has not finished yet (R39)."""
+    """The first request with this ``Idempotency-Key`` has not finished yet."""
 
     status_code = status.HTTP_409_CONFLICT
     code = "in_progress"
@@ -173,7 +173,7 @@ class PayloadTooLarge(APIError):
 
 
 class CsrfFailed(drf_exceptions.PermissionDenied):
-    """An anonymous or session caller did not prove it comes from this site (R28)."""
+    """An anonymous or session caller did not prove it comes from this site."""
 
     default_detail = _CSRF
     default_code = "csrf_failed"

@@ -1,4 +1,4 @@
-"""Optional ``Idempotency-Key`` on send and resend (security.md R39, S22).
+"""Optional ``Idempotency-Key`` on send and resend.
 
 A client that is unsure whether its send went through (a dropped connection, a mobile
 app retrying) repeats the request with the same ``Idempotency-Key`` header and gets the
@@ -44,7 +44,7 @@ __all__ = ["HEADER", "IN_FLIGHT_TTL", "KEY_PATTERN", "REPLAY_TTL", "run"]
 logger = logging.getLogger("django_verifynow.api")
 
 HEADER = "Idempotency-Key"
-#: How long a finished request's answer is replayed (R39: 10 minutes).
+#: How long a finished request's answer is replayed (10 minutes).
 REPLAY_TTL = 600
 #: How long an unfinished request holds its key: longer than the slowest send
 #: (connect + read timeouts, one retry), short enough that a crashed worker's key frees.

@@ -4,7 +4,7 @@ No policy, vendor call or ORM write happens here: limits, binding, expiry and at
 counting are the service layer's. The views only translate the outcome of a check
 (a state on the returned attempt) into the HTTP contract of :mod:`.errors`.
 
-Cross-site protection (security.md R28): DRF views are CSRF-exempt, and DRF's
+Cross-site protection: DRF views are CSRF-exempt, and DRF's
 ``SessionAuthentication`` checks CSRF only for logged-in users, so an anonymous endpoint
 would let any web page make visitors' browsers send SMS. :class:`SameSiteCaller`
 therefore demands Django's CSRF proof from every caller that is anonymous or

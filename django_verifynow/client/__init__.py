@@ -16,7 +16,7 @@ Modules:
 * :mod:`.deadline`: the time budget of one call, and the clocks;
 * :mod:`.results`: :class:`SendResult`, :class:`ValidateResult` and field parsing.
 
-Vendor quirks handled here (see ``verifynow-api.md``):
+Vendor quirks handled here:
 
 * Parameters travel in the query string, the body is empty; ``key`` is the Base64 of the
   password, URL-encoded (``requests`` encodes ``+ / =``).

@@ -1,4 +1,4 @@
-"""The circuit breaker shared by every worker through the Django cache (R36).
+"""The circuit breaker shared by every worker through the Django cache.
 
 While VerifyNow is down, each call would otherwise hold a worker for a full timeout;
 after ``fail_max`` consecutive failures the breaker makes calls fail fast with

@@ -1,9 +1,9 @@
 """The vendor calls: :class:`VerifyNowClient`, its ``send`` and ``validate``.
 
 The outcome is in the body's ``responseCode`` whatever the HTTP status: errors arrive
-as HTTP 200 or 4xx depending on the code (``verifynow-api.md`` §5). We parse JSON on
-every status and decide on the body (:func:`django_verifynow.codes.outcome_for`); the
-status only tells us about transport-level faults (5xx without a usable body, 401/403).
+as HTTP 200 or 4xx depending on the code. We parse JSON on every status and decide on
+the body (:func:`django_verifynow.codes.outcome_for`); the status only tells us about
+transport-level faults (5xx without a usable body, 401/403).
 
 What each failure raises (every exception carries a
 :class:`~django_verifynow.reasons.Reason`):
@@ -69,10 +69,10 @@ class VerifyNowClient:
     """Thread-safe client for one VerifyNow account.
 
     Build it with :func:`~django_verifynow.client.get_client` (from settings) rather
-    than directly. One pooled ``requests.Session`` per thread (R38); timeouts on every
-    request (R31), all of one call's requests within one ``deadline`` (seconds);
-    per-call retry policy (R32); token cached in the Django cache and refreshed once on
-    401/403 (R34); circuit breaker (R36).
+    than directly. One pooled ``requests.Session`` per thread; timeouts on every
+    request, all of one call's requests within one ``deadline`` (seconds); per-call
+    retry policy; token cached in the Django cache and refreshed once on 401/403;
+    circuit breaker.
     """
 
     def __init__(
@@ -172,7 +172,7 @@ class VerifyNowClient:
                 if failure.kind == "connect":
                     raise ProviderUnavailable(endpoint=endpoint) from None
                 # Read timeout or dropped answer: the vendor may have acted (sent the
-                # SMS, counted the attempt). Never resend (R32, R35).
+                # SMS, counted the attempt). Never resend.
                 raise ProviderTimeout(endpoint=endpoint) from None
             body = self.transport.json(response)
             code = response_code_of(body) if body else None
@@ -186,7 +186,7 @@ class VerifyNowClient:
                         "VerifyNow refused a freshly issued token on %s", endpoint
                     )
                     raise ProviderAuthError(endpoint=endpoint, response_code=code)
-                # Replaying is safe: the vendor refused before doing anything (R34).
+                # Replaying is safe: the vendor refused before doing anything.
                 refreshed = True
                 token = self.tokens.get(stale=token, deadline=deadline, admitted=True)
                 continue
@@ -243,7 +243,7 @@ class VerifyNowClient:
             "customerId": self.customer_id,
             "flowType": flow_type,
             "mobileNumber": national_number,
-            # Always explicit: the vendor default is 4 digits, 13 bits (R1).
+            # Always explicit: the vendor default is 4 digits, 13 bits.
             "otpLength": otp_length,
         }
         response, body = self._call(Call.SEND, "POST", params, Deadline(self.deadline))
@@ -257,7 +257,7 @@ class VerifyNowClient:
         if outcome in (Outcome.SENT, Outcome.ALREADY_PENDING):
             verification_id = as_id(data.get("verificationId"))
             if verification_id is None:
-                # A "success" we cannot validate against is no success (S28).
+                # A "success" we cannot validate against is no success.
                 raise self._fault("send", response, code)
             self.breaker.record_success()
             transaction_id = data.get("transactionId")

@@ -2,7 +2,8 @@
 
 A send answers a :class:`SendResult`, a validate a :class:`ValidateResult`; everything
 else raises. The helpers normalise the fields whose type varies between endpoints and
-API versions (``verifynow-api.md`` §3-§4, pitfalls 8 and 9).
+API versions: ``verificationId`` is a string in send answers and a number in validate
+answers, and ``timeout`` comes as ``"60"`` or ``"60.0"``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """The auth token: fetched with the account's credentials, shared through the cache.
 
 ``GET /auth/v1/authentication/token`` answers ``{"status": 200, "token": "<JWT>"}``,
-and refusals as HTTP 200 too, with ``{"status": 400, "error": "..."}``
-(``verifynow-api.md`` §2). The token is cached in the Django cache until shortly
-before the ``exp`` written in the JWT (R34), so every worker shares one; a burst after
-expiry costs one token request, not one per worker thread.
+and refusals as HTTP 200 too, with ``{"status": 400, "error": "..."}``. The token is
+cached in the Django cache until shortly before the ``exp`` written in the JWT, so
+every worker shares one; a burst after expiry costs one token request, not one per
+worker thread.
 
-Retries (R32): up to :data:`TOKEN_ATTEMPTS` attempts with jittered exponential back-off,
+Retries: up to :data:`TOKEN_ATTEMPTS` attempts with jittered exponential back-off,
 all inside the caller's :class:`~.deadline.Deadline`. Every failed attempt counts
 towards the circuit breaker at once, so a hanging token endpoint opens the breaker
 after ``CIRCUIT_BREAKER_FAILURES`` attempts, whichever calls they belonged to.
@@ -50,12 +50,11 @@ __all__ = [
 logger = logging.getLogger("django_verifynow.client")
 
 TOKEN_PATH = "/auth/v1/authentication/token"
-#: Refresh a cached token this long before the ``exp`` in its JWT (R34).
+#: Refresh a cached token this long before the ``exp`` in its JWT.
 TOKEN_EXPIRY_MARGIN = 60
 #: Cache lifetime of a token whose expiry cannot be read.
 TOKEN_DEFAULT_TTL = 3600
-#: Token fetch retry policy (R32): attempts, back-off base, largest Retry-After
-#: honoured.
+#: Token fetch retry policy: attempts, back-off base, largest Retry-After honoured.
 TOKEN_ATTEMPTS = 3
 TOKEN_BACKOFF = 0.5
 TOKEN_MAX_RETRY_AFTER = 5

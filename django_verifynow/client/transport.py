@@ -8,7 +8,7 @@ escape.
 Secrets: the password's ``key``, the token and the user's code all travel in URLs or
 headers. ``requests`` and ``urllib3`` put full URLs in exception messages and debug
 logs, so no ``requests`` exception ever escapes or is chained from here, and urllib3's
-connection-pool logger gets a redacting filter (R37) as soon as the client is imported.
+connection-pool logger gets a redacting filter as soon as the client is imported.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def classify(exc: requests.RequestException) -> str:
 
 
 class Transport:
-    """HTTP exchanges with one vendor base URL, one pooled session per thread (R38).
+    """HTTP exchanges with one vendor base URL, one pooled session per thread.
 
     :param timeout: ``(connect, read)`` seconds, cut per request to the caller's
         :class:`~.deadline.Deadline`.
@@ -148,7 +148,7 @@ class Transport:
             if self._adapter_factory is not None:
                 adapter = self._adapter_factory()
             else:
-                # Retries happen in the client only (R32): urllib3's are switched off.
+                # Retries happen in the client only: urllib3's are switched off.
                 adapter = HTTPAdapter(
                     pool_connections=4, pool_maxsize=10, max_retries=0
                 )

@@ -8,9 +8,9 @@ One cache entry per phone (keyed by an HMAC of the number) holds::
 Two waits, whichever ends later, keep the next send of a phone away:
 
 * the **growing wait**, ``RESEND_COOLDOWN * 2 ** (n - 1)`` capped at
-  ``RESEND_COOLDOWN_MAX`` (30 s, 1, 2, 4 … 32 min), with ±10 % jitter from the second send
-  on so bots cannot time it; the first wait is exact, so the first resend time the API
-  advertises holds;
+  ``RESEND_COOLDOWN_MAX`` (30 s, 1, 2, 4 … 32 min), with ±10 % jitter from the second
+  send on so bots cannot time it; the first wait is exact, so the first resend time the
+  API advertises holds;
 * the **vendor's validity window**: VerifyNow keeps a code live for its ``timeout``
   (60 s by default, 20-300 s per account) and answers 506 "already exists" to any send
   for that number until it ends, without sending an SMS. A resend before then would say

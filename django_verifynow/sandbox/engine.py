@@ -1,10 +1,10 @@
 """The VerifyNow simulator's state machine: pure Python, no Django, no I/O.
 
 :class:`SandboxEngine` answers the three vendor calls (token, send, validate) the way
-Message Central does as far as it is known (``verifynow-api.md`` §2-§6), and the way §11
-recommends where the vendor is silent. The same engine sits behind the in-process
-``requests`` adapter (:mod:`.transport`), the WSGI app (:mod:`.wsgi`) and the threaded
-HTTP server (:mod:`.server`); those faces only translate requests and faults.
+Message Central does as far as its documentation and public integrations show, and
+picks a plausible behaviour where the vendor is silent. The same engine sits behind the
+in-process ``requests`` adapter (:mod:`.transport`), the WSGI app (:mod:`.wsgi`) and the
+threaded HTTP server (:mod:`.server`); those faces only translate requests and faults.
 
 Everything that depends on time reads the injectable clock, so tests move time with
 :class:`FakeClock` (or ``time-machine``, which the default clock follows) instead of
@@ -78,8 +78,8 @@ _UNPROCESSED_FAULTS = frozenset(
 _C = ResponseCode
 
 #: HTTP status per body ``responseCode``, per profile; codes not listed answer HTTP 200.
-#: The vendor's mapping is unknown (``verifynow-api.md`` §5), so a client must decide on
-#: the body alone and be tested against every profile.
+#: The vendor documents no mapping and public integrations disagree, so a client must
+#: decide on the body alone and be tested against every profile.
 PROFILES: dict[str, dict[int, int]] = {
     # Best evidence: body errors on HTTP 200, except 506 (seen as HTTP 400), 500, auth.
     "default": {
@@ -319,7 +319,8 @@ class _Verification:
         return "pending"
 
     def is_live(self, now: float) -> bool:
-        # §11: a live verification is unexpired and unverified (a locked one still is).
+        # Live: unexpired and unverified, a locked one included (the vendor does not
+        # say; this is the simulator's choice).
         return self.verified_at is None and now < self.expires_at
 
 
@@ -940,7 +941,8 @@ class SandboxEngine:
         return SimResponse(200, {"status": 200, "token": self._issue(customer_id)})
 
     def _token_error(self, error: str) -> SimResponse:
-        # Seen as HTTP 200 with an in-body status (X2, X3); strict-4xx makes it a 400.
+        # Public integrations see HTTP 200 with an in-body status; strict-4xx makes it
+        # a 400.
         return SimResponse(
             self._status(_C.BAD_REQUEST), {"status": 400, "error": error}
         )
@@ -1046,7 +1048,7 @@ class SandboxEngine:
     def _send_data(
         v: _Verification, response_code: str, timeout: str, error: str | None
     ) -> dict[str, Any]:
-        # Field for field as verifynow-api.md §3.1: the id is a string here.
+        # Field for field as the vendor's v3 send answer: the id is a string here.
         return {
             "verificationId": str(v.id),
             "mobileNumber": v.mobile_number,
@@ -1144,7 +1146,8 @@ class SandboxEngine:
             return self._answer(_C.WRONG_OTP_PROVIDED)
         v.verified_at = now
         data = {
-            # A JSON number here, unlike send (§4.1).
+            # A JSON number here, as the vendor's validate answer has it (send gives a
+            # string).
             "verificationId": v.id,
             "mobileNumber": v.mobile_number,
             "responseCode": "200",

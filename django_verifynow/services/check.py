@@ -19,7 +19,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .. import phone, policy
-from ..policy import pumping
 from ..client import ValidateResult, get_client
 from ..codes import Outcome
 from ..exceptions import (
@@ -30,6 +29,7 @@ from ..exceptions import (
     RateLimited,
 )
 from ..models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from ..policy import pumping
 from ..reasons import Reason
 from ..signals import verification_locked, verification_verified
 from . import notify
@@ -101,7 +101,8 @@ def validate_otp(
     :raises AttemptNotFound: unknown, or bound to another session or user.
     :raises RateLimited: the per-IP validate limit or the per-phone failure cap.
     :raises ProviderUnavailable: no answer; the try was not counted, except for a
-        :class:`ProviderTimeout`, where the vendor may have counted it: resubmit the code.
+        :class:`ProviderTimeout`, where the vendor may have counted it: resubmit the
+        code.
     :raises ProviderError: the vendor refused; the check is recorded.
     """
     requester = requester_for(request, bind=False)

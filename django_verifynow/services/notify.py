@@ -2,8 +2,8 @@
 
 Events go to the ``django_verifynow.events`` logger as one line each, with the same
 fields in ``extra={"verifynow": {...}}`` for structured handlers: masked numbers only,
-never a code, a token or a full number. Out-of-credit failures are logged at ERROR (every
-send fails until a top-up, so someone must act); everything else at INFO.
+never a code, a token or a full number. Out-of-credit failures are logged at ERROR
+(every send fails until a top-up, so someone must act); everything else at INFO.
 """
 
 from __future__ import annotations

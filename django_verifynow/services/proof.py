@@ -50,7 +50,8 @@ def verified_attempt(
     purpose: str,
     request: HttpRequest | None = None,
 ) -> VerificationAttempt:
-    """Return ``attempt`` if it proves ``phone_number`` for ``purpose``, without using it.
+    """Return ``attempt`` if it proves ``phone_number`` for ``purpose``, without using
+    it.
 
     The read-only twin of :func:`consume_verification` (same conditions), for form
     validation; the proof is only used up by :func:`consume_verification`.

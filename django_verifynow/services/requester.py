@@ -59,12 +59,14 @@ class Requester:
 
     @property
     def trusted(self) -> bool:
-        """Server-side callers (no request) skip binding checks and per-caller limits."""
+        """Server-side callers (no request) skip binding checks and per-caller
+        limits."""
         return self.request is None
 
     @property
     def limit_keys(self) -> dict[str, str | None]:
-        """Non-phone keys of the rate limits: the IP (grouped) and the session or user."""
+        """Non-phone keys of the rate limits: the IP (grouped) and the session or
+        user."""
         session = f"user:{self.user_id}" if self.user_id is not None else self.binding
         return {"ip": ip_key(self.ip), "session": session or None}
 
@@ -295,7 +297,8 @@ def _clean_ip(value: Any) -> str | None:
 def get_attempt(
     attempt_id: uuid.UUID | str, *, request: HttpRequest | None = None
 ) -> VerificationAttempt:
-    """Return the attempt if the requester may see it, else raise :class:`AttemptNotFound`.
+    """Return the attempt if the requester may see it, else raise
+    :class:`AttemptNotFound`.
 
     Lookups spend the requester's ``read`` budget, so ids cannot be enumerated.
 

@@ -27,7 +27,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .. import phone, policy, ratelimit
-from ..policy import pumping
 from ..client import SendResult, get_client
 from ..conf import FLOW_TYPES, verifynow_settings
 from ..exceptions import (
@@ -41,6 +40,7 @@ from ..exceptions import (
     RateLimited,
 )
 from ..models import AttemptStatus, PrefixBlock, VerificationAttempt
+from ..policy import pumping
 from ..reasons import Reason
 from ..signals import verification_sent
 from . import notify

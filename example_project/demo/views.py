@@ -61,7 +61,8 @@ def profile(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def change_phone(request: HttpRequest) -> HttpResponse:
-    """Replace the verified number: password re-check plus verification of the new one."""
+    """Replace the verified number: password re-check plus verification of the new
+    one."""
     form = PhoneChangeForm(request.POST or None, request=request)
     if request.method == "POST" and form.is_valid():
         try:

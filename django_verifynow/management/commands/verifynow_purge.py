@@ -1,4 +1,4 @@
-"""``manage.py verifynow_purge``: delete attempts and their checks past retention (R46).
+"""``manage.py verifynow_purge``: delete attempts and their checks past retention.
 
 Safe to run from cron while the site serves traffic:
 
@@ -49,7 +49,7 @@ def expired_attempts(cutoff: datetime, now: datetime) -> QuerySet[VerificationAt
 
 
 def roll_up(ids: list[Any]) -> None:
-    """Add these attempts to the per-day counters before they are deleted (R46).
+    """Add these attempts to the per-day counters before they are deleted.
 
     Runs inside the batch's transaction: the counts and the deletion commit together,
     so a crash never counts a batch twice or loses it. Grouped by the effective state

@@ -78,7 +78,8 @@ class Command(BaseCommand):
             raise CommandError(f"Send refused: {exc.code}: {exc.message}") from None
         self.stdout.write(
             f"Sent to {attempt.masked_phone_number} by {attempt.flow_type}: attempt "
-            f"{attempt.pk}, {attempt.otp_length} digits, expires {attempt.expires_at:%H:%M:%S} UTC."
+            f"{attempt.pk}, {attempt.otp_length} digits, "
+            f"expires {attempt.expires_at:%H:%M:%S} UTC."
         )
         while attempt.status == AttemptStatus.PENDING:
             code = self._read_code(stdin, attempt.attempts_left)

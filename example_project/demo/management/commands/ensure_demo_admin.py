@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    """Create the superuser ``admin`` with password ``admin``, or reset it (idempotent)."""
+    """Create the superuser ``admin`` with password ``admin``, or reset it
+    (idempotent)."""
 
     help = "Create or reset the demo superuser admin/admin (example site only)."
 
