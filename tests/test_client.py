@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,6 +21,7 @@ import requests
 import responses
 import urllib3
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
 from django_verifynow import client as client_module
@@ -854,3 +856,66 @@ def test_no_secret_in_exceptions_or_logs(vendor, caplog):
         node = node.__cause__ or node.__context__
     assert not any(isinstance(e, requests.RequestException) for e in seen)
     assert "C-TEST" not in repr(client) and PASSWORD not in repr(client)
+
+
+# -- cache round trips --------------------------------------------------------------
+class CountingCache(LocMemCache):
+    """Local memory, counting every top-level operation (each one is a round trip
+    on Redis; LocMem's get_many calls get itself, which is not counted)."""
+
+    calls: list[str] = []
+    _OPS = frozenset(
+        {"get", "get_many", "set", "add", "delete", "delete_many", "incr", "decr"}
+    )
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name not in CountingCache._OPS:
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            outer = not getattr(_nesting, "depth", 0)
+            if outer:
+                CountingCache.calls.append(name)
+            _nesting.depth = getattr(_nesting, "depth", 0) + 1
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                _nesting.depth -= 1
+
+        return counted
+
+
+_nesting = threading.local()
+
+
+COUNTING = {"default": {"BACKEND": "tests.test_client.CountingCache", "LOCATION": "c"}}
+
+
+@override_settings(CACHES=COUNTING)
+def test_a_call_with_a_cached_token_makes_one_cache_round_trip(vendor) -> None:
+    """The breaker's state and the token are read together, and a success on a clean
+    breaker writes nothing: one round trip per vendor call."""
+    caches["default"].clear()
+    client = make_client()
+    token_ok(vendor)
+    send_ok(vendor)
+    send_ok(vendor)
+    client.send(**SEND_ARGS)  # fetches and caches the token
+    CountingCache.calls.clear()
+    client.send(**SEND_ARGS)
+    assert CountingCache.calls == ["get_many"], CountingCache.calls
+
+
+@override_settings(CACHES=COUNTING)
+def test_a_success_after_failures_still_closes_the_breaker(vendor) -> None:
+    caches["default"].clear()
+    client = make_client(breaker_failures=5)
+    token_ok(vendor)
+    vendor.post(SEND_URL, status=500, json=envelope(500))
+    send_ok(vendor)
+    with pytest.raises(ProviderError):
+        client.send(**SEND_ARGS)
+    assert caches["default"].get(client.breaker.failures_key) == 1
+    client.send(**SEND_ARGS)
+    assert caches["default"].get(client.breaker.failures_key) is None

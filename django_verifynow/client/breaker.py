@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache import caches
@@ -46,6 +48,9 @@ class CircuitBreaker:
         self.probe_key = f"verifynow:cb:{key}:probe"
         self.fail_max = fail_max
         self.reset_timeout = reset_timeout
+        # Per thread: whether the state read at this call's start had anything to
+        # forget. A clean breaker (the normal case) then costs no write on success.
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.fail_max} failures, {self.reset_timeout} s>"
@@ -55,11 +60,26 @@ class CircuitBreaker:
         """The cache holding the breaker's state (looked up per use: tests swap it)."""
         return caches[self.cache_alias]
 
-    def before_call(self, endpoint: str) -> None:
-        """Admit a new call: raise :class:`ProviderUnavailable` without any I/O while
-        the breaker is open, or while another caller holds the half-open probe."""
+    @property
+    def state_keys(self) -> tuple[str, str, str]:
+        """The cache keys of the breaker's state, for a caller that reads them together
+        with its own (one round trip per call)."""
+        return (self.open_key, self.failures_key, self.probe_key)
+
+    def before_call(
+        self, endpoint: str, state: Mapping[str, Any] | None = None
+    ) -> None:
+        """Admit a new call: raise :class:`ProviderUnavailable` while the breaker is
+        open, or while another caller holds the half-open probe.
+
+        :param state: the values of :attr:`state_keys` read by the caller (missing keys
+            absent); without it the state is read here.
+        """
         try:
-            open_until = self.cache.get(self.open_key)
+            if state is None:
+                state = self.cache.get_many(list(self.state_keys))
+            self._local.dirty = any(k in state for k in self.state_keys)
+            open_until = state.get(self.open_key)
             if open_until is None:
                 return
             remaining = open_until - now()
@@ -101,7 +121,14 @@ class CircuitBreaker:
             )
 
     def record_success(self) -> None:
-        """Close the breaker (forget earlier failures)."""
+        """Close the breaker (forget earlier failures).
+
+        No I/O when the state read at the call's start was clean and this call
+        recorded no failure: nothing to forget.
+        """
+        if getattr(self._local, "dirty", True) is False:
+            return
+        self._local.dirty = False
         try:
             was_open = self.cache.get(self.open_key) is not None
             self.cache.delete_many([self.failures_key, self.open_key, self.probe_key])
@@ -112,6 +139,7 @@ class CircuitBreaker:
 
     def record_failure(self) -> None:
         """Count a failure; open (or reopen) the breaker at the threshold."""
+        self._local.dirty = True
         try:
             half_open = self.cache.get(self.probe_key) is not None
             self.cache.add(self.failures_key, 0, timeout=self.reset_timeout * 10)

@@ -143,8 +143,18 @@ class VerifyNowClient:
         single refresh-and-replay on an auth failure, all within ``deadline``."""
         endpoint = call.value
         path = PATHS[self.api_version][endpoint]
-        self.breaker.before_call(endpoint)
-        token = self.tokens.get(deadline=deadline, admitted=True)
+        # The breaker's state and the token in one round trip; the success path then
+        # writes nothing (the breaker is clean, the token cached).
+        state = self._read_state()
+        self.breaker.before_call(endpoint, state)
+        if state is None:
+            token = self.tokens.get(deadline=deadline, admitted=True)
+        else:
+            token = self.tokens.get(
+                deadline=deadline,
+                admitted=True,
+                cached=state.get(self.tokens.cache_key),
+            )
         refreshed = False
         connect_retries = 1
         while True:
@@ -191,6 +201,17 @@ class VerifyNowClient:
                 token = self.tokens.get(stale=token, deadline=deadline, admitted=True)
                 continue
             return response, body
+
+    def _read_state(self) -> Mapping[str, Any] | None:
+        """The breaker's state and the cached token, or ``None`` if the cache failed
+        (each part then reads, and falls back, on its own)."""
+        try:
+            state: Mapping[str, Any] = self.tokens.cache.get_many(
+                [*self.breaker.state_keys, self.tokens.cache_key]
+            )
+        except Exception:  # noqa: BLE001 - a broken cache must not stop vendor calls
+            return None
+        return state
 
     def _fault(
         self, endpoint: str, response: requests.Response, code: int | None

@@ -63,6 +63,10 @@ TOKEN_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 TOKEN_LOCK_TIMEOUT = 15
 
 
+# "Not read by the caller" for TokenSource.get(cached=...), distinct from None.
+_UNREAD = object()
+
+
 def jwt_exp(token: str) -> float | None:
     """Read ``exp`` from a JWT payload, unverified (we only need a cache TTL)."""
     try:
@@ -134,7 +138,12 @@ class TokenSource:
             pass
 
     def get(
-        self, *, deadline: Deadline, stale: str | None = None, admitted: bool = False
+        self,
+        *,
+        deadline: Deadline,
+        stale: str | None = None,
+        admitted: bool = False,
+        cached: str | None | object = _UNREAD,
     ) -> str:
         """Return a valid token, fetching one within ``deadline`` if none is cached.
 
@@ -143,11 +152,13 @@ class TokenSource:
         :param admitted: the caller already passed the breaker's
             :meth:`~.CircuitBreaker.before_call` for this call (a send or validate that
             needs a token); a direct token request is admitted here.
+        :param cached: the token's cache value, when the caller read it already (with
+            the breaker's state, in one round trip); ``None`` if it was absent.
         :raises ProviderUnavailable: no token in time (nothing was sent).
         :raises ProviderAuthError: the vendor refused the credentials.
         """
-        token = self.cached()
-        if token and token != stale:
+        token = self.cached() if cached is _UNREAD else cached
+        if isinstance(token, str) and token and token != stale:
             return token
         # Serialise refreshes: threads of this process on a lock, processes on a cache
         # "add" lock, so a burst after expiry costs one token call, not one per request.
