@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, verifynow_settings
+from .conf import DEFAULTS, setting_property, verifynow_settings
 from .exceptions import VerifyNowConfigurationError
 from .ratelimit import parse_rules
 
@@ -287,7 +287,11 @@ def check_setting_values(
 
 def _setting_properties() -> list[str]:
     cls = type(verifynow_settings)
-    return [k for k in DEFAULTS if isinstance(getattr(cls, k, None), property)]
+    return [
+        k
+        for k in DEFAULTS
+        if isinstance(getattr(cls, k, None), (property, setting_property))
+    ]
 
 
 def check_otp_length(

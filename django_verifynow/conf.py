@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar, overload
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from .exceptions import VerifyNowConfigurationError
 
-__all__ = ["DEFAULTS", "IPNetwork", "VerifyNowSettings", "verifynow_settings"]
+__all__ = [
+    "DEFAULTS",
+    "IPNetwork",
+    "VerifyNowSettings",
+    "setting_property",
+    "verifynow_settings",
+]
 
 #: One entry of ``TRUSTED_PROXIES`` once parsed.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -156,8 +165,58 @@ def _bad(key: str, expected: str, value: Any) -> VerifyNowConfigurationError:
     )
 
 
+_T = TypeVar("_T")
+
+
+class setting_property(Generic[_T]):
+    """A validated setting, computed once per version of ``settings.VERIFYNOW``.
+
+    A send reads settings dozens of times; validating each read again cost more than
+    the policy itself. The memo is dropped whenever ``settings.VERIFYNOW`` is replaced
+    (``override_settings``, the ``settings`` fixture) or any setting changes (Django's
+    ``setting_changed`` signal), so reads stay live. Mutating the dict in place is not
+    seen: assign a new dict instead.
+    """
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> setting_property[_T]: ...
+
+    @overload
+    def __get__(self, obj: VerifyNowSettings, owner: type | None = None) -> _T: ...
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        memo = obj._memo_for(getattr(settings, "VERIFYNOW", None))
+        try:
+            return memo[self.name]
+        except KeyError:
+            value = memo[self.name] = self.func(obj)
+            return value
+
+
 class VerifyNowSettings:
     """Typed, live view of ``settings.VERIFYNOW`` (see :data:`DEFAULTS`)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, Any] = {}
+        self._memo_source: Any = None
+
+    def _memo_for(self, source: Any) -> dict[str, Any]:
+        if source is not self._memo_source:
+            self._memo = {}
+            self._memo_source = source
+        return self._memo
+
+    def clear_cache(self) -> None:
+        """Forget every validated value (Django's ``setting_changed`` calls this)."""
+        self._memo = {}
+        self._memo_source = None
 
     def _raw(self, key: str) -> Any:
         user = getattr(settings, "VERIFYNOW", None) or {}
@@ -192,22 +251,22 @@ class VerifyNowSettings:
         )
 
     # -- credentials -------------------------------------------------------------------
-    @property
+    @setting_property
     def CUSTOMER_ID(self) -> str | None:
         """VerifyNow customer id (``C-…``); required unless :attr:`SANDBOX`."""
         return self._raw("CUSTOMER_ID") or None
 
-    @property
+    @setting_property
     def PASSWORD(self) -> str | None:
         """Account password; the client sends its Base64 as ``key``. Never logged."""
         return self._raw("PASSWORD") or None
 
-    @property
+    @setting_property
     def EMAIL(self) -> str | None:
         """Optional account e-mail sent with token requests."""
         return self._raw("EMAIL") or None
 
-    @property
+    @setting_property
     def COUNTRY(self) -> str | None:
         """Optional ``country`` sent with token requests."""
         value = self._raw("COUNTRY")
@@ -226,7 +285,7 @@ class VerifyNowSettings:
         return self._raw("CUSTOMER_ID"), self._raw("PASSWORD")
 
     # -- transport ---------------------------------------------------------------------
-    @property
+    @setting_property
     def BASE_URL(self) -> str:
         """Vendor base URL, without a trailing slash."""
         value = self._raw("BASE_URL")
@@ -234,7 +293,7 @@ class VerifyNowSettings:
             raise _bad("BASE_URL", "an http(s) URL", value)
         return value.rstrip("/")
 
-    @property
+    @setting_property
     def API_VERSION(self) -> str:
         """``"v3"`` (default) or ``"v2"`` endpoint family."""
         value = self._raw("API_VERSION")
@@ -242,12 +301,19 @@ class VerifyNowSettings:
             raise _bad("API_VERSION", '"v2" or "v3"', value)
         return value
 
-    @property
+    @setting_property
     def SANDBOX(self) -> bool:
-        """Route every vendor call to the in-process simulator (no network)."""
-        return bool(self._raw("SANDBOX"))
+        """Route every vendor call to the in-process simulator (no network).
 
-    @property
+        A real ``bool``: ``"False"`` from an environment variable is truthy and would
+        turn the simulator on in production, so anything else is refused.
+        """
+        value = self._raw("SANDBOX")
+        if not isinstance(value, bool):
+            raise _bad("SANDBOX", "True or False", value)
+        return value
+
+    @setting_property
     def SANDBOX_OPTIONS(self) -> dict[str, Any]:
         """Keyword arguments of the in-process
         :class:`~django_verifynow.sandbox.SandboxEngine`."""
@@ -256,7 +322,7 @@ class VerifyNowSettings:
             raise _bad("SANDBOX_OPTIONS", "a dict", value)
         return value
 
-    @property
+    @setting_property
     def TIMEOUT(self) -> tuple[float, float]:
         """``(connect, read)`` seconds for every vendor call."""
         value = self._raw("TIMEOUT")
@@ -270,7 +336,7 @@ class VerifyNowSettings:
             raise _bad("TIMEOUT", "positive seconds", value)
         return connect, read
 
-    @property
+    @setting_property
     def DEADLINE(self) -> float:
         """Seconds one vendor call may take in all: token fetches, retries, back-off
         sleeps and the call itself. Each request's timeouts are cut to the time left.
@@ -288,23 +354,23 @@ class VerifyNowSettings:
             raise _bad("DEADLINE", f"a number of seconds >= {MIN_DEADLINE}", value)
         return float(value)
 
-    @property
+    @setting_property
     def CIRCUIT_BREAKER_FAILURES(self) -> int:
         """Consecutive vendor failures that open the circuit breaker."""
         return self._int("CIRCUIT_BREAKER_FAILURES", 1)
 
-    @property
+    @setting_property
     def CIRCUIT_BREAKER_RESET(self) -> int:
         """Seconds the breaker stays open before one probe call is let through."""
         return self._int("CIRCUIT_BREAKER_RESET", 1)
 
     # -- codes -------------------------------------------------------------------------
-    @property
+    @setting_property
     def OTP_LENGTH(self) -> int:
         """Digits per code, 4–8 (the vendor's range); a system check warns below 6."""
         return self._int("OTP_LENGTH", 4, 8)
 
-    @property
+    @setting_property
     def FLOW_TYPE(self) -> str:
         """Default channel: ``"SMS"`` or ``"WHATSAPP"``."""
         value = self._raw("FLOW_TYPE")
@@ -312,25 +378,25 @@ class VerifyNowSettings:
             raise _bad("FLOW_TYPE", " or ".join(FLOW_TYPES), value)
         return value
 
-    @property
+    @setting_property
     def CODE_TTL(self) -> int:
         """Our bound on code life in seconds, capped at 600; expiry is min(vendor,
         this)."""
         return min(self._int("CODE_TTL", 1), MAX_CODE_TTL)
 
-    @property
+    @setting_property
     def MAX_ATTEMPTS(self) -> int:
         """Wrong codes per attempt before it locks."""
         return self._int("MAX_ATTEMPTS", 1, 100)
 
-    @property
+    @setting_property
     def PROOF_TTL(self) -> int:
         """Seconds after verification during which the proof may be consumed."""
         return self._int("PROOF_TTL", 1)
 
     # -- policy ------------------------------------------------------------------------
-    @property
-    def RATE_LIMITS(self) -> dict[str, str]:
+    @setting_property
+    def RATE_LIMITS(self) -> Mapping[str, str]:
         """Rate-limit rules per action, merged over :data:`DEFAULT_RATE_LIMITS`.
 
         Set an action to ``""`` to disable its limits.
@@ -338,24 +404,25 @@ class VerifyNowSettings:
         value = self._raw("RATE_LIMITS")
         if not isinstance(value, dict):
             raise _bad("RATE_LIMITS", 'a dict like {"send": "5/h/phone"}', value)
-        return {**DEFAULT_RATE_LIMITS, **value}
+        # Read-only: the memo hands the same mapping to every caller.
+        return MappingProxyType({**DEFAULT_RATE_LIMITS, **value})
 
-    @property
+    @setting_property
     def RESEND_COOLDOWN(self) -> int:
         """Seconds before the first resend to a phone; doubles with each later send."""
         return self._int("RESEND_COOLDOWN", 0)
 
-    @property
+    @setting_property
     def RESEND_COOLDOWN_MAX(self) -> int:
         """Ceiling of the growing resend cooldown, in seconds."""
         return self._int("RESEND_COOLDOWN_MAX", 0)
 
-    @property
+    @setting_property
     def PREFIX_BLOCK_SECONDS(self) -> int:
         """How long a prefix stays blocked after its send rate was exceeded."""
         return self._int("PREFIX_BLOCK_SECONDS", 0)
 
-    @property
+    @setting_property
     def ALLOWED_COUNTRIES(self) -> frozenset[str] | None:
         """ISO 3166 alpha-2 allow-list, or ``None`` for every country (W004 warns)."""
         value = self._raw("ALLOWED_COUNTRIES")
@@ -371,7 +438,7 @@ class VerifyNowSettings:
             )
         return frozenset(c.upper() for c in value)
 
-    @property
+    @setting_property
     def ALLOWED_NUMBER_TYPES(self) -> frozenset[str]:
         """libphonenumber number types accepted (names of ``PhoneNumberType``)."""
         value = self._raw("ALLOWED_NUMBER_TYPES")
@@ -385,19 +452,19 @@ class VerifyNowSettings:
             )
         return frozenset(value)
 
-    @property
+    @setting_property
     def DAILY_SEND_CAP(self) -> int | None:
         """Global cap on vendor sends per day, or ``None``."""
         if self._raw("DAILY_SEND_CAP") is None:
             return None
         return self._int("DAILY_SEND_CAP", 1)
 
-    @property
+    @setting_property
     def RETENTION_DAYS(self) -> int:
         """Days attempts and checks are kept before ``verifynow_purge`` deletes them."""
         return self._int("RETENTION_DAYS", 1)
 
-    @property
+    @setting_property
     def CACHE(self) -> str:
         """Cache alias for the token, the limits and the circuit breaker."""
         value = self._raw("CACHE")
@@ -407,7 +474,7 @@ class VerifyNowSettings:
             )
         return value
 
-    @property
+    @setting_property
     def TRUSTED_PROXIES(self) -> tuple[IPNetwork, ...]:
         """Networks of the reverse proxies whose ``X-Forwarded-For`` is believed.
 
@@ -436,7 +503,7 @@ class VerifyNowSettings:
                 )
         return _parse_networks(tuple(str(e) for e in entries))
 
-    @property
+    @setting_property
     def TRUSTED_PROXY_COUNT(self) -> int:
         """Deprecated: how many ``X-Forwarded-For`` entries to trust by hop count.
 
@@ -449,3 +516,10 @@ class VerifyNowSettings:
 
 #: The settings object used everywhere in the package.
 verifynow_settings = VerifyNowSettings()
+
+
+def _forget_settings(**kwargs: Any) -> None:
+    verifynow_settings.clear_cache()
+
+
+setting_changed.connect(_forget_settings, dispatch_uid="django_verifynow.conf")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from django.test import override_settings
 
-from django_verifynow.conf import DEFAULT_RATE_LIMITS, verifynow_settings
+from django_verifynow.conf import (
+    DEFAULT_RATE_LIMITS,
+    VerifyNowSettings,
+    verifynow_settings,
+)
 from django_verifynow.exceptions import VerifyNowConfigurationError
 
 
@@ -194,3 +199,38 @@ def test_is_set_tells_an_explicit_key_from_a_default():
         assert not verifynow_settings.is_set("TRUSTED_PROXIES")
     with override_settings(VERIFYNOW="not a dict"):
         assert not verifynow_settings.is_set("TRUSTED_PROXY_COUNT")
+
+
+@pytest.mark.parametrize("value", ["False", "0", 1, None])
+def test_sandbox_must_be_a_real_bool(value: Any) -> None:
+    """ "False" from an environment variable is truthy: it must not turn the simulator
+    on in production."""
+    with override_settings(VERIFYNOW={"SANDBOX": value}):
+        with pytest.raises(VerifyNowConfigurationError, match='"SANDBOX"'):
+            _ = verifynow_settings.SANDBOX
+
+
+def test_settings_are_validated_once_per_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[str] = []
+    raw = VerifyNowSettings._raw
+
+    def counting(self: VerifyNowSettings, key: str) -> Any:
+        reads.append(key)
+        return raw(self, key)
+
+    monkeypatch.setattr(VerifyNowSettings, "_raw", counting)
+    with override_settings(VERIFYNOW={"OTP_LENGTH": 7}):
+        for _ in range(50):
+            assert verifynow_settings.OTP_LENGTH == 7
+        assert reads.count("OTP_LENGTH") == 1
+        with override_settings(VERIFYNOW={"OTP_LENGTH": 8}):
+            assert verifynow_settings.OTP_LENGTH == 8  # a new dict: read again
+        assert verifynow_settings.OTP_LENGTH == 7
+    assert reads.count("OTP_LENGTH") == 3
+
+
+def test_rate_limits_are_read_only() -> None:
+    with pytest.raises(TypeError):
+        verifynow_settings.RATE_LIMITS["send"] = ""  # type: ignore[index]
