@@ -444,8 +444,15 @@ def reset(
     """Clear the counters of ``action`` for these keys (e.g. forget failures after a
     success).
 
+    Site-wide (``global``) counters are cleared only when ``keys`` names ``"global"``:
+    forgetting one phone's counters must not reset everyone's.
+
     :raises StoreUnavailable: the cache failed; the counters then stay.
     """
     moment = now_or(now)
-    buckets = _buckets(action, keys, moment, rules)
+    buckets = [
+        b
+        for b in _buckets(action, keys, moment, rules)
+        if b.rule.key != "global" or keys.get("global")
+    ]
     cache().delete_many([k for b in buckets for k in (b.current, b.previous)])

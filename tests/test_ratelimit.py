@@ -663,3 +663,17 @@ def test_refused_hits_leak_nothing_under_thread_concurrency() -> None:
 
     assert sum(_run_threads(8, job)) == 30
     assert counter("t", "ip", "::1", HOUR, T0) == 30
+
+
+@override_settings(VERIFYNOW=limits(t="2/h/phone,3/h/global"))
+def test_reset_for_one_key_leaves_the_global_counter() -> None:
+    """Forgetting one phone's counters must not reset the whole site's."""
+    ratelimit.hit("t", {"phone": PHONE}, now=T0)
+    ratelimit.hit("t", {"phone": OTHER_PHONE}, now=T0)
+    ratelimit.reset("t", {"phone": PHONE}, now=T0)
+    ratelimit.hit("t", {"phone": PHONE}, now=T0)  # the phone's counter was cleared
+    with pytest.raises(ratelimit.LimitExceeded) as info:  # the site's was not: 3 of 3
+        ratelimit.hit("t", {"phone": "+15551234567"}, now=T0)
+    assert info.value.rule.key == "global"
+    ratelimit.reset("t", {"global": "all"}, now=T0)
+    ratelimit.hit("t", {"phone": "+15551234567"}, now=T0)
