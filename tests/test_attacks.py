@@ -173,3 +173,28 @@ def test_a_strangers_wrong_codes_do_not_refuse_the_owners_own_code() -> None:
         mine = services.send_otp(VICTIM, request=owner)
         result = services.validate_otp(mine.pk, last_code(VICTIM), request=owner)
     assert result.status == AttemptStatus.VERIFIED
+
+
+# -- a right code checked in time is never undone by the clock ---------------------
+
+
+def test_a_check_after_expiry_leaves_an_in_time_check_in_flight_to_decide() -> None:
+    """A right code reserved a try just before expiry and waits for a slow vendor; a
+    double click lands after expiry. The second check answers "expired" but must not
+    store it: the first one's "verified" decides (the soak found the row expired)."""
+    request = browser("203.0.113.10")
+    attempt = services.send_otp(VICTIM, request=request)
+    code = last_code(VICTIM)
+    # The first check's reservation, its vendor answer not back yet.
+    VerificationAttempt.objects.filter(pk=attempt.pk).update(check_count=1)
+    with time_machine.travel(attempt.expires_at + timedelta(seconds=1), tick=False):
+        late = services.validate_otp(attempt.pk, code, request=request)
+    assert late.check_result == services.CheckResult.EXPIRED
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.PENDING  # left for the in-flight check
+    # With nothing in flight, the clock expires it for good.
+    VerificationAttempt.objects.filter(pk=attempt.pk).update(check_count=0)
+    with time_machine.travel(attempt.expires_at + timedelta(seconds=1), tick=False):
+        services.validate_otp(attempt.pk, code, request=request)
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.EXPIRED

@@ -919,3 +919,35 @@ def test_a_success_after_failures_still_closes_the_breaker(vendor) -> None:
     assert caches["default"].get(client.breaker.failures_key) == 1
     client.send(**SEND_ARGS)
     assert caches["default"].get(client.breaker.failures_key) is None
+
+
+class VanishingCounterCache(LocMemCache):
+    """incr finds the key gone once, as when another worker's success deleted it."""
+
+    vanish = True
+
+    def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        if VanishingCounterCache.vanish and key.endswith(":failures"):
+            VanishingCounterCache.vanish = False
+            self.delete(key, version=version)
+            raise ValueError(f"Key {key!r} not found")
+        return super().incr(key, delta, version)
+
+
+@override_settings(
+    CACHES={
+        "default": {
+            "BACKEND": "tests.test_client.VanishingCounterCache",
+            "LOCATION": "vanish",
+        }
+    }
+)
+def test_a_failure_racing_a_success_counts_and_raises_no_cache_alarm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="django_verifynow.client")
+    VanishingCounterCache.vanish = True
+    client = make_client(breaker_failures=5)
+    client.breaker.record_failure()
+    assert caches["default"].get(client.breaker.failures_key) == 1
+    assert "unavailable" not in caplog.text

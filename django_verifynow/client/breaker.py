@@ -143,7 +143,13 @@ class CircuitBreaker:
         try:
             half_open = self.cache.get(self.probe_key) is not None
             self.cache.add(self.failures_key, 0, timeout=self.reset_timeout * 10)
-            failures = self.cache.incr(self.failures_key)
+            try:
+                failures = self.cache.incr(self.failures_key)
+            except ValueError:
+                # A concurrent record_success() deleted the key since add(): this is
+                # the first failure again, not a cache outage.
+                self.cache.add(self.failures_key, 1, timeout=self.reset_timeout * 10)
+                failures = 1
             if failures >= self.fail_max or half_open:
                 self.cache.set(
                     self.open_key,

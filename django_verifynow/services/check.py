@@ -134,7 +134,12 @@ def _check(
         return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
     now = timezone.now()
     if attempt.is_expired:
-        _move(attempt, _S.EXPIRED)
+        if not _expire(attempt):
+            # Not written: a concurrent check settled the attempt (answer what it is
+            # now), or one reserved in time still waits for the vendor (it decides).
+            attempt.refresh_from_db(fields=["status", "check_count", "verified_at"])
+            if attempt.status != _S.PENDING:
+                return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
         notify.failed(attempt, requester, Reason.EXPIRED)
         return CheckResult.EXPIRED
     try:
@@ -240,7 +245,7 @@ def _apply(
         attempt.refresh_from_db(fields=["status", "check_count"])
         return CheckResult.WRONG_CODE
     if outcome is Outcome.EXPIRED:
-        _move(attempt, _S.EXPIRED, last_response_code=code)
+        _expire(attempt, own=1, last_response_code=code)
         _record(attempt, requester, CheckOutcome.EXPIRED, code)
         notify.failed(attempt, requester, Reason.EXPIRED)
         return CheckResult.EXPIRED
@@ -302,6 +307,20 @@ def _may_have_succeeded(attempt: VerificationAttempt) -> bool:
     # attempt is still waiting for the vendor and may be the one that succeeded.
     recorded = checks.filter(outcome__in=_USED).count()
     return attempt.check_count - recorded - 1 > 0
+
+
+def _expire(attempt: VerificationAttempt, *, own: int = 0, **values: object) -> bool:
+    """Store ``expired`` unless a check reserved in time (other than the caller's
+    ``own`` reservation) still waits for the vendor: its answer decides the state."""
+    used = VerificationCheck.objects.filter(attempt=attempt, outcome__in=_USED).count()
+    moved = VerificationAttempt.objects.filter(
+        pk=attempt.pk, check_count__lte=used + own
+    ).transition(_S.EXPIRED, **values)
+    if moved:
+        attempt.status = _S.EXPIRED
+        for key, value in values.items():
+            setattr(attempt, key, value)
+    return bool(moved)
 
 
 def _move(
