@@ -6,8 +6,9 @@
 
 Creates the database if needed, migrates it, empties the two tables, then generates the
 rows server-side with ``INSERT … SELECT generate_series`` (no Python loop: about 90 s
-for a million attempts and 950,000 checks on a 2-CPU machine), spread evenly over the last ``--days`` days (default 90, so
-with the default 30-day retention two thirds of the table is purgeable). Checks are
+for a million attempts and 950,000 checks on a 2-CPU machine), spread evenly over the
+last ``--days`` days (default 90, so with the default 30-day retention two thirds of
+the table is purgeable). Checks are
 added for verified attempts (one) and locked ones (five wrong codes). Ends with
 ``ANALYZE`` so the planner sees the real sizes.
 
@@ -82,7 +83,8 @@ SELECT
     t.created_at,
     t.created_at + interval '10 minutes',
     CASE WHEN s.status = 'verified' THEN t.created_at + interval '40 seconds' END,
-    CASE WHEN s.status = 'verified' AND i % 2 = 0 THEN t.created_at + interval '60 seconds' END,
+    CASE WHEN s.status = 'verified' AND i % 2 = 0
+         THEN t.created_at + interval '60 seconds' END,
     CASE s.status WHEN 'verified' THEN 1 WHEN 'locked' THEN 5 ELSE 0 END,
     5,
     CASE s.status WHEN 'verified' THEN 200 WHEN 'locked' THEN 702
@@ -113,7 +115,9 @@ SELECT a.id, a.created_at + n * interval '10 seconds',
        CASE WHEN a.status = 'verified' THEN 200 ELSE 702 END,
        a.ip_address
 FROM django_verifynow_verificationattempt a
-CROSS JOIN LATERAL generate_series(1, CASE WHEN a.status = 'locked' THEN 5 ELSE 1 END) AS n
+CROSS JOIN LATERAL generate_series(
+    1, CASE WHEN a.status = 'locked' THEN 5 ELSE 1 END
+) AS n
 WHERE a.status IN ('verified', 'locked')
 """
 

@@ -4,13 +4,29 @@ Runs in sandbox mode with SQLite by default: no credentials and no network, the 
 "delivered" are listed on the sandbox inbox page (``/sandbox/inbox/``). Set
 ``VERIFYNOW_CUSTOMER_ID`` and ``VERIFYNOW_PASSWORD`` in the environment to talk to the
 real VerifyNow API instead. Development settings only: never deploy them.
+
+Production-shaped runs (``benchmarks/soak.py``) switch parts to what a deployment uses,
+each with one environment variable; with none of them set, nothing changes:
+
+- ``EXAMPLE_DATABASE_URL`` (``postgres://user[:password]@host:port/name``): PostgreSQL
+  instead of SQLite, with ``EXAMPLE_CONN_MAX_AGE`` seconds of persistent connections;
+- ``EXAMPLE_REDIS_URL`` (``redis://host:port/db``): Redis as the shared cache;
+- ``EXAMPLE_ALLOWED_HOSTS``: comma-separated ``ALLOWED_HOSTS``; ``DJANGO_DEBUG=0``;
+- ``VERIFYNOW_SANDBOX`` (``0`` or ``1``) forces the in-process simulator off or on;
+  ``VERIFYNOW_BASE_URL`` (a sandbox server, say), ``VERIFYNOW_TRUSTED_PROXY_COUNT``,
+  ``VERIFYNOW_TIMEOUT`` (``connect,read`` seconds), ``VERIFYNOW_DEADLINE``,
+  ``VERIFYNOW_CIRCUIT_BREAKER_FAILURES``, ``VERIFYNOW_CIRCUIT_BREAKER_RESET`` and
+  ``VERIFYNOW_RATE_LIMITS`` (a JSON object, merged over the default rules).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -20,6 +36,10 @@ SECRET_KEY = os.environ.get(
 )
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+if os.environ.get("EXAMPLE_ALLOWED_HOSTS"):
+    ALLOWED_HOSTS = [
+        h.strip() for h in os.environ["EXAMPLE_ALLOWED_HOSTS"].split(",") if h.strip()
+    ]
 
 HAS_SPECTACULAR = importlib.util.find_spec("drf_spectacular") is not None
 
@@ -85,9 +105,42 @@ DATABASES = {
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SILENCED_SYSTEM_CHECKS = ["django_verifynow.W003"]
 
+
+def _postgres(url: str) -> dict[str, Any]:
+    """``DATABASES["default"]`` for ``postgres://user:password@host:port/name``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql") or not parts.path.strip("/"):
+        raise ValueError("EXAMPLE_DATABASE_URL must be postgres://user@host:port/name")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or "postgres"),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or 5432),
+        # Persistent connections, checked before reuse, as a deployment runs them.
+        "CONN_MAX_AGE": int(os.environ.get("EXAMPLE_CONN_MAX_AGE", "0")),
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+if os.environ.get("EXAMPLE_DATABASE_URL"):
+    DATABASES = {"default": _postgres(os.environ["EXAMPLE_DATABASE_URL"])}
+if os.environ.get("EXAMPLE_REDIS_URL"):
+    # Shared by every worker process: the limits, the token and the breaker hold.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["EXAMPLE_REDIS_URL"],
+        }
+    }
+    SILENCED_SYSTEM_CHECKS = []
+
 AUTH_PASSWORD_VALIDATORS = [
     {
-        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+        "NAME": (
+            "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+        )
     },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -123,8 +176,10 @@ if HAS_SPECTACULAR:
 
 _customer_id = os.environ.get("VERIFYNOW_CUSTOMER_ID")
 _password = os.environ.get("VERIFYNOW_PASSWORD")
-#: Sandbox unless real credentials are in the environment.
+#: Sandbox unless real credentials are in the environment (or VERIFYNOW_SANDBOX says).
 SANDBOX = not (_customer_id and _password)
+if os.environ.get("VERIFYNOW_SANDBOX") in ("0", "1"):
+    SANDBOX = os.environ["VERIFYNOW_SANDBOX"] == "1"
 
 VERIFYNOW = {
     "SANDBOX": SANDBOX,
@@ -135,13 +190,38 @@ if not SANDBOX:
     VERIFYNOW.update(CUSTOMER_ID=_customer_id, PASSWORD=_password)
     if os.environ.get("VERIFYNOW_EMAIL"):
         VERIFYNOW["EMAIL"] = os.environ["VERIFYNOW_EMAIL"]
+    if os.environ.get("VERIFYNOW_BASE_URL"):
+        VERIFYNOW["BASE_URL"] = os.environ["VERIFYNOW_BASE_URL"]
+if os.environ.get("VERIFYNOW_TRUSTED_PROXY_COUNT"):
+    VERIFYNOW["TRUSTED_PROXY_COUNT"] = int(os.environ["VERIFYNOW_TRUSTED_PROXY_COUNT"])
+if os.environ.get("VERIFYNOW_TIMEOUT"):
+    _connect, _read = os.environ["VERIFYNOW_TIMEOUT"].split(",")
+    VERIFYNOW["TIMEOUT"] = (float(_connect), float(_read))
+if os.environ.get("VERIFYNOW_DEADLINE"):
+    VERIFYNOW["DEADLINE"] = float(os.environ["VERIFYNOW_DEADLINE"])
+for _key in ("CIRCUIT_BREAKER_FAILURES", "CIRCUIT_BREAKER_RESET"):
+    if os.environ.get(f"VERIFYNOW_{_key}"):
+        VERIFYNOW[_key] = int(os.environ[f"VERIFYNOW_{_key}"])
+if os.environ.get("VERIFYNOW_RATE_LIMITS"):
+    VERIFYNOW["RATE_LIMITS"] = json.loads(os.environ["VERIFYNOW_RATE_LIMITS"])
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
-        # Sandbox deliveries (masked number + code) show up in the runserver console too.
+        # Sandbox deliveries (masked number + code) show up in the runserver console
+        # too.
         "django_verifynow.sandbox": {"handlers": ["console"], "level": "INFO"},
     },
 }
+if not DEBUG:
+    # Without DEBUG, Django only mails server errors (to no one here): print them,
+    # and the package's warnings (vendor faults, limits cache), to stderr instead.
+    LOGGING["loggers"].update(
+        {
+            "django.request": {"handlers": ["console"], "level": "ERROR"},
+            "django_verifynow": {"handlers": ["console"], "level": "WARNING"},
+        }
+    )
+    LOGGING["loggers"]["django_verifynow.sandbox"]["propagate"] = False
