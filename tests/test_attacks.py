@@ -4,6 +4,7 @@ deadline in ``test_client*.py``, hostile headers in ``test_api_hostile.py``)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,11 @@ from django_verifynow.exceptions import (
     ProviderError,
     RateLimited,
 )
-from django_verifynow.models import AttemptStatus, VerificationAttempt
+from django_verifynow.models import (
+    AttemptStatus,
+    VerificationAttempt,
+    VerificationCheck,
+)
 from django_verifynow.policy import cooldown
 from django_verifynow.reasons import Reason
 from django_verifynow.testing import last_code, sandbox_engine
@@ -187,8 +192,12 @@ def test_a_check_after_expiry_leaves_an_in_time_check_in_flight_to_decide() -> N
     code = last_code(VICTIM)
     # The first check's reservation, its vendor answer not back yet.
     VerificationAttempt.objects.filter(pk=attempt.pk).update(check_count=1)
-    with time_machine.travel(attempt.expires_at + timedelta(seconds=1), tick=False):
+    with (
+        override_settings(VERIFYNOW={**BASE, "DEADLINE": 1}),
+        time_machine.travel(attempt.expires_at + timedelta(seconds=1), tick=True),
+    ):
         late = services.validate_otp(attempt.pk, code, request=request)
+    # It waited (up to DEADLINE) for the in-flight check, which never came back here.
     assert late.check_result == services.CheckResult.EXPIRED
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.PENDING  # left for the in-flight check
@@ -198,3 +207,32 @@ def test_a_check_after_expiry_leaves_an_in_time_check_in_flight_to_decide() -> N
         services.validate_otp(attempt.pk, code, request=request)
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.EXPIRED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_across_the_expiry_answers_what_the_first_check_found() -> None:
+    """The late click waits for the in-time check instead of answering "expired" for
+    an attempt that then verifies (the soak saw [400 code_expired, 200 verified])."""
+    import threading
+
+    from django.db import connections
+
+    request = browser("203.0.113.10")
+    attempt = services.send_otp(VICTIM, request=request)
+    code = last_code(VICTIM)
+    VerificationAttempt.objects.filter(pk=attempt.pk).update(check_count=1)
+
+    def in_time_check_returns() -> None:
+        time.sleep(0.3)
+        VerificationCheck.objects.create(attempt=attempt, outcome="verified")
+        VerificationAttempt.objects.filter(pk=attempt.pk).update(
+            status=AttemptStatus.VERIFIED, verified_at=timezone.now()
+        )
+        connections.close_all()
+
+    worker = threading.Thread(target=in_time_check_returns)
+    with time_machine.travel(attempt.expires_at + timedelta(seconds=1), tick=True):
+        worker.start()
+        late = services.validate_otp(attempt.pk, code, request=request)
+    worker.join()
+    assert late.check_result == services.CheckResult.ALREADY_VERIFIED

@@ -11,7 +11,9 @@ accepted verifies the attempt even if a concurrent wrong code locked it meanwhil
 from __future__ import annotations
 
 import enum
+import time
 import uuid
+from typing import Any
 
 from django.db.models import F
 from django.http import HttpRequest
@@ -21,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import phone, policy
 from ..client import ValidateResult, get_client
 from ..codes import Outcome
+from ..conf import verifynow_settings
 from ..exceptions import (
     InvalidInput,
     ProviderError,
@@ -38,6 +41,9 @@ from .requester import Requester, requester_for, resolve
 __all__ = ["CheckResult", "validate_otp"]
 
 _S = AttemptStatus
+
+#: Seconds between two looks at an attempt a concurrent check is settling.
+_SETTLE_POLL = 0.05
 
 
 class CheckResult(str, enum.Enum):
@@ -134,12 +140,10 @@ def _check(
         return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
     now = timezone.now()
     if attempt.is_expired:
-        if not _expire(attempt):
-            # Not written: a concurrent check settled the attempt (answer what it is
-            # now), or one reserved in time still waits for the vendor (it decides).
-            attempt.refresh_from_db(fields=["status", "check_count", "verified_at"])
-            if attempt.status != _S.PENDING:
-                return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
+        if not _expire(attempt) and _settled_meanwhile(attempt):
+            # A check reserved in time was still waiting for the vendor (a double
+            # click across the expiry): its answer is this one's too.
+            return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
         notify.failed(attempt, requester, Reason.EXPIRED)
         return CheckResult.EXPIRED
     try:
@@ -309,7 +313,25 @@ def _may_have_succeeded(attempt: VerificationAttempt) -> bool:
     return attempt.check_count - recorded - 1 > 0
 
 
-def _expire(attempt: VerificationAttempt, *, own: int = 0, **values: object) -> bool:
+def _settled_meanwhile(attempt: VerificationAttempt) -> bool:
+    """Wait (bounded by ``DEADLINE``) for a concurrent in-time check to settle the
+    attempt; True once it left ``pending``."""
+    give_up = time.monotonic() + verifynow_settings.DEADLINE
+    while True:
+        attempt.refresh_from_db(fields=["status", "check_count", "verified_at"])
+        if attempt.status != _S.PENDING:
+            return True
+        if time.monotonic() >= give_up or not _in_flight(attempt):
+            return False
+        time.sleep(_SETTLE_POLL)
+
+
+def _in_flight(attempt: VerificationAttempt) -> bool:
+    used = VerificationCheck.objects.filter(attempt=attempt, outcome__in=_USED).count()
+    return attempt.check_count > used
+
+
+def _expire(attempt: VerificationAttempt, *, own: int = 0, **values: Any) -> bool:
     """Store ``expired`` unless a check reserved in time (other than the caller's
     ``own`` reservation) still waits for the vendor: its answer decides the state."""
     used = VerificationCheck.objects.filter(attempt=attempt, outcome__in=_USED).count()
