@@ -165,7 +165,11 @@ class VerificationAttempt(models.Model):
         verbose_name = _("verification attempt")
         verbose_name_plural = _("verification attempts")
         ordering = ["-created_at"]
-        permissions = [("view_full_phone_number", _("Can view full phone numbers"))]
+        permissions = [
+            ("view_full_phone_number", _("Can view full phone numbers")),
+            # The support desk's lift of a number's cooldown, limits and prefix block.
+            ("unblock_phone_number", _("Can lift phone blocks and cooldowns")),
+        ]
         indexes = [
             # The admin's default ordering and date hierarchy, and the purge horizon.
             models.Index(fields=["-created_at"], name="verifynow_att_created"),

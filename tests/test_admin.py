@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import timedelta
 
@@ -37,6 +38,7 @@ MASKED = "+91********10"
 OTHER = "+447911123456"
 CHANGELIST = "admin:django_verifynow_verificationattempt_changelist"
 DASHBOARD = "admin:django_verifynow_verificationattempt_dashboard"
+CHANGE = "admin:django_verifynow_verificationattempt_change"
 
 
 def attempt(phone=PHONE, **fields):
@@ -107,7 +109,10 @@ def test_changelist_shows_the_attempt_masked(operator_client):
     user = get_user_model().objects.create_user("alice")
     a = attempt(user=user, flow_type="WHATSAPP", check_count=2, purpose="signup")
     html = changelist(operator_client).content.decode()
-    assert f'<td class="field-phone">{MASKED}</td>' in html
+    assert (
+        f'<td class="field-phone"><span class="verifynow-line">{MASKED}</span><br>'
+        '<span class="verifynow-quiet">IN</span></td>'
+    ) in html
     assert PHONE not in html and "9876543210" not in html
     assert "verifynow-status-pending" in html and ">Pending<" in html
     assert "WhatsApp" in html and "signup" in html and "203.0.113.7" in html
@@ -124,7 +129,7 @@ def test_full_numbers_need_the_permission(client):
     attempt()
     client.force_login(staff("trusted", full_number_permission()))
     html = changelist(client).content.decode()
-    assert f'<td class="field-phone_full">{PHONE}</td>' in html
+    assert f'<td class="field-phone_full"><span class="verifynow-line">{PHONE}' in html
     assert 'class="field-phone"' not in html
 
 
@@ -179,6 +184,33 @@ def test_change_page_is_read_only_with_check_history(operator_client):
     assert a.phone_number == PHONE
 
 
+@pytest.mark.parametrize(
+    "status, extra, expected",
+    [
+        (AttemptStatus.VERIFIED, {}, "2 of 5 checks used"),
+        (AttemptStatus.LOCKED, {}, "2 of 5 checks used"),
+        (AttemptStatus.PENDING, {}, "2 of 5 checks used, 3 left"),
+        # Stored pending, but its code life is over: settled, no "left".
+        (
+            AttemptStatus.PENDING,
+            {"expires_at": timezone.now() - timedelta(minutes=1)},
+            "2 of 5 checks used",
+        ),
+    ],
+)
+def test_change_page_says_checks_used_of_allowed(
+    operator_client, status, extra, expected
+):
+    a = attempt(status=status, check_count=2, max_attempts=5, **extra)
+    html = operator_client.get(reverse(CHANGE, args=[a.pk])).content.decode()
+    found = re.search(
+        r'field-checks_used.*?<div class="readonly">(.*?)</div>', html, re.S
+    )
+    assert found and found.group(1) == expected
+    assert "Checks left" not in html and "checks left" not in html
+    assert "Checks used:" not in html  # one line, not three
+
+
 def test_change_page_full_number_with_permission(client):
     a = attempt()
     client.force_login(staff("trusted", full_number_permission()))
@@ -201,6 +233,63 @@ def test_delete_only_for_superusers(client, admin_client):
     assert admin_client.get(url).status_code == 200
     admin_client.post(url, {"post": "yes"})
     assert not VerificationAttempt.objects.filter(pk=a.pk).exists()
+
+
+def test_changelist_columns_are_few_and_narrow(operator_client):
+    user = get_user_model().objects.create_user("frank")
+    a = attempt(
+        user=user, flow_type="WHATSAPP", check_count=2, created_at=timezone.now()
+    )
+    response = changelist(operator_client)
+    html = response.content.decode()
+    # Six columns (and the checkbox) instead of nine: two values share each cell.
+    assert list(response.context["cl"].list_display) == [
+        "action_checkbox",
+        "created",
+        "phone",
+        "status_badge",
+        "purpose_channel",
+        "checks",
+        "requester",
+    ]
+    assert "django_verifynow/admin/changelist.css" in html
+    local = timezone.localtime(a.created_at)
+    created = html.split('<th class="field-created">')[1].split("</th>")[0]
+    assert f'<time datetime="{a.created_at.isoformat()}">' in created
+    assert f"{local:%Y}" in created and reverse(CHANGE, args=[a.pk]) in created
+    purpose = html.split('<td class="field-purpose_channel">')[1].split("</td>")[0]
+    assert purpose == 'signup<br><span class="verifynow-quiet">WhatsApp</span>'
+    checks = html.split('<td class="field-checks">')[1].split("</td>")[0]
+    assert checks == '<span title="2 of 5 checks used, 3 left">2/5</span>'
+    requester = html.split('<td class="field-requester">')[1].split("</td>")[0]
+    assert reverse("admin:auth_user_change", args=[user.pk]) in requester
+    assert '<span class="verifynow-quiet">203.0.113.7</span>' in requester
+    # Still sortable by time only (the indexed order).
+    assert "sortable column-created" in html
+    assert "column-phone sortable" not in html
+
+
+def test_unfiltered_list_has_no_show_all(operator_client):
+    attempt()
+    attempt(OTHER, status=AttemptStatus.VERIFIED)
+    html = changelist(operator_client).content.decode()
+    toolbar = html.split('id="toolbar"')[1].split("</form>")[0]
+    assert "Show all" not in toolbar and "results" not in toolbar
+    assert "2 verification attempts" in html  # the count is still there, once
+    # Narrowed lists say how many matched, with a link back to everything.
+    local = timezone.localtime(timezone.now())
+    for params in (
+        {"q": PHONE},
+        {"status__exact": "verified"},
+        {"country": "GB"},
+        {"created_at__year": local.year},
+    ):
+        html = changelist(operator_client, **params).content.decode()
+        toolbar = html.split('id="toolbar"')[1].split("</form>")[0]
+        assert "Show all" in toolbar and "result" in toolbar, params
+    # Sorting or paging is no filter.
+    html = changelist(operator_client, o="-1").content.decode()
+    assert "Show all" not in html.split('id="toolbar"')[1].split("</form>")[0]
 
 
 # -- search ----------------------------------------------------------------------------
@@ -429,8 +518,6 @@ def test_dashboard_needs_view_permission(client):
 
 
 # -- effective expiry (one truth for expiry) -------------------------------------------
-
-CHANGE = "admin:django_verifynow_verificationattempt_change"
 
 
 def lapsed(phone=PHONE, **fields):

@@ -3,10 +3,13 @@ errors, blocked sends, the SMS-pumping signature and the chart geometry."""
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
+import time_machine
 from django.utils import formats, timezone
 
 from django_verifynow import dashboard, signals
@@ -14,9 +17,11 @@ from django_verifynow.dashboard import CreditOutage
 from django_verifynow.models import (
     AttemptStatus,
     CheckOutcome,
+    DailyAttemptStat,
     VerificationAttempt,
     VerificationCheck,
 )
+from django_verifynow.reasons import Reason
 
 pytestmark = pytest.mark.django_db
 
@@ -129,6 +134,50 @@ def test_blocked_sends_counted_from_the_signal():
     ]
 
 
+def test_every_reason_has_a_translatable_label():
+    from django.utils.functional import Promise
+
+    from django_verifynow.reasons import BLOCKED_REASONS, Reason
+
+    assert set(dashboard.REASON_LABELS) == set(Reason)
+    labels = [dashboard.REASON_LABELS[r] for r in Reason]
+    assert all(isinstance(label, Promise) for label in labels)  # gettext_lazy
+    assert len({str(label) for label in labels}) == len(labels)  # never ambiguous
+    for reason in Reason:
+        assert dashboard.reason_label(reason.value) == str(
+            dashboard.REASON_LABELS[reason]
+        )
+        assert dashboard.reason_label(reason.value) != reason.value
+    assert BLOCKED_REASONS <= set(dashboard.REASON_LABELS)
+
+
+def test_reason_labels_for_keys_counted_before_typed_reasons():
+    assert dashboard.reason_label("rate_limited:prefix") == str(
+        dashboard.REASON_LABELS[Reason.PREFIX_BLOCKED]
+    )
+    assert dashboard.reason_label("rate_limited:send") == "Rate limit (send)"
+    assert dashboard.reason_label("unknown") == "Unknown reason"
+    assert dashboard.reason_label("something_new") == "something_new"  # never hidden
+
+
+def test_dashboard_page_shows_reason_labels_not_keys(admin_client):
+    for reason in [Reason.PHONE_LIMIT, Reason.PHONE_LIMIT, "rate_limited:send"]:
+        signals.verification_blocked.send(
+            sender=VerificationAttempt, attempt=None, request=None, reason=reason
+        )
+    html = admin_client.get(DASHBOARD_URL).content.decode()
+    table = html.split('id="vn-blocked"')[1].split("</section>")[0]
+    rows = re.findall(
+        r'<tr class="vn-blocked-row"><td title="([^"]*)">([^<]*)</td>'
+        r'<td class="num">(\d+)</td>',
+        table,
+    )
+    assert rows == [
+        ("phone_limit", "Limit per phone number", "2"),
+        ("rate_limited:send", "Rate limit (send)", "1"),
+    ]
+
+
 def test_blocked_sends_through_the_service():
     from django.test import override_settings
 
@@ -217,13 +266,163 @@ def test_chart_geometry():
     days = dashboard.daily_stats(now=NOW)
     c = dashboard.chart(days)
     plot_height = c.plot_bottom - c.plot_top
-    assert len(c.sends) == len(c.verified) == 30
+    assert len(c.sends) == len(c.verified) == 30 and not c.per_week
     assert c.sends[-1].height == plot_height  # 20 sends: the nice maximum is 20
     assert c.verified[-1].height == plot_height / 2
     assert c.sends[0].height == 0
-    assert len(c.conversion_points.split()) == 2  # only days with sends
-    assert c.y_ticks[-1][1] == 20
-    assert "2026-03-15: 20 sent, 10 verified, 50%" == c.sends[-1].title
+    assert len(c.conversion) == 2  # only days with sends
+    assert len(c.conversion_segments) == 1  # yesterday and today are neighbours
+    assert c.y_ticks[-1].value == 20
+    assert "2026-03-15: 20 sent, 10 verified, 50 % converted" == c.sends[-1].title
+    # Percent of the plot's width: the 30 days share 100 %, today's bars at the end.
+    assert 0 < c.sends[0].x < c.sends[-1].x < c.verified[-1].x < 100
+    assert c.verified[-1].x + c.verified[-1].width <= 100
+
+
+def one_day(sends, verified=None, *, days=30):
+    """A window of ``days`` days whose only data is today's."""
+    first = NOW.date() - timedelta(days=days - 1)
+    series = [
+        dashboard.DayStats(first + timedelta(days=n), 0, 0, 0) for n in range(days)
+    ]
+    series[-1] = dashboard.DayStats(
+        NOW.date(), sends, sends if verified is None else verified, 0
+    )
+    return series
+
+
+@pytest.mark.parametrize(
+    "sends, labels",
+    [
+        (1, ["0", "1"]),
+        (7, ["0", "2", "4", "6", "8"]),
+        (1_000_000, ["0", "500,000", "1,000,000"]),
+    ],
+)
+def test_y_ticks_are_exact_and_distinct_at_any_scale(sends, labels):
+    c = dashboard.chart(one_day(sends))
+    assert [t.label for t in c.y_ticks] == labels
+    values = [t.value for t in c.y_ticks]
+    assert values == sorted(set(values)) and all(v == int(v) for v in values)
+    steps = {b - a for a, b in zip(values, values[1:], strict=False)}
+    assert len(steps) == 1  # evenly spaced
+    # The axis is honest: each gridline sits where its value's bar would end.
+    plot = c.plot_bottom - c.plot_top
+    for t in c.y_ticks:
+        assert t.y == pytest.approx(c.plot_bottom - plot * t.value / values[-1])
+    assert c.sends[-1].height == pytest.approx(plot * sends / values[-1])
+    # The axis column is wide enough for its longest label.
+    assert c.axis_width >= 7 * max(len(label) for label in labels)
+
+
+@pytest.mark.parametrize("maximum", [0, 1, 2, 3, 5, 9, 10, 11, 99, 101, 12_345, 10**9])
+def test_nice_ticks_use_1_2_5_steps(maximum):
+    ticks = dashboard.nice_ticks(maximum)
+    step = ticks[1]
+    assert ticks[0] == 0 and ticks[-1] >= max(maximum, 1) and 2 <= len(ticks) <= 5
+    assert ticks == list(range(0, ticks[-1] + 1, step))
+    assert int(str(step).rstrip("0") or "0") in (1, 2, 5)
+
+
+def test_one_day_of_data_draws_a_conversion_dot():
+    c = dashboard.chart(one_day(4, 3))
+    assert len(c.conversion) == 1 and c.conversion_segments == []
+    dot = c.conversion[0]
+    plot = c.plot_bottom - c.plot_top
+    assert dot.y == pytest.approx(c.plot_bottom - plot * 0.75)
+    assert "75 %" in dot.title
+    # The dot is centred on today's slot, between its two bars.
+    assert c.sends[-1].x < dot.x < c.verified[-1].x + c.verified[-1].width
+
+
+def test_conversion_line_breaks_on_days_without_sends():
+    series = one_day(2, 1)
+    day = series[-1].day
+    series[-4] = dashboard.DayStats(day - timedelta(days=3), 4, 4, 0)
+    series[-3] = dashboard.DayStats(day - timedelta(days=2), 4, 2, 0)
+    # day - 1: no sends, so no conversion to join across.
+    c = dashboard.chart(series)
+    assert len(c.conversion) == 3
+    assert [(s.x1, s.x2) for s in c.conversion_segments] == [
+        (c.conversion[0].x, c.conversion[1].x)
+    ]
+
+
+def test_equal_sends_and_verified_stand_side_by_side():
+    c = dashboard.chart(one_day(5, 5))
+    sent, verified = c.sends[-1], c.verified[-1]
+    assert sent.height == verified.height > 0
+    # Both visible: next to each other within today's slot, never one over the other.
+    slot = 100 / 30
+    assert 100 - slot <= sent.x < sent.x + sent.width <= verified.x
+    assert verified.x + verified.width <= 100
+
+
+def test_conversion_above_100_percent_stretches_its_axis():
+    # Two reused codes verified today for one SMS sent today: 200 %, shown as such.
+    c = dashboard.chart(one_day(1, 2))
+    assert [t.label for t in c.conversion_ticks][-1] == "200 %"
+    assert c.conversion[0].y == pytest.approx(c.plot_top)
+    assert [t.label for t in dashboard.chart(one_day(4, 3)).conversion_ticks] == [
+        "0 %",
+        "50 %",
+        "100 %",
+    ]
+
+
+def test_long_windows_are_drawn_per_week():
+    series = one_day(3, 1, days=365)
+    series[0] = dashboard.DayStats(series[0].day, 2, 2, 0)
+    c = dashboard.chart(series)
+    assert c.per_week and c.period_days == 7
+    assert len(c.sends) == len(c.verified) == 53  # 52 weeks and the oldest day
+    assert c.sends[-1].title.startswith(
+        f"{NOW.date() - timedelta(days=6):%Y-%m-%d} – {NOW.date():%Y-%m-%d}: 3 sent"
+    )
+    assert c.sends[0].title.startswith(f"{series[0].day:%Y-%m-%d}: 2 sent")
+    assert 2 <= len(c.x_labels) <= 6
+    assert dashboard.chart(series[-62:]).period_days == 1
+
+
+def test_every_other_day_label_is_minor_from_the_newest():
+    c = dashboard.chart(one_day(1))
+    assert [label.label for label in c.x_labels][-1] == "Mar 15"  # today
+    assert [label.minor for label in c.x_labels] == [True, False] * 3
+
+
+def svg(html, cls):
+    """The inner markup of the dashboard's ``<svg class="vn-… {cls}">``."""
+    return html.split(f'class="vn-axis {cls}"' if "axis" in cls else f'class="{cls}"')[
+        1
+    ].split("</svg>")[0]
+
+
+def test_dashboard_page_draws_the_chart(admin_client):
+    add(1, at=timezone.now() - timedelta(minutes=5))
+    html = admin_client.get(DASHBOARD_URL).content.decode()
+    axis = svg(html, "vn-axis-sends")
+    assert re.findall(r">([^<>]+)</text>", axis) == ["0", "1"]
+    plot = svg(html, "vn-plot")
+    assert plot.count('<circle class="vn-conversion-dot"') == 1
+    assert plot.count('class="vn-sends"') == plot.count('class="vn-verified"') == 30
+    assert "viewBox" not in html.split('id="vn-chart"')[1].split("</figure>")[0]
+    for swatch in ("sends", "verified", "conversion"):
+        assert f'class="vn-swatch vn-swatch-{swatch}"' in html
+    assert "django_verifynow/admin/dashboard.css" in html
+    assert "<style" not in html.split('id="content-main"')[1]
+
+
+def test_chart_coordinates_are_never_localised(admin_client, settings):
+    # French writes 12,5: no SVG coordinate may have a decimal comma.
+    settings.LANGUAGE_CODE = "fr"
+    add(7, at=timezone.now() - timedelta(minutes=5))
+    add(3, at=timezone.now() - timedelta(days=2), status=S.EXPIRED)
+    html = admin_client.get(DASHBOARD_URL).content.decode()
+    chart_html = html.split('id="vn-chart"')[1].split("</figure>")[0]
+    coordinates = re.findall(
+        r'\b(?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]*)"', chart_html
+    )
+    assert coordinates and not [c for c in coordinates if "," in c]
 
 
 # -- effective expiry ------------------------------------------------------------------
@@ -365,3 +564,147 @@ def test_dashboard_page_shows_the_out_of_credit_banner(admin_client):
     attempt_at(now - timedelta(minutes=1), status=S.PENDING, vid="1004")
     html = admin_client.get(DASHBOARD_URL).content.decode()
     assert 'id="vn-credit"' not in html
+
+
+# -- purged days (DailyAttemptStat) ----------------------------------------------------
+
+
+def purge(*args):
+    from django.core.management import call_command
+
+    call_command("verifynow_purge", *args, stdout=io.StringIO())
+
+
+def figures(days, now):
+    """What the page shows, minus what the purge cannot keep (consumed, codes)."""
+    o = dashboard.overview(days, now=now)
+    total = o.summary
+    return (
+        o.days,
+        (total.sends, total.verified, total.locked, total.failed, total.unknown),
+        total.expired,
+        o.countries,
+    )
+
+
+#: 14:00 UTC: ``--days 33`` puts the purge's cutoff at 14:00 on SPLIT_DAY.
+PURGE_NOW = datetime(2026, 3, 15, 14, 0, tzinfo=dt_timezone.utc)
+SPLIT_DAY = PURGE_NOW - timedelta(days=33)
+
+
+def test_a_day_split_by_the_purge_is_counted_once():
+    morning, evening = SPLIT_DAY.replace(hour=8), SPLIT_DAY.replace(hour=20)
+    add(3, at=morning)
+    add(1, at=morning, status=S.EXPIRED, country="GB", phone="+447911123456")
+    add(1, at=morning, status=S.FAILED, code=511)
+    add(2, at=evening)
+    add(1, at=evening, status=S.LOCKED)
+    before = figures(90, PURGE_NOW)
+    with time_machine.travel(PURGE_NOW, tick=False):
+        purge("--days", "33")
+    # The day really is split: its morning is in the counters, its evening in the table.
+    assert sum(DailyAttemptStat.objects.values_list("attempts", flat=True)) == 5
+    assert (
+        VerificationAttempt.objects.filter(created_at__date=SPLIT_DAY.date()).count()
+        == 3
+    )
+    after = figures(90, PURGE_NOW)
+    assert after == before
+    day = next(d for d in after[0] if d.day == SPLIT_DAY.date())
+    assert (day.sends, day.verified, day.failed) == (7, 5, 1)
+    assert [(c.country, c.sends) for c in after[3]] == [("IN", 6), ("GB", 1)]
+    # A second run deletes nothing and counts nothing twice.
+    with time_machine.travel(PURGE_NOW, tick=False):
+        purge("--days", "33")
+    assert figures(90, PURGE_NOW) == before
+    # The response code did not survive: the vendor-error table says only what it
+    # knows, and the overview says how much came from the counters.
+    assert ("send", 511, 1) not in [
+        (e.call, e.response_code, e.count)
+        for e in dashboard.vendor_errors(90, now=PURGE_NOW)
+    ]
+    assert dashboard.overview(90, now=PURGE_NOW).purged == 5
+
+
+def test_fully_purged_days_and_a_kept_pending_attempt():
+    old = PURGE_NOW - timedelta(days=60)
+    add(4, at=old)
+    add(2, at=old, status=S.LOCKED)
+    # Still pending and valid (the purge never deletes it), on the same old day.
+    add(1, at=old, status=S.PENDING, expires_at=PURGE_NOW + timedelta(minutes=5))
+    add(5, at=PURGE_NOW - timedelta(days=200), status=S.EXPIRED)
+    before = figures(365, PURGE_NOW)
+    with time_machine.travel(PURGE_NOW, tick=False):
+        purge()
+    assert VerificationAttempt.objects.count() == 1
+    assert figures(365, PURGE_NOW) == before
+    assert sum(d.sends for d in dashboard.daily_stats(365, now=PURGE_NOW)) == 12
+    # The 30-day window does not reach back that far.
+    assert sum(d.sends for d in dashboard.daily_stats(now=PURGE_NOW)) == 0
+
+
+def test_purged_days_use_the_local_day_of_the_purge(settings):
+    # 20:00 UTC is 01:30 the next day in India: both sides must say so.
+    settings.TIME_ZONE = "Asia/Kolkata"
+    at = datetime(2026, 1, 10, 20, 0, tzinfo=dt_timezone.utc)
+    add(2, at=at)
+    before = figures(90, PURGE_NOW)
+    with time_machine.travel(PURGE_NOW, tick=False):
+        purge()
+    assert list(DailyAttemptStat.objects.values_list("day", flat=True)) == [
+        datetime(2026, 1, 11).date()
+    ]
+    assert figures(90, PURGE_NOW) == before
+
+
+def test_longer_windows_on_the_page_with_bounded_queries(
+    admin_client, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now()
+    add(3, at=now - timedelta(minutes=5))
+    # A year of purged days: one counter row per day, country and status.
+    today = timezone.localdate()
+    DailyAttemptStat.objects.bulk_create(
+        DailyAttemptStat(
+            day=today - timedelta(days=n),
+            country=country,
+            flow_type="SMS",
+            status=status,
+            attempts=10,
+        )
+        for n in range(31, 400)
+        for country in ("IN", "GB")
+        for status in (S.VERIFIED, S.EXPIRED)
+    )
+    counts = {}
+    for days in (30, 90, 365):
+        with CaptureQueriesContext(connection) as ctx:
+            response = admin_client.get(DASHBOARD_URL, {"days": days})
+        counts[days] = len(ctx.captured_queries)
+        html = response.content.decode()
+        assert response.context["window_days"] == days
+        assert html.count("<tr><td>") >= days  # one table row per day
+        sends = 3 + 40 * max(days - 31, 0)
+        assert f'<b id="vn-total-sends">{sends:,}</b>' in html  # grouped
+        assert ('id="vn-purged"' in html) == (days > 31)
+    assert counts[30] == counts[90] == counts[365]  # the window never adds a query
+    # Session, user, attempts, counters, checks, pumping (2), credit (2); the pumping
+    # watch adds two when it has candidates.
+    with django_assert_max_num_queries(11):
+        admin_client.get(DASHBOARD_URL, {"days": 365})
+    assert '<strong aria-current="page">365 days</strong>' in html
+    assert 'href="?days=90"' in html and 'href="?days=30"' in html
+    assert "(last 30 days)" in html  # blocked sends: the cache keeps a month
+
+
+@pytest.mark.parametrize(
+    "value, days", [("90", 90), ("0", 1), ("-5", 1), ("100000", 366), ("abc", 30)]
+)
+def test_window_parameter_is_bounded(admin_client, value, days):
+    response = admin_client.get(DASHBOARD_URL, {"days": value})
+    assert response.status_code == 200
+    assert response.context["window_days"] == days
+    assert len(response.context["days"]) == days

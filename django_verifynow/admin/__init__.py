@@ -24,10 +24,14 @@ export. No code is shown anywhere, because none is stored.
 
 Blocked prefixes (:mod:`.blocks`) are listed with an action that lifts them.
 
+The support desk (:mod:`.support`) shows one number's attempts and every wait the
+policy applies to it now, and lets holders of ``unblock_phone_number`` lift its
+cooldown, limits and prefix block (audited in the admin log).
+
 The modules: :mod:`.attempts` (the ModelAdmin), :mod:`.inlines`, :mod:`.filters`,
 :mod:`.search`, :mod:`.export`, :mod:`.pagination`, :mod:`.queryset` (the date
-drill-down), :mod:`.display` and :mod:`.permissions`. Everything is importable from
-here; this module registers the admin.
+drill-down), :mod:`.display`, :mod:`.permissions` and :mod:`.support`. Everything is
+importable from here; this module registers the admin.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ from .pagination import BoundedCountPaginator
 from .permissions import FULL_NUMBER_PERMISSION, can_view_full_numbers
 from .queryset import AdminAttemptQuerySet
 from .search import phone_search_candidates, user_ids_matching
+from .support import (
+    UNBLOCK_PERMISSION,
+    can_unblock,
+    find_number,
+    support_urls,
+    support_view,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -56,14 +67,19 @@ __all__ = [
     "PrefixBlockAdmin",
     "PurposeFilter",
     "StatusFilter",
+    "UNBLOCK_PERMISSION",
     "VerificationAttemptAdmin",
     "VerificationCheckInline",
+    "can_unblock",
     "can_view_full_numbers",
     "csv_response",
     "csv_rows",
+    "find_number",
     "phone_search_candidates",
     "response_label",
     "status_badge",
+    "support_urls",
+    "support_view",
     "user_ids_matching",
 ]
 

@@ -7,46 +7,63 @@ import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from .. import dashboard
 from ..models import VerificationAttempt
-from .display import response_label, status_badge
+from .display import checks_label, checks_ratio, response_label, status_badge
 from .export import csv_response
 from .filters import CountryFilter, PurposeFilter, StatusFilter
 from .inlines import VerificationCheckInline
-from .pagination import BoundedCountPaginator
+from .pagination import BoundedChangeList, BoundedCountPaginator
 from .permissions import can_view_full_numbers
 from .queryset import AdminAttemptQuerySet
 from .search import phone_search_candidates, user_ids_matching
+from .support import support_urls
 
 __all__ = ["VerificationAttemptAdmin"]
+
+
+def _with_country(number: str, obj: VerificationAttempt) -> SafeString:
+    """A number with the attempt's country under it (no column of its own: it is
+    mostly the calling code again, and the country filter is beside the list)."""
+    return format_html(
+        '<span class="verifynow-line">{}</span><br>'
+        '<span class="verifynow-quiet">{}</span>',
+        number,
+        obj.country or "—",
+    )
 
 
 class VerificationAttemptAdmin(admin.ModelAdmin):
     """Read-only history of verification attempts (see
     :mod:`django_verifynow.admin`)."""
 
+    #: Six narrow columns, so the list fits a 1366 px screen beside the navigation and
+    #: filter sidebars: the time on two lines (date, then time), the country under the
+    #: number, the channel under the purpose, the IP address under the user (the
+    #: requester), and the checks as "2/5". Long values (a purpose, an IPv6 address,
+    #: an e-mail login) wrap inside their cell (``changelist.css``) instead of
+    #: widening the table.
     list_display = (
-        "created_at",
+        "created",
         "phone",
-        "country",
         "status_badge",
-        "purpose",
-        "flow_type",
-        "check_count",
-        "ip_address",
-        "user_link",
+        "purpose_channel",
+        "checks",
+        "requester",
     )
-    list_display_links = ("created_at",)
+    list_display_links = ("created",)
     list_filter = (StatusFilter, CountryFilter, "flow_type", PurposeFilter)
     date_hierarchy = "created_at"
     #: What the search matches, all exact (``=``); :meth:`get_search_results` runs the
@@ -64,7 +81,7 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
     )
     list_select_related = ("user",)
     ordering = ("-created_at",)
-    sortable_by = ("created_at",)  # the indexed order; others would scan the table
+    sortable_by = ("created",)  # the indexed order; others would scan the table
     show_full_result_count = False
     # Facet counts are one COUNT per filter choice over the whole table (Django 5.0+);
     # None on Django 4.2, which has no ShowFacets (the stubs only know Django 5+).
@@ -93,7 +110,7 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         ),
         (
             _("Checks"),
-            {"fields": ("check_count", "max_attempts", "otp_length", "attempts_left")},
+            {"fields": ("checks_used", "otp_length")},
         ),
         (
             _("Timeline"),
@@ -132,6 +149,11 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         """The attempts, through :class:`AdminAttemptQuerySet`."""
         qs = AdminAttemptQuerySet(self.model, using=self.model.objects.db)
         return qs.order_by(*(self.get_ordering(request) or ()))
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """:class:`BoundedChangeList`: no "N results (Show all)" on the unfiltered
+        list."""
+        return BoundedChangeList
 
     def get_paginator(
         self,
@@ -185,15 +207,28 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
 
     # -- columns -------------------------------------------------------------------
 
-    @admin.display(description=_("phone number"))
-    def phone(self, obj: VerificationAttempt) -> str:
-        """The masked number."""
-        return obj.masked_phone_number
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, obj: VerificationAttempt) -> SafeString:
+        """The local date, and under it the time: two short lines instead of one wide
+        one ("Dec. 1, 2026, 8:39 p.m." would be the widest cell of the row)."""
+        local = timezone.localtime(obj.created_at)
+        return format_html(
+            '<time datetime="{}"><span class="verifynow-line">{}</span> '
+            '<span class="verifynow-line">{}</span></time>',
+            obj.created_at.isoformat(),
+            formats.date_format(local, "DATE_FORMAT"),
+            formats.time_format(local, "TIME_FORMAT"),
+        )
 
     @admin.display(description=_("phone number"))
-    def phone_full(self, obj: VerificationAttempt) -> str:
-        """The full number (holders of the permission only)."""
-        return obj.phone_number
+    def phone(self, obj: VerificationAttempt) -> SafeString:
+        """The masked number, and under it the country."""
+        return _with_country(obj.masked_phone_number, obj)
+
+    @admin.display(description=_("phone number"))
+    def phone_full(self, obj: VerificationAttempt) -> SafeString:
+        """The full number (holders of the permission only), and the country."""
+        return _with_country(obj.phone_number, obj)
 
     # Not sortable (sortable_by), and no ``ordering``: the stored column would sort a
     # lapsed pending attempt among the pending ones.
@@ -202,6 +237,29 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         """The effective status as a coloured badge: "Expired" for a pending attempt
         past its expiry."""
         return status_badge(obj.state)
+
+    @admin.display(description=_("purpose / channel"))
+    def purpose_channel(self, obj: VerificationAttempt) -> SafeString:
+        """The purpose, and under it the channel (one narrow cell instead of two)."""
+        return format_html(
+            '{}<br><span class="verifynow-quiet">{}</span>',
+            obj.purpose,
+            obj.get_flow_type_display(),
+        )
+
+    @admin.display(description=_("checks"))
+    def checks(self, obj: VerificationAttempt) -> SafeString:
+        """Checks used of allowed ("2/5"), the full sentence as a tooltip."""
+        return checks_ratio(obj)
+
+    @admin.display(description=_("requester"))
+    def requester(self, obj: VerificationAttempt) -> SafeString:
+        """The user (linked) and, under it, the IP address."""
+        return format_html(
+            '{}<br><span class="verifynow-quiet">{}</span>',
+            self.user_link(obj),
+            obj.ip_address or "—",
+        )
 
     @admin.display(description=_("user"))
     def user_link(self, obj: VerificationAttempt) -> str:
@@ -225,10 +283,12 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         """The last response code and its name."""
         return response_label(obj.last_response_code)
 
-    @admin.display(description=_("checks left"))
-    def attempts_left(self, obj: VerificationAttempt) -> int:
-        """Code checks still allowed."""
-        return obj.attempts_left
+    @admin.display(description=_("checks"))
+    def checks_used(self, obj: VerificationAttempt) -> str:
+        """Checks used of allowed ("2 of 5 checks used"), plus what is left while the
+        attempt is pending: a settled attempt has no checks left, and "checks left: 0"
+        would misread as all of them used up."""
+        return checks_label(obj)
 
     # -- the change (view) page ----------------------------------------------------
 
@@ -272,12 +332,14 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         """Adds ``dashboard/`` (URL name
-        ``admin:django_verifynow_verificationattempt_dashboard``)."""
+        ``admin:django_verifynow_verificationattempt_dashboard``) and the support
+        desk's ``support/`` (:mod:`.support`)."""
         name = f"{self.opts.app_label}_{self.opts.model_name}_dashboard"
         return [
             path(
                 "dashboard/", self.admin_site.admin_view(self.dashboard_view), name=name
             ),
+            *support_urls(self),
             *super().get_urls(),
         ]
 

@@ -1,15 +1,16 @@
-"""How the admin renders a status and a VerifyNow answer."""
+"""How the admin renders a status, a VerifyNow answer and the checks of an attempt."""
 
 from __future__ import annotations
 
 from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import ngettext
 
 from ..codes import ResponseCode
-from ..models import AttemptStatus
+from ..models import AttemptStatus, VerificationAttempt
 
-__all__ = ["response_label", "status_badge"]
+__all__ = ["checks_label", "checks_ratio", "response_label", "status_badge"]
 
 #: Badge colours per status (background, text); inline so no static file is needed.
 _BADGE_COLOURS: dict[str, tuple[str, str]] = {
@@ -44,3 +45,36 @@ def response_label(code: int | None) -> str:
     if code is None:
         return "—"
     return f"{code} {ResponseCode.name_of(code)}"
+
+
+def checks_label(attempt: VerificationAttempt) -> str:
+    """How many code checks the attempt used, and how many remain while it is pending.
+
+    "2 of 5 checks used" for a settled attempt (verified, locked, expired, …): "checks
+    left: 0" would read as if the user had used them all up. A pending attempt adds
+    what is left: "2 of 5 checks used, 3 left". The effective state decides, so a
+    pending attempt past its expiry counts as settled.
+    """
+    used, allowed = attempt.check_count, attempt.max_attempts
+    if attempt.state != AttemptStatus.PENDING:
+        return ngettext(
+            "%(used)d of %(allowed)d check used",
+            "%(used)d of %(allowed)d checks used",
+            allowed,
+        ) % {"used": used, "allowed": allowed}
+    return ngettext(
+        "%(used)d of %(allowed)d check used, %(left)d left",
+        "%(used)d of %(allowed)d checks used, %(left)d left",
+        allowed,
+    ) % {"used": used, "allowed": allowed, "left": attempt.attempts_left}
+
+
+def checks_ratio(attempt: VerificationAttempt) -> SafeString:
+    """The compact form for the changelist ("2/5"), with :func:`checks_label` as its
+    tooltip: a narrow column, and the sentence one hover away."""
+    return format_html(
+        '<span title="{}">{}/{}</span>',
+        checks_label(attempt),
+        attempt.check_count,
+        attempt.max_attempts,
+    )

@@ -1,14 +1,17 @@
-"""Pagination without ``COUNT(*)`` over the whole table."""
+"""Pagination without ``COUNT(*)`` over the whole table, and the changelist that goes
+with it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-__all__ = ["BoundedCountPaginator"]
+__all__ = ["BoundedChangeList", "BoundedCountPaginator"]
 
 
 class BoundedCountPaginator(Paginator):
@@ -38,3 +41,29 @@ class BoundedCountPaginator(Paginator):
         counted = object_list.order_by()[: self.limit + 1].count()
         self.capped = counted > self.limit
         return min(counted, self.limit)
+
+
+class BoundedChangeList(ChangeList):
+    """A changelist that says "N results (Show all)" only when the list is narrowed.
+
+    With ``show_full_result_count`` off (a full ``COUNT(*)`` is what
+    :class:`BoundedCountPaginator` avoids), Django leaves ``full_result_count`` at
+    ``None``, which never equals the result count, so its search bar offers "1 result
+    (Show all)" even on the unfiltered list, where there is nothing more to show. Here,
+    when neither a search nor a filter (nor a date drill-down) narrows the list, the
+    bounded count *is* the full count, so it is used as such and the note disappears;
+    a narrowed list keeps it, with its link back to everything.
+    """
+
+    def get_results(self, request: HttpRequest) -> None:
+        """Django's results, then ``full_result_count`` when nothing narrows the list
+        (no second ``COUNT``: the paginator's is reused)."""
+        super().get_results(request)
+        if self.full_result_count is None and not self.is_narrowed:
+            self.full_result_count = self.result_count
+
+    @property
+    def is_narrowed(self) -> bool:
+        """A search term, a filter or a date drill-down applies (ordering, paging and
+        "show all" do not narrow anything)."""
+        return bool(self.query) or bool(self.get_filters_params())

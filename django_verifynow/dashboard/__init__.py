@@ -24,12 +24,23 @@ The modules: :mod:`.queries` (the window figures and :func:`out_of_credit_since`
 :mod:`.blocked` (policy refusals), :mod:`.pumping` (the SMS-pumping watch),
 :mod:`.charts` (the SVG geometry) and :mod:`.views` (the admin page). Everything is
 importable from here.
+
+Days the purge has already deleted are counted from the
+:class:`~django_verifynow.models.DailyAttemptStat` rows it wrote (see
+:mod:`.queries`), so a 90- or 365-day window is complete.
 """
 
 from __future__ import annotations
 
-from .blocked import BlockedCount, blocked_sends, record_blocked
-from .charts import Bar, Chart, chart
+from .blocked import (
+    BLOCKED_DAYS,
+    REASON_LABELS,
+    BlockedCount,
+    blocked_sends,
+    reason_label,
+    record_blocked,
+)
+from .charts import Bar, Chart, Marker, Segment, Tick, XLabel, chart, nice_ticks
 from .pumping import (
     PUMPING_BASELINE,
     PUMPING_MIN_SENDS,
@@ -42,6 +53,7 @@ from .pumping import (
 from .queries import (
     CREDIT_WINDOW,
     DEFAULT_DAYS,
+    MAX_DAYS,
     CountryStats,
     CreditOutage,
     DayStats,
@@ -55,34 +67,44 @@ from .queries import (
     top_countries,
     vendor_errors,
 )
-from .views import dashboard_context, dashboard_view
+from .views import WINDOW_CHOICES, dashboard_context, dashboard_view
 
 __all__ = [
+    "BLOCKED_DAYS",
     "CREDIT_WINDOW",
     "DEFAULT_DAYS",
+    "MAX_DAYS",
     "PUMPING_BASELINE",
     "PUMPING_MIN_SENDS",
     "PUMPING_RISE",
     "PUMPING_THRESHOLD",
     "PUMPING_WINDOWS",
+    "REASON_LABELS",
+    "WINDOW_CHOICES",
     "Bar",
     "BlockedCount",
     "Chart",
     "CountryStats",
     "CreditOutage",
     "DayStats",
+    "Marker",
     "Overview",
     "PumpingSignal",
+    "Segment",
     "Summary",
+    "Tick",
     "VendorError",
+    "XLabel",
     "blocked_sends",
     "chart",
     "daily_stats",
     "dashboard_context",
     "dashboard_view",
+    "nice_ticks",
     "out_of_credit_since",
     "overview",
     "pumping_signals",
+    "reason_label",
     "record_blocked",
     "summary",
     "top_countries",

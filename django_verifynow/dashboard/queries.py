@@ -1,9 +1,22 @@
 """The window figures of the dashboard (per day, totals, countries, vendor errors) and
 the out-of-credit check, computed in the database.
 
-Every figure of the window comes from one aggregate query over the attempts of the
-window (:func:`_rows`), grouped small enough to be summed in Python; the cost does not
-depend on how many attempts the table holds beyond the rows inside the window.
+Every figure of the window comes from two aggregate queries (:func:`_rows`): one over
+the attempts of the window, one over the
+:class:`~django_verifynow.models.DailyAttemptStat` counters that ``verifynow_purge``
+wrote for the attempts it deleted. Both are grouped
+small enough to be summed in Python; the cost does not depend on how many attempts the
+table holds beyond the rows inside the window.
+
+**Purged days.** The purge adds each batch of attempts to the counters in the same
+transaction that deletes it, so every attempt is counted exactly once: in the table
+while it lives, in the counters once it is gone. A day the purge has only partly
+deleted (its cutoff falls inside the day, or it kept a pending attempt whose code is
+still valid) is the sum of both. The counters keep the day (local, in the time zone the
+purge ran in), the country, the channel and the effective status, not the rest: a
+purged attempt refused by VerifyNow counts as refused but not under its response code,
+consumed proofs are not known, and since ``code_sent`` is not kept, a purged 506 reuse
+(no SMS of its own) counts as a send.
 """
 
 from __future__ import annotations
@@ -12,16 +25,34 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, Count, F, IntegerField, Max, Min, Q, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ..codes import ResponseCode
-from ..models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
+from ..models import (
+    AttemptStatus,
+    CheckOutcome,
+    DailyAttemptStat,
+    VerificationAttempt,
+    VerificationCheck,
+)
 
 __all__ = [
     "CREDIT_WINDOW",
     "DEFAULT_DAYS",
+    "MAX_DAYS",
     "CountryStats",
     "CreditOutage",
     "DayStats",
@@ -38,6 +69,9 @@ __all__ = [
 
 #: Days shown on the dashboard.
 DEFAULT_DAYS = 30
+#: The longest window the dashboard shows (``?days=365``): a year of counters is at
+#: most a few thousand rows, a bound the page's cost must keep.
+MAX_DAYS = 366
 
 #: A send in SQL: not refused by the vendor, and a new code really went out (a 506
 #: reuse of the code already sent, ``code_sent=False``, cost no SMS).
@@ -73,16 +107,24 @@ def _window(now: datetime | None, days: int) -> tuple[datetime, datetime]:
 _ERROR_STATUSES = (AttemptStatus.FAILED, AttemptStatus.UNKNOWN)
 
 
+def _bounded(days: int) -> int:
+    """``days`` within 1 and :data:`MAX_DAYS`: what a URL asks for never decides what
+    a query costs."""
+    return min(max(int(days), 1), MAX_DAYS)
+
+
 def _rows(days: int, now: datetime | None) -> tuple[datetime, list[dict[str, Any]]]:
     """Attempts of the window grouped by (local day, country, effective state, whether
-    a code was sent, error code).
+    a code was sent, error code), then the purged ones from their counters.
 
-    One query whose result is small (days × countries × states × 2 × a few codes) and
-    from which the daily series, the totals, the countries and the failed sends are all
-    derived in Python: one scan of the window instead of one per figure. ``state`` is
-    the effective status (:meth:`~VerificationAttemptQuerySet.with_state`): a pending
-    attempt past its expiry counts as expired.
+    Two queries whose results are small (days × countries × states × 2 × a few codes)
+    and from which the daily series, the totals, the countries and the failed sends are
+    all derived in Python: one scan of the window instead of one per figure. ``state``
+    is the effective status (:meth:`~VerificationAttemptQuerySet.with_state`): a
+    pending attempt past its expiry counts as expired. Rows from the counters say
+    ``purged``; see the module docstring for what they cannot tell.
     """
+    days = _bounded(days)
     start, end = _window(now, days)
     tz = timezone.get_current_timezone()
     rows = (
@@ -105,7 +147,38 @@ def _rows(days: int, now: datetime | None) -> tuple[datetime, list[dict[str, Any
         .order_by()
     )
     # dict(row): the stubs type values() rows as a TypedDict, not as dict[str, Any].
-    return start, [dict(row) for row in rows]
+    result = [{**row, "purged": False} for row in rows]
+    return start, result + _purged_rows(start, end)
+
+
+def _purged_rows(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The :class:`DailyAttemptStat` counters of the window's days, shaped like the
+    rows of :func:`_rows`.
+
+    Added to the live rows, never instead of them: the purge moves each attempt from
+    the table to the counters in one transaction, so a day split between both is the
+    sum of both. The counters do not keep ``code_sent`` (every attempt not refused is
+    taken as a send), response codes or consumption.
+    """
+    first, last = timezone.localtime(start).date(), timezone.localtime(end).date()
+    counters = (
+        DailyAttemptStat.objects.filter(day__gte=first, day__lte=last)
+        .annotate(state=F("status"))
+        .values("day", "country", "state")
+        .annotate(n=Sum("attempts"))
+        .order_by()
+    )
+    return [
+        {
+            **row,
+            "code_sent": True,
+            "error_code": None,
+            "consumed": 0,
+            "purged": True,
+        }
+        for row in counters
+        if row["n"]
+    ]
 
 
 def _is_send(row: dict[str, Any]) -> bool:
@@ -132,6 +205,7 @@ class DayStats:
 
 
 def _daily(start: datetime, rows: list[dict[str, Any]], days: int) -> list[DayStats]:
+    days = _bounded(days)
     counts: dict[date, list[int]] = {}
     for row in rows:
         sends_verified_failed = counts.setdefault(row["day"], [0, 0, 0])
@@ -155,7 +229,8 @@ def daily_stats(
 ) -> list[DayStats]:
     """Sends, verifications and vendor refusals per local day, oldest first.
 
-    Every day of the window is present, days without attempts as zeros. One query.
+    Every day of the window is present, days without attempts as zeros; days already
+    purged come from their :class:`DailyAttemptStat` counters. Two queries.
     """
     start, rows = _rows(days, now)
     return _daily(start, rows, days)
@@ -199,7 +274,8 @@ def _summary(rows: list[dict[str, Any]]) -> Summary:
 
 
 def summary(days: int = DEFAULT_DAYS, *, now: datetime | None = None) -> Summary:
-    """Totals per outcome over the last ``days`` days. One query."""
+    """Totals per outcome over the last ``days`` days (``consumed`` counts the attempts
+    still in the table only). Two queries."""
     return _summary(_rows(days, now)[1])
 
 
@@ -237,7 +313,7 @@ def _countries(rows: list[dict[str, Any]], limit: int) -> list[CountryStats]:
 def top_countries(
     days: int = DEFAULT_DAYS, *, limit: int = 10, now: datetime | None = None
 ) -> list[CountryStats]:
-    """The ``limit`` countries with the most sends, busiest first. One query."""
+    """The ``limit`` countries with the most sends, busiest first. Two queries."""
     return _countries(_rows(days, now)[1], limit)
 
 
@@ -265,7 +341,9 @@ def _vendor_errors(
 ) -> list[VendorError]:
     sends: dict[int | None, int] = {}
     for row in rows:
-        if row["state"] in _ERROR_STATUSES:
+        # A purged attempt's response code is gone: counting it under "no answer"
+        # would invent timeouts.
+        if row["state"] in _ERROR_STATUSES and not row["purged"]:
             sends[row["error_code"]] = sends.get(row["error_code"], 0) + row["n"]
     checks = (
         VerificationCheck.objects.filter(
@@ -293,7 +371,8 @@ def vendor_errors(
     """Failed sends and failed checks grouped by vendor response code, most first.
 
     Sends in status ``failed`` or ``unknown`` by their last response code, and checks
-    whose outcome is an error, unreachable or timed out. Two queries.
+    whose outcome is an error, unreachable or timed out; attempts and checks still in
+    the table only (the purge keeps no response codes). Three queries.
     """
     now = now or timezone.now()
     start, rows = _rows(days, now)
@@ -302,19 +381,25 @@ def vendor_errors(
 
 @dataclass(frozen=True)
 class Overview:
-    """Everything the dashboard shows about the window, from two queries."""
+    """Everything the dashboard shows about the window, from three queries.
+
+    ``purged`` is how many of the window's attempts were counted from the purge's
+    :class:`DailyAttemptStat` counters (0 when the purge has not reached the window).
+    """
 
     days: list[DayStats]
     summary: Summary
     countries: list[CountryStats]
     vendor_errors: list[VendorError]
+    purged: int = 0
 
 
 def overview(
     days: int = DEFAULT_DAYS, *, countries: int = 10, now: datetime | None = None
 ) -> Overview:
     """The daily series, totals, top countries and vendor errors in one scan of the
-    window (plus one query on the checks)."""
+    window and of its purge counters, plus one query on the checks: three queries
+    for any ``days`` (bounded by :data:`MAX_DAYS`)."""
     now = now or timezone.now()
     start, rows = _rows(days, now)
     return Overview(
@@ -322,6 +407,7 @@ def overview(
         summary=_summary(rows),
         countries=_countries(rows, countries),
         vendor_errors=_vendor_errors(start, now, rows),
+        purged=sum(row["n"] for row in rows if row["purged"]),
     )
 
 

@@ -13,42 +13,64 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .blocked import blocked_sends
+from .blocked import BLOCKED_DAYS, blocked_sends
 from .charts import chart
 from .pumping import pumping_signals
-from .queries import DEFAULT_DAYS, out_of_credit_since, overview
+from .queries import DEFAULT_DAYS, MAX_DAYS, out_of_credit_since, overview
 
 if TYPE_CHECKING:
     # Only for the annotation: the app imports the dashboard in ready() (for its signal
     # receiver), and a project without django.contrib.admin must still start.
     from django.contrib.admin import ModelAdmin
 
-__all__ = ["TEMPLATE", "dashboard_context", "dashboard_view"]
+__all__ = ["TEMPLATE", "WINDOW_CHOICES", "dashboard_context", "dashboard_view"]
 
 TEMPLATE = "admin/django_verifynow/dashboard.html"
 
+#: The windows the page links to (``?days=``); any other number up to
+#: :data:`~django_verifynow.dashboard.MAX_DAYS` works too.
+WINDOW_CHOICES = (DEFAULT_DAYS, 90, 365)
 
-def dashboard_context(*, now: datetime | None = None) -> dict[str, Any]:
-    """The figures the dashboard template shows, all as of one ``now``.
 
-    Queries: two for the window (:func:`overview`), two for the out-of-credit banner,
-    two for the pumping watch when traffic is healthy; the blocked sends are read from
-    the cache.
+def _window_days(value: str | None) -> int:
+    """``?days=`` as a number of days within 1 and ``MAX_DAYS``; the default for a
+    missing or malformed value (a bad link shows the usual page, not an error)."""
+    try:
+        days = int(value or DEFAULT_DAYS)
+    except ValueError:
+        return DEFAULT_DAYS
+    return min(max(days, 1), MAX_DAYS)
+
+
+def dashboard_context(
+    *, now: datetime | None = None, days: int = DEFAULT_DAYS
+) -> dict[str, Any]:
+    """The figures the dashboard template shows for the last ``days`` days, all as of
+    one ``now``.
+
+    Queries, whatever ``days``: three for the window (:func:`overview`: the attempts,
+    the purge's counters, the checks), two for the out-of-credit banner, two for the
+    pumping watch when traffic is healthy; the blocked sends are read from the cache.
     """
     now = now or timezone.now()
-    figures = overview(now=now)
-    blocked = blocked_sends(now=now)
+    days = min(max(int(days), 1), MAX_DAYS)
+    figures = overview(days, now=now)
+    blocked = blocked_sends(days, now=now)
     return {
         "days": figures.days,
         "chart": chart(figures.days),
         "summary": figures.summary,
         "countries": figures.countries,
         "vendor_errors": figures.vendor_errors,
+        "purged": figures.purged,
         "blocked": blocked,
         "blocked_total": sum(b.count for b in blocked),
+        # The cache keeps blocked sends for BLOCKED_DAYS: a longer window says so.
+        "blocked_days": min(days, BLOCKED_DAYS),
         "pumping": pumping_signals(now=now),
         "credit": out_of_credit_since(now=now),
-        "window_days": DEFAULT_DAYS,
+        "window_days": days,
+        "window_choices": WINDOW_CHOICES,
     }
 
 
@@ -63,6 +85,6 @@ def dashboard_view(
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
         "title": _("Verification dashboard"),
-        **dashboard_context(),
+        **dashboard_context(days=_window_days(request.GET.get("days"))),
     }
     return TemplateResponse(request, TEMPLATE, context)

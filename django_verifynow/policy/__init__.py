@@ -46,16 +46,30 @@ from ..exceptions import (
 )
 from ..reasons import Reason
 from . import caps, cooldown
+from .inspect import (
+    LiftFailed,
+    LiftResult,
+    PhoneState,
+    inspect_phone,
+    lift_phone,
+    lift_prefix,
+)
 
 __all__ = [
     "FAILS_OPEN",
     "LIMIT_REASONS",
     "Action",
     "Admission",
+    "LiftFailed",
+    "LiftResult",
+    "PhoneState",
     "Reason",
     "admit_check",
     "admit_send",
     "forget_failures",
+    "inspect_phone",
+    "lift_phone",
+    "lift_prefix",
     "record_failure",
     "resend_wait",
     "spend",
