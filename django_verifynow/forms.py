@@ -48,8 +48,11 @@ class VerifiedPhoneNumberField(forms.Field):
 
     :param purpose: what the proof is for (``"signup"``, ``"phone_change"``); the
         widget sends it with the code request and :meth:`clean` requires it to match.
-    :param countries: ISO codes offered by the widget's country list.
-    :param default_country: pre-selected country; also the region of national numbers.
+    :param countries: ISO codes offered by the widget's country list (named in the
+        visitor's language, sorted by name).
+    :param default_country: pre-selected country (else ``PHONENUMBER_DEFAULT_REGION``,
+        else the first country by name); without a country list, the region of
+        national numbers, for the widget's code request and for :meth:`clean` alike.
 
     The form must hand the field its request (:class:`VerifiedPhoneFormMixin` does, or
     :func:`bind_request`): without one the session binding cannot be checked and

@@ -59,9 +59,12 @@ def normalize(value: object, region: str | None = None) -> str:
     :class:`InvalidPhoneNumber`.
 
     :param value: the number as typed (any formatting), or a ``PhoneNumber``.
-    :param region: ISO 3166 alpha-2 region used for numbers typed without ``+``.
+    :param region: ISO 3166 alpha-2 region (any case) used for numbers typed without
+        ``+`` (a national number, or one with that region's international prefix);
+        a number with a leading ``+`` (or ``00``) ignores it.
     """
-    number = _parse(value, region)
+    # libphonenumber only knows upper-case region codes ("in" would be refused).
+    number = _parse(value, region.upper() if region else None)
     # Valid, not merely possible: the number must exist in the numbering plan.
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhoneNumber()

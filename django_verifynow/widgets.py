@@ -9,24 +9,45 @@ every submit (:class:`~django_verifynow.forms.VerifiedPhoneNumberField`).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
+import unicodedata
 import uuid
+import weakref
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .conf import verifynow_settings
 
-__all__ = ["PhoneVerificationWidget", "PhoneVerificationValue"]
+__all__ = [
+    "DEFAULT_MESSAGES",
+    "DEFAULT_TIMEOUT",
+    "PhoneVerificationValue",
+    "PhoneVerificationWidget",
+    "country_names",
+    "wait_units",
+]
 
 #: Stands for the attempt id in the URL templates handed to the script.
 URL_PLACEHOLDER = uuid.UUID(int=0)
 
-#: Every text the script may show, translatable; ``{n}`` / ``{phone}`` are filled in.
+#: Seconds the script waits for an answer of the API before it gives up (the buttons
+#: must not stay disabled for as long as the browser would wait).
+DEFAULT_TIMEOUT = 20.0
+
+#: Every text the script may show, translatable; ``{n}``, ``{phone}`` and ``{wait}``
+#: (a phrase of :func:`wait_units`) are filled in.
 DEFAULT_MESSAGES: dict[str, Any] = {
     "sending": _("Sending a code…"),
     "sent": _("We sent a code to {phone}. Enter it below."),
@@ -43,18 +64,214 @@ DEFAULT_MESSAGES: dict[str, Any] = {
     "no_attempts": _("Wrong code and no attempts left. Request a new code."),
     "expired": _("This code has expired. Request a new code."),
     "locked": _("Too many wrong codes. Request a new code."),
-    "rate_limited": _("Too many requests. Try again in {n} s."),
-    "unavailable": _(
-        "The verification service is unavailable right now. Try again in {n} s."
+    # {wait} is a phrase of wait_units(): "in 30 seconds", "in 51 minutes".
+    "rate_limited_wait": _("Too many requests. Try again {wait}."),
+    "unavailable_wait": _(
+        "The verification service is unavailable right now. Try again {wait}."
     ),
     "provider_error": _("The verification service could not process the request."),
     "not_found": _("This verification is no longer valid. Send a new code."),
     "network": _("Could not reach the server. Check your connection and try again."),
-    "resend_in": _("Resend code in {n} s"),
+    "resend_wait": _("Resend code {wait}"),
     "resend": _("Resend code"),
     "send": _("Send code"),
+    "send_wait": _("Send code {wait}"),
+    # The send button once a code went out: a second send would only be refused.
+    "code_sent": _("Code sent"),
+    "on_its_way": _(
+        "A code is on its way to {phone}. You can request a new one {wait}."
+    ),
+    "on_its_way_resend": _(
+        "A code is on its way to {phone}. If it does not arrive, use “Resend code”."
+    ),
+    # After "Change number": the number just verified waits for its cooldown.
+    "just_sent": _(
+        "A code was just sent to {phone}. A new one can be requested {wait}."
+    ),
+    "can_send": _("You can request a code now."),
     "changed": _("The number changed: verify the new number."),
+    # Older texts with a raw count of seconds ({n} s), superseded by the *_wait keys
+    # above; kept so that existing overrides and translations stay valid.
+    "rate_limited": _("Too many requests. Try again in {n} s."),
+    "unavailable": _(
+        "The verification service is unavailable right now. Try again in {n} s."
+    ),
+    "resend_in": _("Resend code in {n} s"),
 }
+
+#: How many counts each wait unit's plural table covers. The script says seconds
+#: below a minute, minutes below two hours (up to 120) and hours beyond; for counts
+#: past the table it uses 100 + n % 100, which takes the same plural form in every
+#: gettext plural rule (they look at n % 10, n % 100 and small n only).
+WAIT_UNIT_COUNTS = {"seconds": 60, "minutes": 121, "hours": 200}
+
+_PLACEHOLDER = re.compile(r"%\(n\)[ds]")
+
+
+def _plural_table(
+    render: Callable[[int], str], size: int
+) -> dict[str, tuple[Any, ...]]:
+    """The distinct forms of a counted text and, for n = 0 … size - 1, the index of
+    the form n takes, by the active language's plural rule (French says "0 seconde",
+    Hindi "0 सेकंड" in its plural). ``%(n)d`` becomes ``{n}`` for the script."""
+    forms_: list[str] = []
+    index: list[int] = []
+    for n in range(size):
+        text = _PLACEHOLDER.sub("{n}", render(n))
+        if text not in forms_:
+            forms_.append(text)
+        index.append(forms_.index(text))
+    return {"forms": tuple(forms_), "index": tuple(index)}
+
+
+def _compute_wait_units() -> dict[str, dict[str, tuple[Any, ...]]]:
+    size = WAIT_UNIT_COUNTS
+    return {
+        "seconds": _plural_table(
+            lambda n: ngettext("in %(n)d second", "in %(n)d seconds", n),
+            size["seconds"],
+        ),
+        "minutes": _plural_table(
+            lambda n: ngettext("in %(n)d minute", "in %(n)d minutes", n),
+            size["minutes"],
+        ),
+        "hours": _plural_table(
+            lambda n: ngettext("in %(n)d hour", "in %(n)d hours", n), size["hours"]
+        ),
+    }
+
+
+#: wait_units() per translation catalog: its ~400 ngettext calls take tens of ms.
+#: Keyed weakly by Django's catalog object, which Django replaces whenever it reloads
+#: translations (LOCALE_PATHS changed in a test, a .mo file changed under runserver),
+#: so a cached table never outlives its catalog.
+_WAIT_UNITS_CACHE: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _active_catalog() -> Any:
+    """Django's catalog object for the active language, or ``None`` without i18n."""
+    if not settings.USE_I18N:
+        return None
+    from django.utils.translation import trans_real
+
+    return trans_real.translation(translation.get_language() or settings.LANGUAGE_CODE)
+
+
+def wait_units() -> dict[str, dict[str, tuple[Any, ...]]]:
+    """The phrases of a wait ("in 1 second", "in 51 minutes", "in 3 hours") with the
+    exact plural form of every count, in the active language.
+
+    Django's JavaScript catalog is not on the widget's page, so the plural rule is
+    applied here, with ``ngettext``, and the script only looks the count up. The
+    tables are immutable and cached per catalog.
+    """
+    catalog = _active_catalog()
+    if catalog is None:
+        return _compute_wait_units()
+    cached = _WAIT_UNITS_CACHE.get(catalog)
+    if cached is None:
+        cached = _WAIT_UNITS_CACHE[catalog] = _compute_wait_units()
+    return dict(cached)
+
+
+# What localized_choices() raises without babel (ImproperlyConfigured), or, with
+# babel, for a locale babel does not know.
+_BABEL_ERRORS: tuple[type[Exception], ...] = (
+    ImproperlyConfigured,
+    ValueError,
+    LookupError,
+)
+try:  # pragma: no cover - depends on whether babel is installed
+    from babel import UnknownLocaleError
+
+    _BABEL_ERRORS += (UnknownLocaleError,)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _babel_names(language: str) -> dict[str, str]:
+    """Country names from django-phonenumber-field's ``localized_choices`` (babel's
+    CLDR names); ``{}`` without babel or for a locale babel does not know."""
+    from phonenumber_field.formfields import localized_choices
+
+    try:
+        choices = localized_choices(language)
+    except _BABEL_ERRORS:
+        return {}
+    # Its labels read "India +91": keep the name.
+    return {code: str(label).rsplit(" +", 1)[0] for code, label in choices if code}
+
+
+@functools.lru_cache(maxsize=1)
+def _libphonenumber_locale_data() -> dict[str, dict[str, str]]:
+    """libphonenumber's country names: ``{region: {language: name}}``.
+
+    ``phonenumbers`` ships them in ``phonenumbers/geodata/locale.py`` for its geocoder.
+    Importing that module the usual way runs ``phonenumbers.geodata``'s ``__init__``,
+    which loads every prefix table (about 100 MB and a second per process) that
+    country names need none of, so the file is read on its own; should the package's
+    layout change, the usual import is the fallback.
+    """
+    path = Path(phonenumbers.__file__).resolve().parent / "geodata" / "locale.py"
+    spec = importlib.util.spec_from_file_location(
+        "django_verifynow._phonenumbers_locale", path
+    )
+    if spec is not None and spec.loader is not None and path.is_file():
+        module = importlib.util.module_from_spec(spec)
+        # For its "from ..util import u" (phonenumbers.util, already imported).
+        module.__package__ = "phonenumbers.geodata"
+        try:
+            spec.loader.exec_module(module)
+        except (ImportError, SyntaxError):  # pragma: no cover - another layout
+            pass
+        else:
+            return dict(getattr(module, "LOCALE_DATA", {}))
+    try:  # pragma: no cover - another layout
+        from phonenumbers.geodata.locale import LOCALE_DATA
+    except ImportError:  # pragma: no cover
+        return {}
+    return dict(LOCALE_DATA)
+
+
+def _libphonenumber_name(code: str, language: str) -> str:
+    """libphonenumber's name of a country in ``language`` ("" when it has none)."""
+    names = _libphonenumber_locale_data().get(code, {})
+    name = str(names.get(language, ""))
+    if name.startswith("*"):
+        # "*xx": the same name as the entry of language xx.
+        name = str(names.get(name[1:], ""))
+    return name
+
+
+@functools.lru_cache(maxsize=64)
+def country_names(language: str) -> dict[str, str]:
+    """Name of every region libphonenumber knows, in ``language`` (a language code
+    such as ``"fr"`` or ``"pt-br"``).
+
+    django-phonenumber-field's babel names when babel is installed, else
+    libphonenumber's names (no extra dependency); a region without a name in
+    ``language`` gets its English name, and one without any name is left out (the
+    caller shows its code).
+    """
+    names = _babel_names(language)
+    if names:
+        return names
+    # libphonenumber's names are per language only ("pt" for "pt-br").
+    lang = translation.to_locale(language).split("_")[0].lower()
+    found: dict[str, str] = {}
+    for code in sorted(phonenumbers.SUPPORTED_REGIONS):
+        name = _libphonenumber_name(code, lang) or _libphonenumber_name(code, "en")
+        if name:
+            found[code] = name
+    return found
+
+
+def _sort_key(text: str) -> str:
+    """Order names as people read them: "Émirats" next to "Espagne", any case."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 class PhoneVerificationValue(dict):
@@ -65,11 +282,16 @@ class PhoneVerificationWidget(forms.Widget):
     """Phone input with SMS/WhatsApp code verification through the HTTP API.
 
     :param purpose: sent to the API with the phone number; must match the field's.
-    :param countries: ISO codes offered in the country list; defaults to
-        ``ALLOWED_COUNTRIES`` (sorted), or no list when every country is allowed.
-    :param default_country: pre-selected country (and region for national numbers).
+    :param countries: ISO codes offered in the country list (named in the active
+        language and sorted by name); defaults to ``ALLOWED_COUNTRIES``, or no list
+        when every country is allowed.
+    :param default_country: pre-selected country (and region for national numbers);
+        defaults to ``PHONENUMBER_DEFAULT_REGION`` when it is in the list, else the
+        first country by name in the site's ``LANGUAGE_CODE``.
     :param api_namespace: URL namespace of ``django_verifynow.urls`` (``"verifynow"``).
     :param messages: overrides of :data:`DEFAULT_MESSAGES` (same keys).
+    :param timeout: seconds the script waits for an API answer before it gives up
+        (rendered as ``data-timeout`` on the widget's root).
     """
 
     template_name = "django_verifynow/widgets/phone_verification.html"
@@ -87,6 +309,7 @@ class PhoneVerificationWidget(forms.Widget):
         default_country: str | None = None,
         api_namespace: str = "verifynow",
         messages: dict[str, Any] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(attrs)
         self.purpose = purpose
@@ -94,6 +317,7 @@ class PhoneVerificationWidget(forms.Widget):
         self.default_country = default_country
         self.api_namespace = api_namespace
         self.messages = {**DEFAULT_MESSAGES, **(messages or {})}
+        self.timeout = timeout
         #: Set by the field after the server re-checked the attempt (never from input).
         self.verified: dict[str, str] | None = None
 
@@ -113,18 +337,43 @@ class PhoneVerificationWidget(forms.Widget):
         return name not in data
 
     # -- rendering ---------------------------------------------------------------------
-    def country_choices(self) -> list[tuple[str, str]]:
-        """``(ISO code, "GB +44")`` pairs for the country list, or ``[]`` for none."""
+    def country_codes(self) -> list[str]:
+        """ISO codes of the country list (upper case), or ``[]`` for no list."""
         codes = self.countries
         if codes is None:
             allowed = verifynow_settings.ALLOWED_COUNTRIES
-            codes = sorted(allowed) if allowed else []
+            codes = list(allowed) if allowed else []
+        return [
+            code.upper()
+            for code in codes
+            if phonenumbers.country_code_for_region(code.upper())
+        ]
+
+    def country_choices(self) -> list[tuple[str, str]]:
+        """``(ISO code, "India +91")`` pairs for the country list, named in the active
+        language and sorted by name, or ``[]`` for no list."""
+        language = translation.get_language() or settings.LANGUAGE_CODE
+        names = country_names(language)
         choices = []
-        for code in codes:
-            calling = phonenumbers.country_code_for_region(code.upper())
-            if calling:
-                choices.append((code.upper(), f"{code.upper()} +{calling}"))
-        return choices
+        for code in self.country_codes():
+            calling = phonenumbers.country_code_for_region(code)
+            choices.append((code, f"{names.get(code) or code} +{calling}"))
+        return sorted(choices, key=lambda choice: (_sort_key(choice[1]), choice[0]))
+
+    def initial_country(self) -> str:
+        """The pre-selected country: ``default_country``, else
+        ``PHONENUMBER_DEFAULT_REGION``, when in the list; else the first country by
+        name in the site's ``LANGUAGE_CODE``, so that a visitor's language does not
+        change which country a national number is read in."""
+        codes = self.country_codes()
+        if not codes:
+            return ""
+        site_default = getattr(settings, "PHONENUMBER_DEFAULT_REGION", None)
+        for candidate in (self.default_country, site_default):
+            if candidate and str(candidate).upper() in codes:
+                return str(candidate).upper()
+        names = country_names(settings.LANGUAGE_CODE)
+        return min(codes, key=lambda code: (_sort_key(names.get(code) or code), code))
 
     def api_urls(self) -> dict[str, str]:
         """URLs of the API endpoints; attempt URLs carry :data:`URL_PLACEHOLDER`."""
@@ -156,9 +405,7 @@ class PhoneVerificationWidget(forms.Widget):
             phone = str(value)
         choices = self.country_choices()
         if not country:
-            country = (
-                self.default_country or (choices[0][0] if choices else "")
-            ).upper()
+            country = self.initial_country()
         verified = self.verified
         if (
             verified
@@ -175,6 +422,10 @@ class PhoneVerificationWidget(forms.Widget):
             phone=phone,
             country=country,
             countries=choices,
+            # Without a list, national numbers are read in the field's default
+            # country, as clean() reads them: the script sends it as the region.
+            region=(self.default_country or "").upper() if not choices else "",
+            timeout=f"{self.timeout:g}",
             attempt=attempt,
             verified=verified,
             purpose=self.purpose,
@@ -195,6 +446,7 @@ class PhoneVerificationWidget(forms.Widget):
                     % {"n": n}
                     for n in range(1, verifynow_settings.MAX_ATTEMPTS + 1)
                 },
+                "wait_units": wait_units(),
             },
             messages_id=f"{base_id}_messages",
         )

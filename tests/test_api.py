@@ -173,6 +173,54 @@ def test_send_refuses_a_country_outside_the_allow_list(api):
     assert count("send") == 0
 
 
+# -- the optional country of a number typed without + ---------------------------------
+
+
+@pytest.mark.parametrize("country", ["GB", "gb"])
+def test_send_reads_a_national_number_in_the_given_country(api, country):
+    response = send(api, "07400 123456", data={"country": country})
+    assert response.status_code == 201, response.content
+    assert response.json()["phone_number"] == "+44********56"
+    assert VerificationAttempt.objects.get().phone_number == OTHER_PHONE
+    assert count("send") == 1
+
+
+def test_a_number_with_a_plus_ignores_the_country(api):
+    response = send(api, "+91 98765 43210", data={"country": "GB"})
+    assert response.status_code == 201, response.content
+    assert VerificationAttempt.objects.get().phone_number == PHONE
+
+
+def test_without_a_country_a_national_number_is_invalid(api):
+    for data in (None, {"country": ""}):
+        body = assert_error(send(api, "07400 123456", data), 400, "invalid_phone")
+        assert body["fields"] == {"phone_number": [body["detail"]]}
+    assert count("send") == 0
+
+
+@pytest.mark.parametrize("country", ["XX", "GBR", "G", 44, None, ["GB"], "ZZ"])
+def test_send_refuses_a_malformed_country(api, country):
+    body = assert_error(
+        send(api, "07400 123456", data={"country": country}), 400, "invalid_input"
+    )
+    assert list(body["fields"]) == ["country"]
+    assert "GBR" not in json.dumps(body) and "XX" not in json.dumps(body)
+    assert count("send") == 0
+
+
+def test_the_country_is_part_of_the_idempotent_request(api):
+    first = send(api, "07400 123456", {"country": "GB"}, HTTP_IDEMPOTENCY_KEY="c-1")
+    assert first.status_code == 201
+    again = send(api, "07400 123456", {"country": "GB"}, HTTP_IDEMPOTENCY_KEY="c-1")
+    assert again.json()["id"] == first.json()["id"]
+    assert_error(
+        send(api, "07400 123456", {"country": "IN"}, HTTP_IDEMPOTENCY_KEY="c-1"),
+        422,
+        "idempotency_mismatch",
+    )
+    assert count("send") == 1
+
+
 def test_send_answer_is_the_same_for_every_valid_number(api):
     # No account enumeration: the API knows no accounts, and a user already
     # registered with a number changes nothing in the answer.

@@ -103,6 +103,23 @@ def test_national_number_with_country_is_normalised(request_: Any) -> None:
 
 
 @pytest.mark.django_db
+def test_the_widgets_national_number_and_country_verify_as_the_form_reads_them(
+    request_: Any,
+) -> None:
+    """The widget sends the number as typed with the selected country; the service
+    parses them as clean() parses the submitted phone and phone_country."""
+    typed = "07400 123456"
+    attempt = services.send_otp(typed, request=request_, purpose="signup", region="GB")
+    attempt = services.validate_otp(
+        attempt, last_code("+447400123456"), request=request_
+    )
+    data = signup_data(attempt, phone=typed, phone_country="GB")
+    form = SignupForm(data, request=request_)
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["phone"] == "+447400123456"
+
+
+@pytest.mark.django_db
 def test_clean_does_not_consume(request_: Any) -> None:
     attempt = verify(request_)
     assert SignupForm(signup_data(attempt), request=request_).is_valid()

@@ -34,6 +34,36 @@ def test_national_form_with_a_region():
     assert phone.normalize("07400 123456", region="GB") == "+447400123456"
 
 
+def test_the_region_is_case_insensitive():
+    assert phone.normalize("07400 123456", region="gb") == "+447400123456"
+
+
+@pytest.mark.parametrize("typed", ["+91 98765 43210", "0091 98765 43210"])
+def test_an_international_number_ignores_the_region(typed):
+    assert phone.normalize(typed, region="GB") == "+919876543210"
+
+
+def test_the_regions_international_prefix_is_understood():
+    # From the US, "011" dials abroad: only the region tells it apart.
+    assert phone.normalize("011 91 98765 43210", region="US") == "+919876543210"
+
+
+@pytest.mark.parametrize("region", [None, "XX"])
+def test_a_national_number_needs_a_known_region(region):
+    with pytest.raises(InvalidPhoneNumber):
+        phone.normalize("07400 123456", region=region)
+
+
+@pytest.mark.django_db
+def test_send_otp_reads_a_national_number_in_its_region():
+    from django_verifynow import services
+
+    attempt = services.send_otp("07400 123456", region="GB")
+    assert attempt.phone_number == "+447400123456"
+    with pytest.raises(InvalidPhoneNumber):
+        services.send_otp("07400 123456")
+
+
 @pytest.mark.parametrize(
     "value", ["+91 12345", "+999 123456789", "hello", "", "+", "+1" + "2" * 70]
 )

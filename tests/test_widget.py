@@ -4,7 +4,11 @@ its expiry, and of the server re-check at submit)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.exceptions import ImproperlyConfigured
 from django.forms.renderers import TemplatesSetting
 from django.test import RequestFactory, override_settings
+from django.utils import translation
 
 from django_verifynow import services
 from django_verifynow.forms import VerifiedPhoneFormMixin, VerifiedPhoneNumberField
@@ -99,13 +104,107 @@ def test_hidden_attempt_input_is_empty_when_unbound() -> None:
     assert "data-verified-phone" not in html
 
 
+def options(html: str) -> list[tuple[str, str]]:
+    """``(value, text)`` of every option of the country list."""
+    return re.findall(r'<option value="([A-Z]{2})"[^>]*>([^<]*)</option>', html)
+
+
+def selected(html: str) -> str:
+    match = re.search(r'<option value="([A-Z]{2})" selected>', html)
+    assert match, "no country selected"
+    return match.group(1)
+
+
 def test_country_list_comes_from_allowed_countries() -> None:
     html = render(ProfileForm())
     select = tag(html, "data-verifynow-country")
     assert 'name="phone_country"' in select
-    options = re.findall(r'<option value="([A-Z]{2})"', html)
-    assert options == ["DE", "GB", "IN", "US"]
-    assert "IN +91" in html and "GB +44" in html
+    # Named, sorted by name; the first by name is the default without a site region.
+    assert options(html) == [
+        ("DE", "Germany +49"),
+        ("IN", "India +91"),
+        ("GB", "United Kingdom +44"),
+        ("US", "United States +1"),
+    ]
+    assert selected(html) == "DE"
+
+
+def test_country_names_follow_the_active_language() -> None:
+    with translation.override("fr"):
+        html = render(ProfileForm())
+    assert options(html) == [
+        ("DE", "Allemagne +49"),
+        ("US", "Etats-Unis +1"),
+        ("IN", "Inde +91"),
+        ("GB", "Royaume-Uni +44"),
+    ]
+    with translation.override("hi"):
+        assert ("IN", "भारत +91") in options(render(ProfileForm()))
+
+
+def test_the_visitors_language_does_not_change_the_default(settings: Any) -> None:
+    """The default is the first country by name in the site's LANGUAGE_CODE: a
+    national number is read in the same country whatever the visitor's language."""
+    settings.VERIFYNOW = {**settings.VERIFYNOW, "ALLOWED_COUNTRIES": ["GB", "IN", "US"]}
+    assert selected(render(ProfileForm())) == "IN"  # India < United Kingdom
+    with translation.override("fr"):
+        html = render(ProfileForm())
+    assert options(html)[0] == ("US", "Etats-Unis +1")  # first by the French name
+    assert selected(html) == "IN"
+
+
+def test_phonenumber_default_region_is_preselected(settings: Any) -> None:
+    settings.PHONENUMBER_DEFAULT_REGION = "GB"
+    assert selected(render(ProfileForm())) == "GB"
+    with translation.override("fr"):
+        assert selected(render(ProfileForm())) == "GB"
+    # A field's own default_country comes first.
+    assert re.search(
+        r'<option value="IN" selected>',
+        str(PhoneVerificationWidget(default_country="in").render("p", None)),
+    )
+    # A region outside the list cannot be selected: the first by name is.
+    settings.PHONENUMBER_DEFAULT_REGION = "FR"
+    assert selected(render(ProfileForm())) == "DE"
+
+
+def test_country_names_come_from_babel_when_it_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With babel, django-phonenumber-field's localized_choices names the countries
+    (a stand-in for babel here: the suite does not install it)."""
+    import phonenumber_field.formfields as pnf_forms
+
+    from django_verifynow import widgets
+
+    class Locale:
+        def __init__(self, name: str) -> None:
+            self.territories = {"DE": f"Deutschland ({name})", "IN": "Indien"}
+
+    monkeypatch.setattr(pnf_forms, "babel", type("babel", (), {"Locale": Locale}))
+    widgets.country_names.cache_clear()
+    try:
+        html = render(ProfileForm())
+    finally:
+        monkeypatch.undo()
+        widgets.country_names.cache_clear()
+    assert ("DE", "Deutschland (en_US) +49") in options(html)
+    assert ("IN", "Indien +91") in options(html)
+    assert ("GB", "GB +44") in options(html)  # no name: the code
+
+
+def test_without_a_list_the_default_country_is_the_region(settings: Any) -> None:
+    settings.VERIFYNOW = {**settings.VERIFYNOW, "ALLOWED_COUNTRIES": None}
+    widget = PhoneVerificationWidget(default_country="gb")
+    html = widget.render("phone", None, {"id": "id_phone"})
+    assert 'data-region="GB"' in tag(html, "data-verifynow ")
+    assert "data-region" not in render(ProfileForm())
+
+
+def test_the_request_timeout_is_on_the_root() -> None:
+    assert 'data-timeout="20"' in tag(render(ProfileForm()), "data-verifynow ")
+    widget = PhoneVerificationWidget(timeout=7.5)
+    assert 'data-timeout="7.5"' in widget.render("phone", None, {"id": "id_phone"})
 
 
 def test_no_country_list_when_every_country_is_allowed(settings: Any) -> None:
@@ -238,3 +337,123 @@ def test_wrong_code_messages_carry_exact_plural_forms():
     assert counts["1"] == "Wrong code. 1 attempt left."
     assert counts["4"] == "Wrong code. 4 attempts left."
     assert "5" in counts and "6" not in counts  # one per allowed attempt (MAX_ATTEMPTS)
+
+
+def messages_of(html: str) -> dict[str, Any]:
+    payload = re.search(
+        r'<script id="id_phone_messages" type="application/json">(.*?)</script>',
+        html,
+        re.S,
+    )
+    assert payload
+    return dict(json.loads(payload.group(1)))
+
+
+def test_waits_are_phrased_with_plural_forms() -> None:
+    html = PhoneVerificationWidget().render("phone", None, attrs={"id": "id_phone"})
+    messages = messages_of(html)
+    units = messages["wait_units"]
+    seconds = units["seconds"]
+    assert seconds["forms"] == ["in {n} seconds", "in {n} second"]
+    assert [seconds["forms"][seconds["index"][n]] for n in (0, 1, 2, 59)] == [
+        "in {n} seconds",
+        "in {n} second",
+        "in {n} seconds",
+        "in {n} seconds",
+    ]
+    assert len(seconds["index"]) == 60
+    assert len(units["minutes"]["index"]) == 121  # minutes up to two hours
+    assert len(units["hours"]["index"]) == 200
+    assert units["hours"]["forms"][units["hours"]["index"][1]] == "in {n} hour"
+    assert messages["rate_limited_wait"] == "Too many requests. Try again {wait}."
+    assert messages["send_wait"] == "Send code {wait}"
+    assert messages["resend_wait"] == "Resend code {wait}"
+
+
+def test_plural_table_follows_the_languages_rule() -> None:
+    from django_verifynow.widgets import _plural_table
+
+    def french(n: int) -> str:  # plural=(n > 1)
+        return "dans %(n)d seconde" if n <= 1 else "dans %(n)d secondes"
+
+    table = _plural_table(french, 5)
+    assert table == {
+        "forms": ("dans {n} seconde", "dans {n} secondes"),
+        "index": (0, 0, 1, 1, 1),
+    }
+
+
+PO_HEADER = """msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+"Plural-Forms: {plural}\\n"
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("msgfmt") is None, reason="needs gettext's msgfmt to compile a .po"
+)
+@pytest.mark.parametrize(
+    ("lang", "plural", "zero", "one", "two"),
+    [
+        # French: 0 and 1 are singular.
+        ("fr", "nplurals=2; plural=(n > 1);", "one", "one", "other"),
+        # Hindi: 0 takes the plural.
+        ("hi", "nplurals=2; plural=(n != 1);", "other", "one", "other"),
+    ],
+)
+def test_wait_plurals_are_exact_in_french_and_hindi(
+    settings: Any,
+    tmp_path: Path,
+    lang: str,
+    plural: str,
+    zero: str,
+    one: str,
+    two: str,
+) -> None:
+    """With a catalog of the language (here a test one, marking each form), the
+    widget's tables pick the form gettext's own plural rule picks."""
+    entries = "".join(
+        f'\nmsgid "in %(n)d {unit}"\nmsgid_plural "in %(n)d {unit}s"\n'
+        f'msgstr[0] "[one] %(n)d {unit}"\nmsgstr[1] "[other] %(n)d {unit}"\n'
+        for unit in ("second", "minute", "hour")
+    )
+    messages = tmp_path / lang / "LC_MESSAGES"
+    messages.mkdir(parents=True)
+    (messages / "django.po").write_text(
+        PO_HEADER.format(plural=plural) + entries, encoding="utf-8"
+    )
+    subprocess.run(
+        ["msgfmt", "-o", str(messages / "django.mo"), str(messages / "django.po")],
+        check=True,
+    )
+    settings.LOCALE_PATHS = [str(tmp_path)]
+    with translation.override(lang):
+        html = PhoneVerificationWidget().render("phone", None, attrs={"id": "id_phone"})
+    units = messages_of(html)["wait_units"]
+    for unit in ("seconds", "minutes", "hours"):
+        table = units[unit]
+        picked = [table["forms"][table["index"][n]] for n in (0, 1, 2)]
+        assert picked == [
+            f"[{zero}] {{n}} {unit[:-1]}",
+            f"[{one}] {{n}} {unit[:-1]}",
+            f"[{two}] {{n}} {unit[:-1]}",
+        ]
+
+
+def test_country_names_do_not_load_the_geocoding_tables() -> None:
+    """libphonenumber's country names are read without phonenumbers.geodata, whose
+    import loads every prefix table (about 100 MB per process)."""
+    script = (
+        "import sys, django; django.setup()\n"
+        "from django_verifynow.widgets import country_names\n"
+        "assert country_names('fr')['IN'] == 'Inde'\n"
+        "assert 'phonenumbers.geodata' not in sys.modules, 'geodata imported'\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(root),
+    }
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=root)

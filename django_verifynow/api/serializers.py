@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import phonenumbers
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -18,6 +19,7 @@ from .errors import ERROR_CODES
 
 __all__ = [
     "AttemptSerializer",
+    "CountryField",
     "ErrorSerializer",
     "SendSerializer",
     "StrictCharField",
@@ -40,8 +42,30 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class CountryField(StrictCharField):
+    """An ISO 3166 alpha-2 region code (any case, returned upper-case) that
+    libphonenumber knows; an empty string stands for none."""
+
+    default_error_messages = {
+        "invalid_country": _("Enter an ISO 3166 alpha-2 country code, e.g. IN.")
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 2)
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        code = super().to_internal_value(data).upper()
+        # The message never echoes the input back.
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            self.fail("invalid_country")
+        return code
+
+
 class SendSerializer(serializers.Serializer):
-    """Body of ``POST ""``: the number to verify, and optionally channel and purpose."""
+    """Body of ``POST ""``: the number to verify, and optionally its country, channel
+    and purpose."""
 
     class Meta:
         ref_name = "VerifyNowSendRequest"
@@ -49,6 +73,13 @@ class SendSerializer(serializers.Serializer):
     phone_number = StrictCharField(
         max_length=40,
         help_text=_("The phone number in international form, e.g. +447911123456."),
+    )
+    country = CountryField(
+        required=False,
+        help_text=_(
+            "ISO 3166 alpha-2 country of a phone_number typed without +, e.g. IN for "
+            '"98765 43210"; a number with + ignores it.'
+        ),
     )
     flow_type = serializers.ChoiceField(
         choices=FLOW_TYPES,

@@ -248,6 +248,7 @@ class SendView(VerifyNowAPIView):
                     request=request,
                     purpose=data["purpose"],
                     flow_type=data.get("flow_type"),
+                    region=data.get("country") or None,
                 )
             except InvalidPhoneNumber as exc:
                 exc.field = "phone_number"  # type: ignore[attr-defined]

@@ -74,6 +74,7 @@ def send_otp(
     user: Any = None,
     purpose: str = "verify",
     flow_type: str | None = None,
+    region: str | None = None,
 ) -> VerificationAttempt:
     """Send a code to ``phone_number`` and return the new attempt (status ``pending``).
 
@@ -86,6 +87,8 @@ def send_otp(
     :param user: binds the attempt to this user (defaults to ``request.user``).
     :param purpose: what the proof is for (``"signup"``, ``"phone_change"``, …).
     :param flow_type: ``"SMS"`` or ``"WHATSAPP"``; defaults to ``FLOW_TYPE``.
+    :param region: ISO 3166 alpha-2 region of a number typed without ``+`` (the
+        country the user picked); a number with ``+`` ignores it.
     :raises InvalidPhoneNumber, PhoneNumberNotAllowed, InvalidInput: before anything.
     :raises RateLimited: a limit or the cooldown (``DailyCapReached`` for the daily
         cap); nothing was sent or counted.
@@ -97,7 +100,7 @@ def send_otp(
     """
     flow = _clean_flow_type(flow_type)
     purpose = _clean_purpose(purpose)
-    e164 = phone.normalize(phone_number)
+    e164 = phone.normalize(phone_number, region)
     requester = requester_for(request, user, bind=True)
     try:
         phone.check_allowed(e164)
