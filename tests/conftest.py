@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import responses
 from django.core.cache import caches
 
 from django_verifynow import client as client_module
+
+from .chromium import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, gate
 
 REQUIRE_SERVICES = bool(os.environ.get("VERIFYNOW_REQUIRE_SERVICES"))
 
@@ -66,3 +69,29 @@ def vendor() -> Iterator[responses.RequestsMock]:
     ConnectionError)."""
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         yield mock
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, or a skip with the reason."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        gate("Playwright is not installed: pip install -r requirements-test.txt")
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        gate(f"{CHROMIUM} is missing: run scripts/install-browser.sh")
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests
+    # make between page actions are plain synchronous code.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

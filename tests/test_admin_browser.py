@@ -13,8 +13,6 @@ failure. Screenshots go to ``test-artifacts/screenshots/admin-*.png``.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +24,7 @@ from django.utils import timezone
 
 from django_verifynow.models import DailyAttemptStat, VerificationAttempt
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, WAIT, _gate
+from .chromium import SCREENSHOTS, WAIT
 
 pytestmark = [pytest.mark.browser]
 
@@ -63,32 +61,6 @@ CONTRAST = """([selector, property]) => {
   const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
   return {ratio: (a + 0.05) / (b + 0.05), colour: getComputedStyle(el)[property]};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium through Playwright, or a skip with the reason."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _gate("Playwright is not installed: pip install -r requirements-test.txt")
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        _gate(f"{CHROMIUM} is missing: run scripts/install-browser.sh")
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests
-    # make between page actions are plain synchronous code.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

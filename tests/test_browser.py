@@ -22,57 +22,13 @@ from django.contrib.auth import get_user_model
 from django_verifynow.models import VerificationAttempt
 from django_verifynow.testing import last_code, reset_sandbox, sandbox_engine
 
+from .chromium import SCREENSHOTS, WAIT
+
 pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.browser_urls")]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 PHONE = "+919876543210"
 NATIONAL = "98765 43210"
 PASSWORD = "a-Long-enough-pass-7"
-WAIT = 30_000  # ms: an upper bound on waiting for a state, never an assertion on speed
-
-
-def _gate(reason: str) -> None:
-    if os.environ.get("VERIFYNOW_REQUIRE_SERVICES"):
-        pytest.fail(
-            f"{reason}; VERIFYNOW_REQUIRE_SERVICES forbids skipping the browser tests"
-        )
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium through Playwright, or a skip with the reason."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _gate("Playwright is not installed: pip install -r requirements-test.txt")
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        _gate(f"{CHROMIUM} is missing: run scripts/install-browser.sh")
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests
-    # make between page actions are plain synchronous code.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
