@@ -236,3 +236,56 @@ def test_a_double_click_across_the_expiry_answers_what_the_first_check_found() -
         late = services.validate_otp(attempt.pk, code, request=request)
     worker.join()
     assert late.check_result == services.CheckResult.ALREADY_VERIFIED
+
+
+def _settle_as_verified_soon(attempt: VerificationAttempt) -> Any:
+    """A thread standing for the in-time check: its 'verified' lands in 0.3 s."""
+    import threading
+
+    from django.db import connections
+
+    def land() -> None:
+        time.sleep(0.3)
+        VerificationCheck.objects.create(attempt=attempt, outcome="verified")
+        VerificationAttempt.objects.filter(pk=attempt.pk).update(
+            status=AttemptStatus.VERIFIED, verified_at=timezone.now()
+        )
+        connections.close_all()
+
+    return threading.Thread(target=land)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_on_the_last_try_answers_what_the_first_check_found() -> None:
+    """Four wrong codes, then the right one clicked twice: the click that finds no try
+    left waits for the one that has it, instead of answering 429."""
+    request = browser("203.0.113.10")
+    attempt = services.send_otp(VICTIM, request=request)
+    code = last_code(VICTIM)
+    for _ in range(4):
+        services.validate_otp(attempt.pk, wrong(code), request=request)
+    # The fifth try reserved by the first click, its answer not back yet.
+    VerificationAttempt.objects.filter(pk=attempt.pk).update(check_count=5)
+    worker = _settle_as_verified_soon(attempt)
+    worker.start()
+    second = services.validate_otp(attempt.pk, code, request=request)
+    worker.join()
+    assert second.check_result == services.CheckResult.ALREADY_VERIFIED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_late_705_answers_what_the_in_time_check_found() -> None:
+    """The second click reached VerifyNow a moment after its code expired there (705)
+    while the first, in time, was still waiting: the answer is the first one's."""
+    request = browser("203.0.113.10")
+    attempt = services.send_otp(VICTIM, request=request)
+    code = last_code(VICTIM)
+    VerificationAttempt.objects.filter(pk=attempt.pk).update(check_count=1)
+    sandbox_engine().inject_fault("response_code", endpoint="validate", code=705)
+    worker = _settle_as_verified_soon(attempt)
+    worker.start()
+    second = services.validate_otp(attempt.pk, code, request=request)
+    worker.join()
+    assert second.check_result == services.CheckResult.ALREADY_VERIFIED
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.VERIFIED

@@ -161,17 +161,11 @@ def _check(
     ).update(check_count=F("check_count") + 1)
     if not reserved:
         # Out of tries, or settled meanwhile. Change nothing: checks that did reserve
-        # may still be waiting for the vendor, and their answers decide the state.
-        attempt.refresh_from_db(
-            fields=["status", "check_count", "verified_at", "expires_at"]
-        )
-        if attempt.status == _S.PENDING:
-            return (
-                CheckResult.EXPIRED
-                if attempt.is_expired
-                else CheckResult.ALREADY_LOCKED
-            )
-        return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
+        # may still be waiting for the vendor, and their answers decide the state and
+        # this answer too (a double click on the last try).
+        if _settled_meanwhile(attempt):
+            return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
+        return CheckResult.EXPIRED if attempt.is_expired else CheckResult.ALREADY_LOCKED
     attempt.check_count += 1
     try:
         result = _vendor_check(attempt, code)
@@ -249,8 +243,14 @@ def _apply(
         attempt.refresh_from_db(fields=["status", "check_count"])
         return CheckResult.WRONG_CODE
     if outcome is Outcome.EXPIRED:
-        _expire(attempt, own=1, last_response_code=code)
+        # Recorded first, so this check no longer counts as one in flight.
         _record(attempt, requester, CheckOutcome.EXPIRED, code)
+        if not _expire(attempt, last_response_code=code) and _settled_meanwhile(
+            attempt
+        ):
+            # Too late at the vendor's clock, but a check of this attempt that reached
+            # it in time was still waiting for its answer: that answer is this one's.
+            return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
         notify.failed(attempt, requester, Reason.EXPIRED)
         return CheckResult.EXPIRED
     # Outcome.LIMIT_REACHED: the vendor locked this verification.
