@@ -310,7 +310,12 @@ def _may_have_succeeded(attempt: VerificationAttempt) -> bool:
     # Reserved tries not yet recorded, this check aside: a concurrent check of this
     # attempt is still waiting for the vendor and may be the one that succeeded.
     recorded = checks.filter(outcome__in=_USED).count()
-    return attempt.check_count - recorded - 1 > 0
+    if attempt.check_count - recorded - 1 > 0:
+        return True
+    # A concurrent check may have verified and recorded itself between the reads
+    # above (it moves the status first): look at the status once more.
+    attempt.refresh_from_db(fields=["status", "check_count", "verified_at"])
+    return attempt.status == _S.VERIFIED
 
 
 def _settled_meanwhile(attempt: VerificationAttempt) -> bool:
@@ -321,8 +326,13 @@ def _settled_meanwhile(attempt: VerificationAttempt) -> bool:
         attempt.refresh_from_db(fields=["status", "check_count", "verified_at"])
         if attempt.status != _S.PENDING:
             return True
-        if time.monotonic() >= give_up or not _in_flight(attempt):
+        if time.monotonic() >= give_up:
             return False
+        if not _in_flight(attempt):
+            # The check may have settled between the two reads (it moves the status,
+            # then records itself): look once more before answering on our own.
+            attempt.refresh_from_db(fields=["status", "check_count", "verified_at"])
+            return attempt.status != _S.PENDING
         time.sleep(_SETTLE_POLL)
 
 
