@@ -37,6 +37,7 @@ from django_verifynow.policy import Action, caps, cooldown
 from django_verifynow.policy.cooldown import Wait
 from django_verifynow.ratelimit import Rule
 from django_verifynow.reasons import Reason
+from tests.broken_cache import RecordingCache
 
 # 2024-01-01T00:00:00Z: the start of an hour and of a UTC day.
 T0 = 1_704_067_200.0
@@ -1190,19 +1191,9 @@ def test_unknown_cache_alias_is_a_configuration_error_everywhere(clock: Clock) -
 
 
 # -- no raw identifiers -------------------------------------------------------------
-class RecordingCache(LocMemCache):
-    """LocMem that remembers every key it was asked about."""
-
-    seen: list[str] = []
-
-    def make_and_validate_key(self, key: str, version: int | None = None) -> str:
-        type(self).seen.append(key)
-        return super().make_and_validate_key(key, version)
-
-
 @override_settings(
     CACHES={
-        "default": {"BACKEND": "tests.test_policy.RecordingCache", "LOCATION": "rec"}
+        "default": {"BACKEND": "tests.broken_cache.RecordingCache", "LOCATION": "rec"}
     },
     VERIFYNOW={
         **limits(send="5/h/phone,5/h/ip,5/h/session,2/h/prefix,50/h/global"),

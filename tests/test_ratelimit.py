@@ -26,6 +26,7 @@ from django.test import override_settings
 from django_verifynow import ratelimit
 from django_verifynow.exceptions import VerifyNowConfigurationError
 from django_verifynow.ratelimit import LimitExceeded, Rule, StoreUnavailable
+from tests.broken_cache import RecordingCache
 
 # A fixed instant at the start of an hour and of a UTC day (2024-01-01T00:00:00Z), so
 # window arithmetic in the tests is easy to follow.
@@ -480,19 +481,9 @@ def test_release_survives_a_cache_outage() -> None:
 
 
 # -- hashed keys --------------------------------------------------------------------
-class RecordingCache(LocMemCache):
-    """LocMem that remembers every key it was asked about."""
-
-    seen: list[str] = []
-
-    def make_and_validate_key(self, key: str, version: int | None = None) -> str:
-        type(self).seen.append(key)
-        return super().make_and_validate_key(key, version)
-
-
 @override_settings(
     CACHES={
-        "default": {"BACKEND": "tests.test_ratelimit.RecordingCache", "LOCATION": "rec"}
+        "default": {"BACKEND": "tests.broken_cache.RecordingCache", "LOCATION": "rec"}
     },
     VERIFYNOW=limits(t="5/h/phone,5/h/ip,5/h/session,5/h/prefix,5/h/global"),
 )
