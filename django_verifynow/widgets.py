@@ -9,14 +9,10 @@ every submit (:class:`~django_verifynow.forms.VerifiedPhoneNumberField`).
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import re
-import unicodedata
 import uuid
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -29,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .conf import verifynow_settings
+from .countries import country_names, sort_key
 
 __all__ = [
     "DEFAULT_MESSAGES",
@@ -176,104 +173,6 @@ def wait_units() -> dict[str, dict[str, tuple[Any, ...]]]:
     return dict(cached)
 
 
-# What localized_choices() raises without babel (ImproperlyConfigured), or, with
-# babel, for a locale babel does not know.
-_BABEL_ERRORS: tuple[type[Exception], ...] = (
-    ImproperlyConfigured,
-    ValueError,
-    LookupError,
-)
-try:  # pragma: no cover - depends on whether babel is installed
-    from babel import UnknownLocaleError
-
-    _BABEL_ERRORS += (UnknownLocaleError,)
-except ImportError:  # pragma: no cover
-    pass
-
-
-def _babel_names(language: str) -> dict[str, str]:
-    """Country names from django-phonenumber-field's ``localized_choices`` (babel's
-    CLDR names); ``{}`` without babel or for a locale babel does not know."""
-    from phonenumber_field.formfields import localized_choices
-
-    try:
-        choices = localized_choices(language)
-    except _BABEL_ERRORS:
-        return {}
-    # Its labels read "India +91": keep the name.
-    return {code: str(label).rsplit(" +", 1)[0] for code, label in choices if code}
-
-
-@functools.lru_cache(maxsize=1)
-def _libphonenumber_locale_data() -> dict[str, dict[str, str]]:
-    """libphonenumber's country names: ``{region: {language: name}}``.
-
-    ``phonenumbers`` ships them in ``phonenumbers/geodata/locale.py`` for its geocoder.
-    Importing that module the usual way runs ``phonenumbers.geodata``'s ``__init__``,
-    which loads every prefix table (about 100 MB and a second per process) that
-    country names need none of, so the file is read on its own; should the package's
-    layout change, the usual import is the fallback.
-    """
-    path = Path(phonenumbers.__file__).resolve().parent / "geodata" / "locale.py"
-    spec = importlib.util.spec_from_file_location(
-        "django_verifynow._phonenumbers_locale", path
-    )
-    if spec is not None and spec.loader is not None and path.is_file():
-        module = importlib.util.module_from_spec(spec)
-        # For its "from ..util import u" (phonenumbers.util, already imported).
-        module.__package__ = "phonenumbers.geodata"
-        try:
-            spec.loader.exec_module(module)
-        except (ImportError, SyntaxError):  # pragma: no cover - another layout
-            pass
-        else:
-            return dict(getattr(module, "LOCALE_DATA", {}))
-    try:  # pragma: no cover - another layout
-        from phonenumbers.geodata.locale import LOCALE_DATA
-    except ImportError:  # pragma: no cover
-        return {}
-    return dict(LOCALE_DATA)
-
-
-def _libphonenumber_name(code: str, language: str) -> str:
-    """libphonenumber's name of a country in ``language`` ("" when it has none)."""
-    names = _libphonenumber_locale_data().get(code, {})
-    name = str(names.get(language, ""))
-    if name.startswith("*"):
-        # "*xx": the same name as the entry of language xx.
-        name = str(names.get(name[1:], ""))
-    return name
-
-
-@functools.lru_cache(maxsize=64)
-def country_names(language: str) -> dict[str, str]:
-    """Name of every region libphonenumber knows, in ``language`` (a language code
-    such as ``"fr"`` or ``"pt-br"``).
-
-    django-phonenumber-field's babel names when babel is installed, else
-    libphonenumber's names (no extra dependency); a region without a name in
-    ``language`` gets its English name, and one without any name is left out (the
-    caller shows its code).
-    """
-    names = _babel_names(language)
-    if names:
-        return names
-    # libphonenumber's names are per language only ("pt" for "pt-br").
-    lang = translation.to_locale(language).split("_")[0].lower()
-    found: dict[str, str] = {}
-    for code in sorted(phonenumbers.SUPPORTED_REGIONS):
-        name = _libphonenumber_name(code, lang) or _libphonenumber_name(code, "en")
-        if name:
-            found[code] = name
-    return found
-
-
-def _sort_key(text: str) -> str:
-    """Order names as people read them: "Émirats" next to "Espagne", any case."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
 class PhoneVerificationValue(dict):
     """What the widget submits: ``phone`` (as typed), ``country`` and ``attempt``."""
 
@@ -358,7 +257,7 @@ class PhoneVerificationWidget(forms.Widget):
         for code in self.country_codes():
             calling = phonenumbers.country_code_for_region(code)
             choices.append((code, f"{names.get(code) or code} +{calling}"))
-        return sorted(choices, key=lambda choice: (_sort_key(choice[1]), choice[0]))
+        return sorted(choices, key=lambda choice: (sort_key(choice[1]), choice[0]))
 
     def initial_country(self) -> str:
         """The pre-selected country: ``default_country``, else
@@ -373,7 +272,7 @@ class PhoneVerificationWidget(forms.Widget):
             if candidate and str(candidate).upper() in codes:
                 return str(candidate).upper()
         names = country_names(settings.LANGUAGE_CODE)
-        return min(codes, key=lambda code: (_sort_key(names.get(code) or code), code))
+        return min(codes, key=lambda code: (sort_key(names.get(code) or code), code))
 
     def api_urls(self) -> dict[str, str]:
         """URLs of the API endpoints; attempt URLs carry :data:`URL_PLACEHOLDER`."""

@@ -27,15 +27,12 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, Prefetch
+from django.db.models import Prefetch
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -45,20 +42,18 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
-from django.utils.dateformat import format as date_format
 from django.utils.translation import gettext_lazy as _
 
 from .. import phone
 from ..models import VerificationAttempt, VerificationCheck
 from ..policy.inspect import (
-    Lifted,
     LiftFailed,
     LiftResult,
     inspect_phone,
     lift_phone,
     lift_prefix,
 )
+from .audit import audit_lift, lifted_words, when
 from .display import response_label, status_badge
 from .permissions import can_view_full_numbers
 from .search import phone_search_candidates
@@ -328,42 +323,17 @@ def lift_view(
             result = lift_prefix(e164, user=request.user)
     except LiftFailed as exc:
         if exc.done:
-            _audit(request, e164, scope, exc.done, ())
+            audit_lift(request, e164, scope, exc.done, ())
         model_admin.message_user(
             request,
             _("The limits cache is unavailable: %(what)s.")
-            % {
-                "what": _lifted_words(exc.done) if exc.done else _("nothing was lifted")
-            },
+            % {"what": lifted_words(exc.done) if exc.done else _("nothing was lifted")},
             messages.ERROR,
         )
         return HttpResponseRedirect(f"{desk}?{lookup.query()}")
-    _audit(request, e164, scope, result.lifted, result.rows)
+    audit_lift(request, e164, scope, result.lifted, result.rows)
     _tell(request, model_admin, e164, scope, result)
     return HttpResponseRedirect(f"{desk}?{lookup.query()}")
-
-
-#: How the desk shows a time: to the second, with the zone (the waits an operator
-#: explains are often under a minute).
-TIME_FORMAT = "Y-m-d H:i:s T"
-
-
-def _when(moment: datetime | None) -> str:
-    # In the site's time zone, as the page's template filters show it.
-    return date_format(timezone.localtime(moment), TIME_FORMAT) if moment else ""
-
-
-def _lifted_words(items: tuple[Lifted, ...]) -> str:
-    words = []
-    for item in items:
-        if item.until is not None:
-            words.append(
-                str(_("%(what)s (until %(until)s)"))
-                % {"what": item.what, "until": _when(item.until)}
-            )
-        else:
-            words.append(item.what)
-    return "; ".join(words)
 
 
 def _tell(
@@ -378,7 +348,7 @@ def _tell(
     if result.lifted:
         message = _("Lifted for %(target)s: %(what)s.") % {
             "target": target,
-            "what": _lifted_words(result.lifted),
+            "what": lifted_words(result.lifted),
         }
     elif scope == "phone":
         message = _(
@@ -398,55 +368,6 @@ def _tell(
                 "until then a send gets no new SMS (VerifyNow answers 506 and keeps "
                 "that code). Ask the user to enter the code already sent, or to wait."
             )
-            % {"until": _when(result.vendor_code_until)},
+            % {"until": when(result.vendor_code_until)},
             messages.WARNING,
-        )
-
-
-def _audit(
-    request: HttpRequest,
-    e164: str,
-    scope: str,
-    lifted: tuple[Lifted, ...],
-    rows: tuple[Model, ...],
-) -> None:
-    """One admin log entry per lift, with the operator; the number masked.
-
-    Written on the ``PrefixBlock`` rows a prefix lift stamped, otherwise on the
-    number's newest attempt (so the entry links to a page that shows the number to
-    those who may see it), or on no object when the number has no attempt left.
-    """
-    what = _lifted_words(lifted) if lifted else str(_("nothing was in force"))
-    if scope == "phone":
-        message = str(
-            _(
-                "Support desk: lifted the cooldown and per-phone limits of %(phone)s: "
-                "%(what)s."
-            )
-        ) % {"phone": phone.mask(e164), "what": what}
-    else:
-        message = str(
-            _("Support desk: lifted the block on prefix %(prefix)s: %(what)s.")
-        ) % {"prefix": f"{phone.mask(phone.prefix(e164))}XXXX", "what": what}
-    targets: list[tuple[type[Model], Model | None, str]]
-    if rows:
-        targets = [(type(row), row, str(row)) for row in rows]
-    else:
-        newest = (
-            VerificationAttempt.objects.for_phone(e164).order_by("-created_at").first()
-        )
-        targets = [(VerificationAttempt, newest, phone.mask(e164))]
-    operator = request.user.pk
-    # admin_view let only a logged-in staff member this far.
-    assert operator is not None
-    for model, obj, shown in targets:
-        # Created directly rather than through log_action (deprecated in Django 5.1)
-        # or log_change (needs an object): one call for every supported version.
-        LogEntry.objects.create(
-            user_id=operator,
-            content_type=ContentType.objects.get_for_model(model),
-            object_id=str(obj.pk) if obj is not None else None,
-            object_repr=(str(obj) if obj is not None else shown)[:200],
-            action_flag=CHANGE,
-            change_message=message,
         )

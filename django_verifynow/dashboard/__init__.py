@@ -20,10 +20,10 @@ Sends refused by policy (limits, cooldown, country rules, daily cap) never creat
 they are counted per day and reason in the cache by :func:`record_blocked`, a receiver
 of :data:`~django_verifynow.signals.verification_blocked`.
 
-The modules: :mod:`.queries` (the window figures and :func:`out_of_credit_since`),
-:mod:`.blocked` (policy refusals), :mod:`.pumping` (the SMS-pumping watch),
-:mod:`.charts` (the SVG geometry) and :mod:`.views` (the admin page). Everything is
-importable from here.
+The modules: :mod:`.queries` (the window figures), :mod:`.credit`
+(:func:`out_of_credit_since`), :mod:`.blocked` (policy refusals), :mod:`.pumping` (the
+SMS-pumping watch), :mod:`.charts` (the SVG geometry) and :mod:`.views` (the admin
+page). Everything is importable from here.
 
 Days the purge has already deleted are counted from the
 :class:`~django_verifynow.models.DailyAttemptStat` rows it wrote (see
@@ -41,6 +41,7 @@ from .blocked import (
     record_blocked,
 )
 from .charts import Bar, Chart, Marker, Segment, Tick, XLabel, chart, nice_ticks
+from .credit import CREDIT_WINDOW, CreditOutage, out_of_credit_since
 from .pumping import (
     PUMPING_BASELINE,
     PUMPING_MIN_SENDS,
@@ -51,17 +52,14 @@ from .pumping import (
     pumping_signals,
 )
 from .queries import (
-    CREDIT_WINDOW,
     DEFAULT_DAYS,
     MAX_DAYS,
     CountryStats,
-    CreditOutage,
     DayStats,
     Overview,
     Summary,
     VendorError,
     daily_stats,
-    out_of_credit_since,
     overview,
     summary,
     top_countries,

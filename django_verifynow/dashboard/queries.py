@@ -1,5 +1,6 @@
-"""The window figures of the dashboard (per day, totals, countries, vendor errors) and
-the out-of-credit check, computed in the database.
+"""The window figures of the dashboard (per day, totals, countries, vendor errors),
+computed in the database. The out-of-credit check lives in :mod:`.credit` and is
+importable from here too.
 
 Every figure of the window comes from two aggregate queries (:func:`_rows`): one over
 the attempts of the window, one over the
@@ -30,8 +31,6 @@ from django.db.models import (
     Count,
     F,
     IntegerField,
-    Max,
-    Min,
     Q,
     Sum,
     Value,
@@ -48,6 +47,8 @@ from ..models import (
     VerificationAttempt,
     VerificationCheck,
 )
+from .credit import CREDIT_WINDOW, CreditOutage, out_of_credit_since
+from .credit import INSUFFICIENT_BALANCE as INSUFFICIENT_BALANCE
 
 __all__ = [
     "CREDIT_WINDOW",
@@ -79,11 +80,6 @@ _SENT = ~Q(status=AttemptStatus.FAILED) & Q(code_sent=True)
 #: A verification in SQL. Counted whether or not the attempt sent its own SMS: a reused
 #: code that gets verified is the conversion of the SMS sent before it.
 _VERIFIED = Q(status=AttemptStatus.VERIFIED)
-
-#: Vendor response code of a send refused for insufficient balance.
-INSUFFICIENT_BALANCE = 508
-#: How far back :func:`out_of_credit_since` looks for refusals.
-CREDIT_WINDOW = timedelta(hours=24)
 
 
 def _conversion(verified: int, sends: int) -> float | None:
@@ -408,67 +404,4 @@ def overview(
         countries=_countries(rows, countries),
         vendor_errors=_vendor_errors(start, now, rows),
         purged=sum(row["n"] for row in rows if row["purged"]),
-    )
-
-
-# -- out of credit (508) ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CreditOutage:
-    """VerifyNow is refusing sends for insufficient balance (508): top up the account.
-
-    ``since`` is the first refusal after the last code really sent (or the first of the
-    window when none was sent in it), ``latest`` the newest refusal, ``refusals`` how
-    many there were in between, ``last_sent`` the last code really sent in the window.
-    """
-
-    since: datetime
-    latest: datetime
-    refusals: int
-    last_sent: datetime | None
-
-
-def out_of_credit_since(
-    *, now: datetime | None = None, window: timedelta = CREDIT_WINDOW
-) -> CreditOutage | None:
-    """The current insufficient-balance outage, or ``None`` when sends are going out.
-
-    An outage is when the newest send refused with 508 in the last ``window`` is newer
-    than the newest attempt that really sent a code (``code_sent``, a VerifyNow
-    verification id, not failed): a send that went through after the refusals proves
-    the account was topped up. The one definition behind the dashboard's banner and
-    ``manage.py verifynow_check``.
-
-    Two small queries along the ``created_at`` index, bounded by ``window``: the newest
-    real send, then an aggregate of the refusals after it.
-    """
-    now = now or timezone.now()
-    floor = now - window
-    in_window = VerificationAttempt.objects.filter(
-        created_at__gte=floor, created_at__lte=now
-    )
-    last_sent = (
-        in_window.filter(code_sent=True)
-        .exclude(provider_verification_id="")
-        .exclude(status=AttemptStatus.FAILED)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    refused = in_window.filter(
-        status=AttemptStatus.FAILED, last_response_code=INSUFFICIENT_BALANCE
-    )
-    if last_sent is not None:
-        refused = refused.filter(created_at__gt=last_sent)
-    found = refused.aggregate(
-        refusals=Count("pk"), since=Min("created_at"), latest=Max("created_at")
-    )
-    if not found["refusals"]:
-        return None
-    return CreditOutage(
-        since=found["since"],
-        latest=found["latest"],
-        refusals=found["refusals"],
-        last_sent=last_sent,
     )

@@ -15,8 +15,9 @@ from django.utils.translation import gettext_lazy as _
 
 from .blocked import BLOCKED_DAYS, blocked_sends
 from .charts import chart
+from .credit import out_of_credit_since
 from .pumping import pumping_signals
-from .queries import DEFAULT_DAYS, MAX_DAYS, out_of_credit_since, overview
+from .queries import DEFAULT_DAYS, MAX_DAYS, overview
 
 if TYPE_CHECKING:
     # Only for the annotation: the app imports the dashboard in ready() (for its signal

@@ -46,14 +46,8 @@ from ..exceptions import (
 )
 from ..reasons import Reason
 from . import caps, cooldown
-from .inspect import (
-    LiftFailed,
-    LiftResult,
-    PhoneState,
-    inspect_phone,
-    lift_phone,
-    lift_prefix,
-)
+from .inspect import PhoneState, inspect_phone
+from .lift import LiftFailed, LiftResult, lift_phone, lift_prefix
 
 __all__ = [
     "FAILS_OPEN",
