@@ -1,0 +1,144 @@
+"""Ids, messages and hints of the system checks in :mod:`django_verifynow.checks`.
+
+:mod:`django_verifynow.checks` re-exports :class:`Codes`, :class:`Messages` and
+:class:`Hints` (``from django_verifynow.checks import Codes`` keeps working).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Codes", "Hints", "Messages"]
+
+
+class Codes:
+    """Stable check ids."""
+
+    CREDENTIALS_MISSING = "django_verifynow.E001"
+    RATE_LIMITS_INVALID = "django_verifynow.E002"
+    SETTING_INVALID = "django_verifynow.E003"
+    OTP_TOO_SHORT = "django_verifynow.W001"
+    SANDBOX_WITHOUT_DEBUG = "django_verifynow.W002"
+    CACHE_NOT_SHARED = "django_verifynow.W003"
+    NO_COUNTRY_ALLOWLIST = "django_verifynow.W004"
+    UNKNOWN_KEYS = "django_verifynow.W005"
+    DEADLINE_RISKY = "django_verifynow.W006"
+    PROXY_COUNT_DEPRECATED = "django_verifynow.W007"
+    NO_DAILY_CAP = "django_verifynow.W008"
+
+
+class Messages:
+    """Check messages; ``{placeholders}`` are filled in by the checks."""
+
+    CREDENTIALS_MISSING = (
+        'VERIFYNOW["{key}"] is not set and VERIFYNOW["SANDBOX"] is off, so no code can '
+        "be sent."
+    )
+    RATE_LIMITS_INVALID = 'VERIFYNOW["RATE_LIMITS"]["{action}"]: {error}.'
+    SETTING_INVALID_FALLBACK = 'VERIFYNOW["{key}"] has an invalid value ({type}).'
+    OTP_TOO_SHORT = (
+        'VERIFYNOW["OTP_LENGTH"] is {length}: a {length}-digit code carries {bits} '
+        "bits, under 20 bits (NIST SP 800-63B asks for at least 6 digits)."
+    )
+    SANDBOX_WITHOUT_DEBUG = (
+        'VERIFYNOW["SANDBOX"] is on while DEBUG is off: no real SMS is sent, and codes '
+        "are written to the log and the sandbox outbox."
+    )
+    CACHE_NOT_SHARED = (
+        'The cache VERIFYNOW["CACHE"] = "{alias}" uses {backend}, which {problem}: '
+        "rate limits, cooldowns, the daily cap, the token and the circuit breaker are "
+        "not enforced across processes."
+    )
+    CACHE_DUMMY = (
+        'The cache VERIFYNOW["CACHE"] = "{alias}" uses DummyCache, which stores '
+        "nothing: rate limits, cooldowns and the daily send cap are not enforced at "
+        "all."
+    )
+    NO_COUNTRY_ALLOWLIST = (
+        'VERIFYNOW["ALLOWED_COUNTRIES"] is not set, so codes may be sent to any '
+        "country: this is the main exposure to SMS pumping (toll fraud)."
+    )
+    EMPTY_COUNTRY_ALLOWLIST = (
+        'VERIFYNOW["ALLOWED_COUNTRIES"] is empty, so every phone number is refused.'
+    )
+    UNKNOWN_KEYS = "Unknown VERIFYNOW setting(s): {keys}."
+    DEADLINE_TOO_LONG = (
+        'VERIFYNOW["DEADLINE"] is {deadline:g} s: a request that spends that long on '
+        "VerifyNow leaves under 5 s of a 30 s worker timeout (gunicorn's default) "
+        "for the rest of its work, and a killed worker never records the failure."
+    )
+    DEADLINE_BELOW_CONNECT = (
+        'VERIFYNOW["DEADLINE"] is {deadline:g} s, below the connect timeout of '
+        '{connect:g} s (VERIFYNOW["TIMEOUT"]): a slow connection fails before it '
+        "could have succeeded, and no retry ever fits."
+    )
+    PROXY_COUNT_DEPRECATED = (
+        'VERIFYNOW["TRUSTED_PROXY_COUNT"] is deprecated and will be removed in the '
+        "next release: it believes X-Forwarded-For by hop count whoever connects, so "
+        "a client that reaches the app directly chooses its own address for the "
+        "per-IP rate limits."
+    )
+    PROXY_COUNT_IGNORED = (
+        'VERIFYNOW["TRUSTED_PROXY_COUNT"] is deprecated and ignored: '
+        'VERIFYNOW["TRUSTED_PROXIES"] is set too, and TRUSTED_PROXIES wins.'
+    )
+    NO_DAILY_CAP = (
+        'VERIFYNOW["DAILY_SEND_CAP"] is not set, so there is no daily cap on vendor '
+        "sends: an SMS-pumping attack is bounded only by the per-IP/per-phone limits."
+    )
+
+
+class Hints:
+    """How to fix what each check reports."""
+
+    CREDENTIALS_MISSING = (
+        "Read CUSTOMER_ID and PASSWORD from the environment into the VERIFYNOW dict "
+        '(never commit them), or set VERIFYNOW["SANDBOX"] = True for development.'
+    )
+    RATE_LIMITS_INVALID = (
+        'Use comma-separated "N/period/key" rules such as "5/h/phone,10/d/ip": '
+        "periods s, m, h, d with an optional multiplier (10m); keys phone, ip, "
+        'session, prefix, global. Use "" to disable an action\'s limits.'
+    )
+    SETTING_INVALID = (
+        "Each key's type and range are listed in the settings table of the "
+        "django-verifynow documentation."
+    )
+    OTP_TOO_SHORT = 'Set VERIFYNOW["OTP_LENGTH"] to 6 or more.'
+    SANDBOX_WITHOUT_DEBUG = (
+        'Set VERIFYNOW["SANDBOX"] = False in production and configure real '
+        "credentials. Silence django_verifynow.W002 only for a staging site that must "
+        "not send SMS."
+    )
+    CACHE_NOT_SHARED = (
+        'Point VERIFYNOW["CACHE"] at a cache alias whose BACKEND is Redis '
+        "(django.core.cache.backends.redis.RedisCache) or Memcached."
+    )
+    NO_COUNTRY_ALLOWLIST = (
+        'List the countries you serve, e.g. VERIFYNOW["ALLOWED_COUNTRIES"] = '
+        '["IN", "GB"].'
+    )
+    EMPTY_COUNTRY_ALLOWLIST = (
+        "List the ISO 3166 alpha-2 codes of the countries you serve, or set None to "
+        "allow every country."
+    )
+    UNKNOWN_KEYS = "Check the spelling; known keys: {known}."
+    DEADLINE_TOO_LONG = (
+        'Keep VERIFYNOW["DEADLINE"] at 25 s or less (default 15), and the worker '
+        "timeout (gunicorn --timeout) above DEADLINE plus the rest of the request, "
+        "e.g. DEADLINE 15 with --timeout 30."
+    )
+    DEADLINE_BELOW_CONNECT = (
+        'Raise VERIFYNOW["DEADLINE"] to a few times the connect timeout, or lower '
+        'the connect part of VERIFYNOW["TIMEOUT"].'
+    )
+    PROXY_COUNT_DEPRECATED = (
+        'Set VERIFYNOW["TRUSTED_PROXIES"] to the networks your reverse proxies '
+        'connect from (e.g. ["10.0.0.0/8"]) and remove TRUSTED_PROXY_COUNT; see '
+        '"Behind a proxy" in docs/deployment.md.'
+    )
+    PROXY_COUNT_IGNORED = 'Remove VERIFYNOW["TRUSTED_PROXY_COUNT"].'
+    NO_DAILY_CAP = (
+        'Set VERIFYNOW["DAILY_SEND_CAP"] to about 3 times the sends of your busiest '
+        "day (the dashboard's daily figures show it), raised ahead of a launch: it "
+        "bounds what a day of abuse can cost; past it, sends are refused until UTC "
+        "midnight."
+    )
