@@ -22,8 +22,11 @@ from rest_framework.test import APIClient
 
 from django_verifynow import ratelimit, services, signals
 from django_verifynow.exceptions import (
+    AttemptNotFound,
     DailyCapReached,
     OutOfCredit,
+    PhoneNumberNotAllowed,
+    ProviderError,
     ProviderUnavailable,
     RateLimited,
 )
@@ -141,9 +144,10 @@ def test_a_vendor_refusal_spends_no_budget() -> None:
     request = make_request()
     with vn(RATE_LIMITS={"send": "1/h/phone"}):
         sandbox_engine().inject_fault("response_code", endpoint="send", code=511)
-        with pytest.raises(Exception):  # noqa: B017 - ProviderError; the budget matters
+        with pytest.raises(ProviderError) as refused:
             services.send_otp(PHONE, request=request)
         attempt = services.send_otp(PHONE, request=request)
+    assert refused.value.reason == Reason.VENDOR_REFUSED
     assert attempt.status == AttemptStatus.PENDING
 
 
@@ -231,7 +235,7 @@ def test_every_signal_reason_is_a_documented_reason(reasons: Any) -> None:
     request = make_request()
     # Cap 2: the failed sends below spend none of it, the two real ones all of it.
     with vn(ALLOWED_COUNTRIES=["IN"], DAILY_SEND_CAP=2):
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(PhoneNumberNotAllowed):
             services.send_otp("+447400123456", request=request)  # country
         attempt = services.send_otp(PHONE, request=request)
         with pytest.raises(RateLimited):
@@ -334,7 +338,7 @@ def test_a_proof_of_another_user_is_not_consumed_for_this_one() -> None:
     request = make_request(user=owner)
     attempt = services.send_otp(PHONE, request=request, purpose="phone_change")
     services.validate_otp(attempt.pk, last_code(PHONE), request=request)
-    with pytest.raises(Exception):  # noqa: B017 - AttemptNotFound
+    with pytest.raises(AttemptNotFound):
         services.consume_verification(
             attempt.pk, phone_number=PHONE, purpose="phone_change", user=other
         )

@@ -309,8 +309,7 @@ def _may_have_succeeded(attempt: VerificationAttempt) -> bool:
         return True  # a check timed out: its answer may have been the success
     # Reserved tries not yet recorded, this check aside: a concurrent check of this
     # attempt is still waiting for the vendor and may be the one that succeeded.
-    recorded = checks.filter(outcome__in=_USED).count()
-    if attempt.check_count - recorded - 1 > 0:
+    if attempt.check_count - _recorded(attempt) - 1 > 0:
         return True
     # A concurrent check may have verified and recorded itself between the reads
     # above (it moves the status first): look at the status once more.
@@ -336,9 +335,13 @@ def _settled_meanwhile(attempt: VerificationAttempt) -> bool:
         time.sleep(_SETTLE_POLL)
 
 
+def _recorded(attempt: VerificationAttempt) -> int:
+    """Checks of ``attempt`` whose reserved try is settled (recorded, not refunded)."""
+    return VerificationCheck.objects.filter(attempt=attempt, outcome__in=_USED).count()
+
+
 def _in_flight(attempt: VerificationAttempt) -> bool:
-    used = VerificationCheck.objects.filter(attempt=attempt, outcome__in=_USED).count()
-    return attempt.check_count > used
+    return attempt.check_count > _recorded(attempt)
 
 
 def _expire(attempt: VerificationAttempt, *, own: int = 0, **values: Any) -> bool:

@@ -98,11 +98,10 @@ def consume_verification(
     values: dict[str, Any] = {"consumed_at": now}
     if user_id is not None:
         values["user_id"] = user_id
+    # The owner check above needs no twin here: the only concurrent write to the
+    # row's user is another consume, which the consumed_at condition already loses.
     consumed = VerificationAttempt.objects.filter(
-        _proof_filter(e164, purpose),
-        Q(user__isnull=True)
-        | Q(user_id=user_id if user_id is not None else attempt.user_id),
-        pk=attempt.pk,
+        _proof_filter(e164, purpose), pk=attempt.pk
     ).update(**values)
     if not consumed:
         raise AttemptNotFound(_PROOF_MISSING)
