@@ -200,20 +200,22 @@ class VendorNumber(NamedTuple):
     national_number: str
 
 
-def split_for_vendor(e164: str) -> VendorNumber:
-    """Split an E.164 number into calling code and national significant number.
+def split_for_vendor(e164: str | phonenumbers.PhoneNumber) -> VendorNumber:
+    """Split a number (E.164 text, or the result of :func:`parse`) into calling
+    code and national significant number.
 
     Italian-style leading zeros are kept (``national_significant_number``).
     """
-    number = phonenumbers.parse(e164)
+    number = _as_number(e164)
     return VendorNumber(
         str(number.country_code), phonenumbers.national_significant_number(number)
     )
 
 
-def region_of(e164: str) -> str:
-    """ISO 3166 alpha-2 region of an E.164 number (``"ZZ"`` when unknown)."""
-    return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or "ZZ"
+def region_of(e164: str | phonenumbers.PhoneNumber) -> str:
+    """ISO 3166 alpha-2 region of a number, E.164 text or the result of
+    :func:`parse` (``"ZZ"`` when unknown)."""
+    return phonenumbers.region_code_for_number(_as_number(e164)) or "ZZ"
 
 
 def prefix(e164: str) -> str:

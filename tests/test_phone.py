@@ -287,3 +287,12 @@ def test_send_otp_reads_a_national_number_in_the_default_region():
 
     attempt = services.send_otp("07400 123456")
     assert attempt.phone_number == "+447400123456"
+
+
+def test_the_vendor_split_and_the_region_take_a_parsed_number(monkeypatch):
+    """A service that parsed once passes the number down: no parse after it."""
+    number = phone.parse("+91 91987 65432")
+    monkeypatch.setattr(phonenumbers, "parse", None)  # any further parse would fail
+    assert phone.split_for_vendor(number) == ("91", "9198765432")
+    assert phone.region_of(number) == "IN"
+    phone.check_allowed(number)
