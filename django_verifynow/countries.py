@@ -13,10 +13,11 @@ import unicodedata
 from pathlib import Path
 
 import phonenumbers
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import translation
 
-__all__ = ["country_names", "sort_key"]
+__all__ = ["country_label", "country_name", "country_names", "sort_key"]
 
 # What localized_choices() raises without babel (ImproperlyConfigured), or, with
 # babel, for a locale babel does not know.
@@ -108,6 +109,25 @@ def country_names(language: str) -> dict[str, str]:
         if name:
             found[code] = name
     return found
+
+
+def active_language() -> str:
+    """The active language, else the site's ``LANGUAGE_CODE``."""
+    return translation.get_language() or settings.LANGUAGE_CODE
+
+
+def country_name(code: str, language: str | None = None) -> str:
+    """The name of region ``code`` in ``language`` (the active one by default), or
+    the code itself when no name is known ("XK")."""
+    code = code.upper()
+    return country_names(language or active_language()).get(code) or code
+
+
+def country_label(code: str, language: str | None = None) -> str:
+    """The country list's label of region ``code``: "India (+91)", "Inde (+91)"."""
+    code = code.upper()
+    calling = phonenumbers.country_code_for_region(code)
+    return f"{country_name(code, language)} (+{calling})"
 
 
 def sort_key(text: str) -> str:

@@ -9,7 +9,8 @@ The three-line change to a signup form::
 
     form = SignupForm(request.POST or None, request=request)   # in the view
 
-``clean()`` returns the verified E.164 number only for an attempt that is verified, not
+``clean()`` returns the verified E.164 number (or, with ``as_phone_number=True``, a
+phonenumber_field ``PhoneNumber``) only for an attempt that is verified, not
 consumed, bound to the request's session (or user), for the same number and purpose,
 and verified within ``PROOF_TTL``; the attempt id in the hidden input is a lookup key,
 never a claim. ``form.save()`` uses the proof up in the same transaction as the save,
@@ -32,7 +33,12 @@ from django.utils.translation import gettext_lazy as _
 from . import phone as phone_utils
 from . import services
 from .exceptions import AttemptNotFound, InvalidPhoneNumber
-from .widgets import PhoneVerificationValue, PhoneVerificationWidget
+from .widgets import (
+    PhoneVerificationValue,
+    PhoneVerificationWidget,
+    request_region,
+    typed_phone,
+)
 
 __all__ = [
     "PhoneVerificationWidget",
@@ -50,9 +56,12 @@ class VerifiedPhoneNumberField(forms.Field):
         widget sends it with the code request and :meth:`clean` requires it to match.
     :param countries: ISO codes offered by the widget's country list (named in the
         visitor's language, sorted by name).
-    :param default_country: pre-selected country (else ``PHONENUMBER_DEFAULT_REGION``,
-        else the first country by name); without a country list, the region of
-        national numbers, for the widget's code request and for :meth:`clean` alike.
+    :param default_country: pre-selected country (else the request's
+        ``verifynow_region``, else ``PHONENUMBER_DEFAULT_REGION``, else the first
+        country declared); without a country list, the region of national numbers,
+        for the widget's code request and for :meth:`clean` alike.
+    :param as_phone_number: clean to a phonenumber_field ``PhoneNumber`` instead of
+        E.164 text (the default, unchanged).
 
     The form must hand the field its request (:class:`VerifiedPhoneFormMixin` does, or
     :func:`bind_request`): without one the session binding cannot be checked and
@@ -72,6 +81,7 @@ class VerifiedPhoneNumberField(forms.Field):
         purpose: str = "verify",
         countries: list[str] | None = None,
         default_country: str | None = None,
+        as_phone_number: bool = False,
         widget: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -83,9 +93,15 @@ class VerifiedPhoneNumberField(forms.Field):
             widget = widget(
                 purpose=purpose, countries=countries, default_country=default_country
             )
+        # A site's own text replaces the parser's (which names the country and gives
+        # an example number of it).
+        self._own_invalid_message = "invalid_phone" in (
+            kwargs.get("error_messages") or {}
+        )
         super().__init__(widget=widget, **kwargs)
         self.purpose = purpose
         self.default_country = default_country
+        self.as_phone_number = as_phone_number
         #: The request whose session the proof must be bound to (set per form instance).
         self.request: HttpRequest | None = None
         #: The attempt that proved the number in the last successful :meth:`clean`.
@@ -97,14 +113,25 @@ class VerifiedPhoneNumberField(forms.Field):
         result.attempt = None
         return result
 
-    def clean(self, value: Any) -> str | None:
-        """Return the verified E.164 number, or raise ``ValidationError``."""
+    def _typed(self, value: Any) -> PhoneVerificationValue:
+        """The submitted value as the widget gives it (a ``PhoneNumber`` or a string
+        passed in code become its phone)."""
+        if isinstance(value, dict):
+            return PhoneVerificationValue(value)
+        return PhoneVerificationValue(phone=typed_phone(value), country="", attempt="")
+
+    def clean(self, value: Any) -> Any:
+        """Return the verified number, or raise ``ValidationError``.
+
+        The number is E.164 text (``"+919876543210"``), or a
+        :class:`phonenumber_field.phonenumber.PhoneNumber` with
+        ``as_phone_number=True``. A number typed without ``+`` is read in the chosen
+        country, else the field's ``default_country``, else
+        ``PHONENUMBER_DEFAULT_REGION``.
+        """
         self.attempt = None
         self.widget.verified = None
-        if not isinstance(value, dict):
-            value = PhoneVerificationValue(
-                phone=str(value or ""), country="", attempt=""
-            )
+        value = self._typed(value)
         typed = value.get("phone", "")
         if not typed:
             if self.required:
@@ -114,11 +141,15 @@ class VerifiedPhoneNumberField(forms.Field):
             return None
         region = value.get("country") or self.default_country or None
         try:
-            e164 = phone_utils.normalize(typed, region.upper() if region else None)
-        except InvalidPhoneNumber:
-            raise forms.ValidationError(
-                self.error_messages["invalid_phone"], code="invalid_phone"
-            ) from None
+            number = phone_utils.parse(typed, region)
+        except InvalidPhoneNumber as exc:
+            message: Any = (
+                self.error_messages["invalid_phone"]
+                if self._own_invalid_message
+                else exc.message
+            )
+            raise forms.ValidationError(message, code="invalid_phone") from None
+        e164 = phone_utils.e164(number)
         attempt_id = value.get("attempt", "")
         if not attempt_id:
             raise forms.ValidationError(
@@ -131,9 +162,10 @@ class VerifiedPhoneNumberField(forms.Field):
                 "form, or call django_verifynow.forms.bind_request(form, request)."
             )
         try:
+            # The parsed number goes down as is: the service does not parse it again.
             attempt = services.verified_attempt(
                 attempt_id,
-                phone_number=e164,
+                phone_number=number,
                 purpose=self.purpose,
                 request=self.request,
             )
@@ -149,20 +181,38 @@ class VerifiedPhoneNumberField(forms.Field):
             "phone": e164,
             "masked": attempt.masked_phone_number,
         }
-        self.run_validators(e164)
-        return e164
+        result: Any = number if self.as_phone_number else e164
+        self.run_validators(result)
+        return result
 
     def has_changed(self, initial: Any, data: Any) -> bool:
-        """Changed when the submitted number differs from the initial one."""
-        typed = data.get("phone", "") if isinstance(data, dict) else str(data or "")
-        return str(initial or "") != typed
+        """Changed when the submitted number is another number than the initial one
+        (compared as numbers when both parse: "07400 123456" in GB is
+        "+447400123456")."""
+        value = self._typed(data)
+        typed = value.get("phone", "")
+        if initial in (None, ""):
+            return bool(typed)
+        try:
+            before = phone_utils.normalize(initial)
+            after = phone_utils.normalize(
+                typed, value.get("country") or self.default_country or None
+            )
+        except InvalidPhoneNumber:
+            return str(initial) != typed
+        return before != after
 
 
 def bind_request(form: forms.BaseForm, request: HttpRequest | None) -> None:
-    """Give every :class:`VerifiedPhoneNumberField` of ``form`` the request to check."""
+    """Give every :class:`VerifiedPhoneNumberField` of ``form`` the request to check,
+    and its widget the request's region (``request.verifynow_region``) to
+    pre-select."""
+    region = request_region(request)
     for field in form.fields.values():
         if isinstance(field, VerifiedPhoneNumberField):
             field.request = request
+            if isinstance(field.widget, PhoneVerificationWidget):
+                field.widget.request_region = region
 
 
 def _verified_fields(form: forms.BaseForm, name: str | None) -> list[str]:

@@ -24,8 +24,10 @@ from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from . import phone as phone_utils
 from .conf import verifynow_settings
-from .countries import country_names, sort_key
+from .countries import active_language, country_label, country_names, sort_key
+from .exceptions import InvalidPhoneNumber
 
 __all__ = [
     "DEFAULT_MESSAGES",
@@ -33,6 +35,7 @@ __all__ = [
     "PhoneVerificationValue",
     "PhoneVerificationWidget",
     "country_names",
+    "request_region",
     "wait_units",
 ]
 
@@ -173,6 +176,42 @@ def wait_units() -> dict[str, dict[str, tuple[Any, ...]]]:
     return dict(cached)
 
 
+def request_region(request: Any) -> str | None:
+    """The region a site says ``request`` comes from: ``request.verifynow_region``
+    (an ISO 3166 alpha-2 code a middleware sets, from a GeoIP lookup or a CDN header
+    such as Cloudflare's ``CF-IPCountry``), upper case, or ``None``."""
+    region = getattr(request, "verifynow_region", None)
+    if not isinstance(region, str) or len(region.strip()) != 2:
+        return None
+    return region.strip().upper()
+
+
+def _declared_allowed_countries() -> list[str]:
+    """``ALLOWED_COUNTRIES`` in the order the site wrote it (upper case), or ``[]``
+    when it is unset or has no order (a set)."""
+    raw = (getattr(settings, "VERIFYNOW", None) or {}).get("ALLOWED_COUNTRIES")
+    if not isinstance(raw, (list, tuple)):
+        return []
+    return [str(code).upper() for code in raw]
+
+
+def typed_phone(raw: Any) -> str:
+    """The phone of submitted data as text: a string stripped, a ``PhoneNumber``
+    (data built in code) as :func:`_e164_or_text`."""
+    if isinstance(raw, phonenumbers.PhoneNumber):
+        return _e164_or_text(raw)
+    if isinstance(raw, str):
+        return raw.strip()
+    return str(raw or "")
+
+
+def _e164_or_text(number: phonenumbers.PhoneNumber) -> str:
+    """A ``PhoneNumber`` as E.164 when valid, else as typed (its raw input)."""
+    if phonenumbers.is_valid_number(number):
+        return phone_utils.e164(number)
+    return str(getattr(number, "raw_input", "") or "")
+
+
 class PhoneVerificationValue(dict):
     """What the widget submits: ``phone`` (as typed), ``country`` and ``attempt``."""
 
@@ -185,8 +224,8 @@ class PhoneVerificationWidget(forms.Widget):
         language and sorted by name); defaults to ``ALLOWED_COUNTRIES``, or no list
         when every country is allowed.
     :param default_country: pre-selected country (and region for national numbers);
-        defaults to ``PHONENUMBER_DEFAULT_REGION`` when it is in the list, else the
-        first country by name in the site's ``LANGUAGE_CODE``.
+        else the request's ``verifynow_region``, else ``PHONENUMBER_DEFAULT_REGION``,
+        else the first country declared (see :meth:`initial_country`).
     :param api_namespace: URL namespace of ``django_verifynow.urls`` (``"verifynow"``).
     :param messages: overrides of :data:`DEFAULT_MESSAGES` (same keys).
     :param timeout: seconds the script waits for an API answer before it gives up
@@ -217,6 +256,9 @@ class PhoneVerificationWidget(forms.Widget):
         self.api_namespace = api_namespace
         self.messages = {**DEFAULT_MESSAGES, **(messages or {})}
         self.timeout = timeout
+        #: The region the site says the request comes from (``verifynow_region``),
+        #: handed over with the form's request (``forms.bind_request``).
+        self.request_region: str | None = None
         #: Set by the field after the server re-checked the attempt (never from input).
         self.verified: dict[str, str] | None = None
 
@@ -224,9 +266,13 @@ class PhoneVerificationWidget(forms.Widget):
     def value_from_datadict(
         self, data: Any, files: Any, name: str
     ) -> PhoneVerificationValue:
-        """Collect the phone, its country and the attempt id from the submitted form."""
+        """Collect the phone, its country and the attempt id from the submitted form.
+
+        A ``PhoneNumber`` in ``data`` (a form built in code) is taken as its E.164
+        text, which needs no country to be read again.
+        """
         return PhoneVerificationValue(
-            phone=(data.get(name) or "").strip(),
+            phone=typed_phone(data.get(name)),
             country=(data.get(f"{name}_country") or "").strip().upper(),
             attempt=(data.get(f"{name}_attempt") or "").strip(),
         )
@@ -237,42 +283,83 @@ class PhoneVerificationWidget(forms.Widget):
 
     # -- rendering ---------------------------------------------------------------------
     def country_codes(self) -> list[str]:
-        """ISO codes of the country list (upper case), or ``[]`` for no list."""
+        """ISO codes of the country list (upper case), or ``[]`` for no list, in the
+        order they were declared (``countries``, else ``ALLOWED_COUNTRIES`` as the
+        site listed them)."""
         codes = self.countries
         if codes is None:
             allowed = verifynow_settings.ALLOWED_COUNTRIES
-            codes = list(allowed) if allowed else []
-        return [
-            code.upper()
-            for code in codes
-            if phonenumbers.country_code_for_region(code.upper())
-        ]
+            if not allowed:
+                return []
+            # The validated setting is a frozenset; its declared order, when it has
+            # one, says which country the site lists first.
+            codes = [c for c in _declared_allowed_countries() if c in allowed]
+            codes += sorted(allowed - set(codes))
+        unique: list[str] = []
+        for code in (c.upper() for c in codes):
+            if code not in unique and phonenumbers.country_code_for_region(code):
+                unique.append(code)
+        return unique
 
     def country_choices(self) -> list[tuple[str, str]]:
-        """``(ISO code, "India +91")`` pairs for the country list, named in the active
-        language and sorted by name, or ``[]`` for no list."""
-        language = translation.get_language() or settings.LANGUAGE_CODE
-        names = country_names(language)
-        choices = []
-        for code in self.country_codes():
-            calling = phonenumbers.country_code_for_region(code)
-            choices.append((code, f"{names.get(code) or code} +{calling}"))
+        """``(ISO code, "India (+91)")`` pairs for the country list, named in the
+        active language and sorted by name, or ``[]`` for no list."""
+        language = active_language()
+        choices = [
+            (code, country_label(code, language)) for code in self.country_codes()
+        ]
         return sorted(choices, key=lambda choice: (sort_key(choice[1]), choice[0]))
 
     def initial_country(self) -> str:
-        """The pre-selected country: ``default_country``, else
-        ``PHONENUMBER_DEFAULT_REGION``, when in the list; else the first country by
-        name in the site's ``LANGUAGE_CODE``, so that a visitor's language does not
-        change which country a national number is read in."""
+        """The pre-selected country, the first of these that is in the list:
+
+        1. ``default_country`` (the field's explicit region);
+        2. the request's region, ``request.verifynow_region`` (set by the site, e.g.
+           a middleware reading a GeoIP or CDN country header; the form's request
+           hands it over, see :attr:`request_region`);
+        3. ``PHONENUMBER_DEFAULT_REGION``;
+        4. the first country of the list as declared (``countries``, else
+           ``ALLOWED_COUNTRIES`` as the site listed them; a set has no order: then
+           the first by name in the site's ``LANGUAGE_CODE``).
+
+        A visitor's language never changes it: a national number is read in the
+        same country whatever the language of the page.
+        """
         codes = self.country_codes()
         if not codes:
             return ""
-        site_default = getattr(settings, "PHONENUMBER_DEFAULT_REGION", None)
-        for candidate in (self.default_country, site_default):
+        for candidate in (
+            self.default_country,
+            self.request_region,
+            phone_utils.default_region(),
+        ):
             if candidate and str(candidate).upper() in codes:
                 return str(candidate).upper()
-        names = country_names(settings.LANGUAGE_CODE)
-        return min(codes, key=lambda code: (sort_key(names.get(code) or code), code))
+        if self.countries is None and not _declared_allowed_countries():
+            names = country_names(settings.LANGUAGE_CODE)
+            return min(
+                codes, key=lambda code: (sort_key(names.get(code) or code), code)
+            )
+        return codes[0]
+
+    def initial_phone(self, value: Any, codes: list[str]) -> tuple[str, str]:
+        """How an initial value (a ``PhoneNumber`` or an E.164 string, say from the
+        user's profile) is shown: ``(text, country)``. In its country's national
+        format with that country selected when the list has it ("07400 123456",
+        GB), else in international format with no country implied."""
+        text = (
+            _e164_or_text(value)
+            if isinstance(value, phonenumbers.PhoneNumber)
+            else str(value)
+        )
+        try:
+            number = phone_utils.parse(value)
+        except InvalidPhoneNumber:
+            return text, ""
+        region = phonenumbers.region_code_for_number(number) or ""
+        if region in codes:
+            return number.as_national, region
+        return number.as_international, ""
 
     def api_urls(self) -> dict[str, str]:
         """URLs of the API endpoints; attempt URLs carry :data:`URL_PLACEHOLDER`."""
@@ -298,11 +385,11 @@ class PhoneVerificationWidget(forms.Widget):
         context = super().get_context(name, value, attrs)
         widget = context["widget"]
         phone, country, attempt = "", "", ""
+        choices = self.country_choices()
         if isinstance(value, dict):
             phone, country = value.get("phone", ""), value.get("country", "")
         elif value:
-            phone = str(value)
-        choices = self.country_choices()
+            phone, country = self.initial_phone(value, [code for code, _ in choices])
         if not country:
             country = self.initial_country()
         verified = self.verified

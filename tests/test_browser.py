@@ -815,25 +815,74 @@ def test_the_country_and_the_number_as_typed_go_to_the_server(
 def test_the_country_list_names_the_countries(
     vpage: Any, viewport: str, vn_settings: Any
 ) -> None:
-    """Options read "India +91", sorted by name; the site's
+    """Options read "India (+91)", sorted by name; the site's
     PHONENUMBER_DEFAULT_REGION is pre-selected."""
-    vn_settings.PHONENUMBER_DEFAULT_REGION = "IN"
+    vn_settings.PHONENUMBER_DEFAULT_REGION = "US"
     page = vpage
     page.goto("/signup/")
     options = page.eval_on_selector_all(
         "[data-verifynow-country] option", "os => os.map(o => [o.value, o.text])"
     )
     assert options == [
-        ["DE", "Germany +49"],
-        ["IN", "India +91"],
-        ["GB", "United Kingdom +44"],
-        ["US", "United States +1"],
+        ["DE", "Germany (+49)"],
+        ["IN", "India (+91)"],
+        ["GB", "United Kingdom (+44)"],
+        ["US", "United States (+1)"],
     ]
+    assert page.input_value(COUNTRY) == "US"
+    vn_settings.PHONENUMBER_DEFAULT_REGION = "IN"
+    page.goto("/signup/")
     assert page.input_value(COUNTRY) == "IN"
     vshot(page, viewport, "32-country-names")
     page.fill(PHONE_INPUT, NATIONAL)  # national, in the pre-selected country
     page.click(SEND)
     wait_text(page, "+91********10")
+
+
+@pytest.mark.parametrize("country_list", [True, False], ids=["list", "no-list"])
+def test_a_national_number_is_read_in_the_default_region(
+    page: Any, vn_settings: Any, country_list: bool
+) -> None:
+    """PHONENUMBER_DEFAULT_REGION = "GB": a UK number typed nationally reaches a sent
+    code and verifies, with the list (GB pre-selected, sent as the country) and
+    without one (no country sent: the server reads it in the default region, as
+    clean() does)."""
+    vn_settings.PHONENUMBER_DEFAULT_REGION = "GB"
+    if not country_list:
+        vn_settings.VERIFYNOW = {**vn_settings.VERIFYNOW, "ALLOWED_COUNTRIES": None}
+    page.goto("/signup/")
+    assert page.locator(COUNTRY).count() == (1 if country_list else 0)
+    if country_list:
+        assert page.input_value(COUNTRY) == "GB"
+    fill_account(page)
+    page.fill(PHONE_INPUT, "07400 123456")
+    with page.expect_request(
+        lambda r: r.url.endswith("/api/verify/") and r.method == "POST"
+    ) as sent:
+        page.click(SEND)
+    body = sent.value.post_data_json
+    assert body["phone_number"] == "07400 123456"
+    assert body.get("country") == ("GB" if country_list else None)
+    assert "+44********56" in wait_text(page, "We sent a code")
+    assert VerificationAttempt.objects.get().phone_number == "+447400123456"
+    shot(page, f"34-default-region-sent-{'list' if country_list else 'no-list'}")
+    enter_code(page, last_code("+447400123456"))
+    wait_text(page, "verified")
+    page.click("#submit")
+    page.wait_for_selector("#done")
+    assert "+447400123456" in page.inner_text("#done")
+
+
+def test_the_example_defaults_to_india(browser: Any, example_site: str) -> None:
+    """The example's page suggests an Indian number: India is pre-selected."""
+    context = browser.new_context(base_url=example_site)
+    pg = context.new_page()
+    pg.set_default_timeout(WAIT)
+    pg.goto("/signup/")
+    assert pg.input_value(COUNTRY) == "IN"
+    labels = pg.eval_on_selector_all(f"{COUNTRY} option", "os => os.map(o => o.text)")
+    assert "India (+91)" in labels and labels == sorted(labels)
+    context.close()
 
 
 def test_example_sandbox_inbox_fits_the_screen(

@@ -120,6 +120,124 @@ def test_the_widgets_national_number_and_country_verify_as_the_form_reads_them(
 
 
 @pytest.mark.django_db
+def test_a_national_number_without_a_country_is_read_in_the_default_region(
+    request_: Any, settings: Any
+) -> None:
+    """No country posted (a form without the list, or built in code): clean() reads
+    the number in PHONENUMBER_DEFAULT_REGION, as the service did for the code."""
+    settings.PHONENUMBER_DEFAULT_REGION = "GB"
+    attempt = services.send_otp("07400 123456", request=request_, purpose="signup")
+    services.validate_otp(attempt, last_code("+447400123456"), request=request_)
+    form = PlainForm({"phone": "07400 123456", "phone_attempt": str(attempt.pk)})
+    bind_request(form, request_)
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["phone"] == "+447400123456"
+
+
+@pytest.mark.django_db
+def test_a_phone_number_object_is_accepted_as_input(request_: Any) -> None:
+    from phonenumber_field.phonenumber import PhoneNumber
+
+    attempt = verify(request_)
+    number = PhoneNumber.from_string(PHONE)
+    form = PlainForm({"phone": number, "phone_attempt": str(attempt.pk)})
+    bind_request(form, request_)
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["phone"] == PHONE
+    assert isinstance(form.cleaned_data["phone"], str)  # the contract: E.164 text
+    # A bare PhoneNumber (no widget dict) parses too: what is missing is the proof.
+    field = VerifiedPhoneNumberField(purpose="signup")
+    field.request = request_
+    with pytest.raises(forms.ValidationError) as info:
+        field.clean(number)
+    assert info.value.code == "unverified"
+
+
+@pytest.mark.django_db
+def test_as_phone_number_cleans_to_a_phone_number(request_: Any) -> None:
+    from phonenumber_field.phonenumber import PhoneNumber
+
+    class PhoneNumberForm(VerifiedPhoneFormMixin, forms.Form):
+        phone = VerifiedPhoneNumberField(purpose="signup", as_phone_number=True)
+
+    attempt = verify(request_)
+    data = {"phone": "098765 43210", "phone_country": "IN"}
+    form = PhoneNumberForm({**data, "phone_attempt": str(attempt.pk)}, request=request_)
+    assert form.is_valid(), form.errors
+    number = form.cleaned_data["phone"]
+    assert isinstance(number, PhoneNumber) and number.as_e164 == PHONE
+    with transaction.atomic():
+        (consumed,) = form.consume_verified_phones()
+    assert consumed.pk == attempt.pk and consumed.consumed_at is not None
+
+
+@pytest.mark.django_db
+def test_clean_parses_the_typed_number_once(
+    request_: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parsed number goes down to the proof check: the typed number is parsed
+    once per clean()."""
+    import phonenumbers
+
+    attempt = verify(request_)
+    form = SignupForm(signup_data(attempt, phone="098765 43210"), request=request_)
+    calls: list[Any] = []
+    real = phonenumbers.parse
+    monkeypatch.setattr(
+        phonenumbers,
+        "parse",
+        lambda *a, **k: (
+            calls.append(k.get("number", a[0] if a else None)) or real(*a, **k)
+        ),
+    )
+    assert form.is_valid(), form.errors
+    # The typed text once; the stored E.164 once, for the masked number the widget
+    # shows (the proof check got the parsed number and did not parse it again).
+    assert calls == ["098765 43210", PHONE]
+
+
+@pytest.mark.django_db
+def test_an_invalid_national_number_names_the_country(request_: Any) -> None:
+    form = SignupForm(
+        signup_data(uuid.uuid4(), phone="0740 9123", phone_country="GB"),
+        request=request_,
+    )
+    assert not form.is_valid()
+    (error,) = form.errors.as_data()["phone"]
+    assert error.code == "invalid_phone"
+    assert str(error.message).startswith("Enter a valid phone number for United King")
+    assert "9123" not in str(error.message)
+
+    class OwnTextForm(VerifiedPhoneFormMixin, forms.Form):
+        phone = VerifiedPhoneNumberField(
+            purpose="signup", error_messages={"invalid_phone": "Not a number."}
+        )
+
+    form = OwnTextForm({"phone": "12", "phone_country": "GB"}, request=request_)
+    assert form.errors["phone"] == ["Not a number."]
+
+
+@pytest.mark.parametrize(
+    ("initial", "data", "changed"),
+    [
+        ("+447400123456", {"phone": "07400 123456", "country": "GB"}, False),
+        ("+447400123456", {"phone": "+44 7400 123456", "country": "IN"}, False),
+        ("+447400123456", {"phone": "07400 123457", "country": "GB"}, True),
+        (None, {"phone": "", "country": "GB"}, False),
+        (None, {"phone": "07400 123456", "country": "GB"}, True),
+        ("+447400123456", {"phone": "not a number", "country": "GB"}, True),
+    ],
+)
+def test_has_changed_compares_numbers(initial: Any, data: dict, changed: bool) -> None:
+    from phonenumber_field.phonenumber import PhoneNumber
+
+    field = VerifiedPhoneNumberField(purpose="signup")
+    assert field.has_changed(initial, data) is changed
+    if initial:
+        assert field.has_changed(PhoneNumber.from_string(initial), data) is changed
+
+
+@pytest.mark.django_db
 def test_clean_does_not_consume(request_: Any) -> None:
     attempt = verify(request_)
     assert SignupForm(signup_data(attempt), request=request_).is_valid()

@@ -146,3 +146,153 @@ def test_every_format_of_a_number_maps_to_one_rate_limit_key(number, fmt):
     normalised = phone.normalize(text, region=region)
     assert normalised == e164
     assert ratelimit.hashed(normalised) == ratelimit.hashed(e164)
+
+
+# -- the default region (django-phonenumber-field's PHONENUMBER_DEFAULT_REGION) --------
+
+
+@override_settings(PHONENUMBER_DEFAULT_REGION="GB")
+def test_a_national_number_is_read_in_the_default_region():
+    assert phone.normalize("07400 123456") == "+447400123456"
+    assert phone.parse("07400 123456").as_e164 == "+447400123456"
+
+
+@override_settings(PHONENUMBER_DEFAULT_REGION="GB")
+def test_an_explicit_region_beats_the_default_region():
+    assert phone.normalize("098765 43210", region="IN") == "+919876543210"
+    # The same digits read in India are an Indian number.
+    assert phone.normalize("07400 123456", region="IN") == "+917400123456"
+
+
+@override_settings(PHONENUMBER_DEFAULT_REGION="GB")
+def test_an_international_number_ignores_the_default_region():
+    assert phone.normalize("+91 98765 43210") == "+919876543210"
+    assert phone.normalize("0091 98765 43210") == "+919876543210"
+
+
+@pytest.mark.parametrize("setting", [None, "", "XX", 44])
+def test_without_a_usable_default_region_a_number_must_be_international(setting):
+    with override_settings(PHONENUMBER_DEFAULT_REGION=setting):
+        assert phone.default_region() is None
+        with pytest.raises(InvalidPhoneNumber) as info:
+            phone.normalize("07400 123456")
+        assert str(info.value.message) == (
+            "Enter a valid phone number, including the country code."
+        )
+        assert phone.normalize("+44 7400 123456") == "+447400123456"
+
+
+@override_settings(PHONENUMBER_DEFAULT_REGION="gb")
+def test_the_default_region_is_case_insensitive():
+    assert phone.default_region() == "GB"
+    assert phone.normalize("07400 123456") == "+447400123456"
+
+
+def test_parse_returns_phonenumber_fields_phone_number():
+    from phonenumber_field.phonenumber import PhoneNumber
+
+    number = phone.parse("07400 123456", "GB")
+    assert isinstance(number, PhoneNumber)
+    assert number.as_national == "07400 123456"
+    assert phone.e164(number) == "+447400123456"
+    # A parsed number (phonenumbers' or phonenumber_field's) is taken as is.
+    assert phone.parse(number) is number
+    plain = phonenumbers.parse("+447400123456")
+    assert phone.normalize(plain) == "+447400123456"
+
+
+def test_an_invalid_phone_number_object_is_refused():
+    from phonenumber_field.phonenumber import to_python
+
+    invalid = to_python("+1 555 555 5555")
+    with pytest.raises(InvalidPhoneNumber):
+        phone.parse(invalid)
+
+
+@pytest.mark.parametrize("region", ["GB", None])
+def test_the_error_names_the_country_and_never_echoes_the_number(region):
+    """A national number that does not parse in the region: the message names the
+    country and shows its example number, never the digits typed."""
+    typed = "0740 9123"
+    with override_settings(PHONENUMBER_DEFAULT_REGION="GB"):
+        with pytest.raises(InvalidPhoneNumber) as info:
+            phone.normalize(typed, region)
+    message = str(info.value.message)
+    assert message == (
+        "Enter a valid phone number for United Kingdom (e.g. 07400 123456), or "
+        "include the country code."
+    )
+    assert "9123" not in message and "9123" not in str(info.value)
+
+
+def test_the_error_is_translated():
+    """The message is lazy: it is said in the language active when it is shown."""
+    from django.utils import translation
+
+    with pytest.raises(InvalidPhoneNumber) as info:
+        phone.normalize("0740 9123", "GB")
+    with translation.override("fr"):
+        assert str(info.value.message) == (
+            "Saisissez un numéro de téléphone valide pour Royaume-Uni (p. ex. "
+            "07400 123456), ou ajoutez l'indicatif du pays."
+        )
+    with pytest.raises(InvalidPhoneNumber) as info:
+        phone.normalize("123", "IN")
+    with translation.override("hi"):
+        assert str(info.value.message).startswith("भारत के लिए एक मान्य फ़ोन नंबर")
+
+
+def test_an_invalid_international_number_gets_the_generic_error():
+    """With + the region played no part: naming it would mislead."""
+    with pytest.raises(InvalidPhoneNumber) as info:
+        phone.normalize("+44 12", "GB")
+    assert str(info.value.message) == (
+        "Enter a valid phone number, including the country code."
+    )
+
+
+@override_settings(
+    PHONENUMBER_DEFAULT_REGION="GB", VERIFYNOW={"ALLOWED_COUNTRIES": ["IN"]}
+)
+def test_the_allow_list_applies_to_the_numbers_own_region():
+    """Read in the default region or typed with +, it is the number's region that
+    ALLOWED_COUNTRIES sees."""
+    with pytest.raises(PhoneNumberNotAllowed) as info:
+        phone.check_allowed(phone.parse("07400 123456"))
+    assert info.value.reason == "country"
+    # An Indian number typed with + while the default region is GB is allowed.
+    phone.check_allowed(phone.parse("+91 98765 43210"))
+    phone.check_allowed(phone.parse("098765 43210", "IN"))
+
+
+def test_check_allowed_does_not_parse_a_parsed_number_again(monkeypatch):
+    calls = []
+    real = phonenumbers.parse
+    monkeypatch.setattr(
+        phonenumbers, "parse", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    number = phone.parse("+91 98765 43210")
+    assert len(calls) == 1
+    phone.check_allowed(number)
+    assert phone.normalize(number) == "+919876543210"
+    assert len(calls) == 1
+    phone.check_allowed("+919876543210")  # text: parsed, as before
+    assert len(calls) == 2
+
+
+@pytest.mark.django_db
+@override_settings(PHONENUMBER_DEFAULT_REGION="GB")
+def test_send_otp_reads_a_national_number_in_the_default_region():
+    from django_verifynow import services
+
+    attempt = services.send_otp("07400 123456")
+    assert attempt.phone_number == "+447400123456"
+
+
+def test_the_vendor_split_and_the_region_take_a_parsed_number(monkeypatch):
+    """A service that parsed once passes the number down: no parse after it."""
+    number = phone.parse("+91 91987 65432")
+    monkeypatch.setattr(phonenumbers, "parse", None)  # any further parse would fail
+    assert phone.split_for_vendor(number) == ("91", "9198765432")
+    assert phone.region_of(number) == "IN"
+    phone.check_allowed(number)

@@ -119,38 +119,63 @@ def test_country_list_comes_from_allowed_countries() -> None:
     html = render(ProfileForm())
     select = tag(html, "data-verifynow-country")
     assert 'name="phone_country"' in select
-    # Named, sorted by name; the first by name is the default without a site region.
+    # Named, sorted by name, restricted to ALLOWED_COUNTRIES (["IN", "GB", "US", "DE"]).
     assert options(html) == [
-        ("DE", "Germany +49"),
-        ("IN", "India +91"),
-        ("GB", "United Kingdom +44"),
-        ("US", "United States +1"),
+        ("DE", "Germany (+49)"),
+        ("IN", "India (+91)"),
+        ("GB", "United Kingdom (+44)"),
+        ("US", "United States (+1)"),
     ]
-    assert selected(html) == "DE"
+    # Without a region anywhere, the first country the site listed.
+    assert selected(html) == "IN"
 
 
 def test_country_names_follow_the_active_language() -> None:
     with translation.override("fr"):
         html = render(ProfileForm())
     assert options(html) == [
-        ("DE", "Allemagne +49"),
-        ("US", "Etats-Unis +1"),
-        ("IN", "Inde +91"),
-        ("GB", "Royaume-Uni +44"),
+        ("DE", "Allemagne (+49)"),
+        ("US", "Etats-Unis (+1)"),
+        ("IN", "Inde (+91)"),
+        ("GB", "Royaume-Uni (+44)"),
     ]
+    assert selected(html) == "IN"
     with translation.override("hi"):
-        assert ("IN", "भारत +91") in options(render(ProfileForm()))
+        assert ("IN", "भारत (+91)") in options(render(ProfileForm()))
+
+
+def test_names_sort_as_people_read_them() -> None:
+    """French names with accents sort by their letters ("Îles Cook" before
+    "Inde"), not after "Z" as code points would put them."""
+    widget = PhoneVerificationWidget(countries=["IE", "CK", "IN", "HU"])
+    with translation.override("fr"):
+        names = [text for _, text in options(widget.render("p", None))]
+    assert names == [
+        "Hongrie (+36)",
+        "Îles Cook (+682)",
+        "Inde (+91)",
+        "Irlande (+353)",
+    ]
 
 
 def test_the_visitors_language_does_not_change_the_default(settings: Any) -> None:
-    """The default is the first country by name in the site's LANGUAGE_CODE: a
-    national number is read in the same country whatever the visitor's language."""
+    """The default is the first country the site listed: a national number is read
+    in the same country whatever the visitor's language."""
     settings.VERIFYNOW = {**settings.VERIFYNOW, "ALLOWED_COUNTRIES": ["GB", "IN", "US"]}
-    assert selected(render(ProfileForm())) == "IN"  # India < United Kingdom
+    assert selected(render(ProfileForm())) == "GB"
     with translation.override("fr"):
         html = render(ProfileForm())
-    assert options(html)[0] == ("US", "Etats-Unis +1")  # first by the French name
-    assert selected(html) == "IN"
+    assert options(html)[0] == ("US", "Etats-Unis (+1)")  # first by the French name
+    assert selected(html) == "GB"
+
+
+def test_a_set_of_countries_defaults_to_the_first_by_name(settings: Any) -> None:
+    """A set has no order: the first by name in the site's LANGUAGE_CODE, never the
+    first ISO code ("AE") nor an order that changes between processes."""
+    settings.VERIFYNOW = {**settings.VERIFYNOW, "ALLOWED_COUNTRIES": {"AE", "IN", "GB"}}
+    assert selected(render(ProfileForm())) == "IN"  # India < United Arab Emirates
+    with translation.override("fr"):
+        assert selected(render(ProfileForm())) == "IN"
 
 
 def test_phonenumber_default_region_is_preselected(settings: Any) -> None:
@@ -158,14 +183,53 @@ def test_phonenumber_default_region_is_preselected(settings: Any) -> None:
     assert selected(render(ProfileForm())) == "GB"
     with translation.override("fr"):
         assert selected(render(ProfileForm())) == "GB"
+    # Any case, as phonenumber_field's users may write it.
+    settings.PHONENUMBER_DEFAULT_REGION = "us"
+    assert selected(render(ProfileForm())) == "US"
     # A field's own default_country comes first.
     assert re.search(
         r'<option value="IN" selected>',
         str(PhoneVerificationWidget(default_country="in").render("p", None)),
     )
-    # A region outside the list cannot be selected: the first by name is.
+    # A region outside the list cannot be selected: the first listed is.
     settings.PHONENUMBER_DEFAULT_REGION = "FR"
-    assert selected(render(ProfileForm())) == "DE"
+    assert selected(render(ProfileForm())) == "IN"
+
+
+def test_the_requests_region_comes_before_the_site_default(settings: Any) -> None:
+    """request.verifynow_region (a site's middleware sets it) is pre-selected through
+    the form's request; the field's default_country still comes first."""
+    settings.PHONENUMBER_DEFAULT_REGION = "GB"
+    request = make_request()
+    request.verifynow_region = "us"
+    assert selected(render(ProfileForm(request=request))) == "US"
+    form = TwoPhonesForm(request=request)
+    assert selected(render(form, "mobile")) == "US"
+    assert selected(render(form, "backup")) == "GB"  # default_country="GB"
+    # Outside the list, or no code: the site default.
+    request.verifynow_region = "FR"
+    assert selected(render(ProfileForm(request=request))) == "GB"
+    request.verifynow_region = "India"
+    assert selected(render(ProfileForm(request=request))) == "GB"
+    # One form's request never leaks into another form.
+    assert selected(render(ProfileForm())) == "GB"
+
+
+def test_an_initial_phone_number_is_shown_in_its_country() -> None:
+    """A PhoneNumber (or E.164 text) as initial value, from a profile say: national
+    format with its country selected when the list has it, else international."""
+    from phonenumber_field.phonenumber import PhoneNumber
+
+    form = ProfileForm(initial={"phone": PhoneNumber.from_string("+447400123456")})
+    html = render(form)
+    assert 'value="07400 123456"' in tag(html, "data-verifynow-phone")
+    assert selected(html) == "GB"
+    html = render(ProfileForm(initial={"phone": "+919876543210"}))
+    assert 'value="098765 43210"' in tag(html, "data-verifynow-phone")
+    assert selected(html) == "IN"
+    html = render(ProfileForm(initial={"phone": "+33612345678"}))  # FR: not listed
+    assert 'value="+33 6 12 34 56 78"' in tag(html, "data-verifynow-phone")
+    assert selected(html) == "IN"
 
 
 def test_country_names_come_from_babel_when_it_is_installed(
@@ -188,9 +252,9 @@ def test_country_names_come_from_babel_when_it_is_installed(
     finally:
         monkeypatch.undo()
         widgets.country_names.cache_clear()
-    assert ("DE", "Deutschland (en_US) +49") in options(html)
-    assert ("IN", "Indien +91") in options(html)
-    assert ("GB", "GB +44") in options(html)  # no name: the code
+    assert ("DE", "Deutschland (en_US) (+49)") in options(html)
+    assert ("IN", "Indien (+91)") in options(html)
+    assert ("GB", "GB (+44)") in options(html)  # no name: the code
 
 
 def test_without_a_list_the_default_country_is_the_region(settings: Any) -> None:

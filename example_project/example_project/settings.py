@@ -148,6 +148,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+#: django-phonenumber-field's setting: national numbers ("98765 43210") are read as
+#: Indian, and the widget's country list opens on India.
+PHONENUMBER_DEFAULT_REGION = "IN"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
