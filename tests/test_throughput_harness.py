@@ -295,3 +295,41 @@ def test_million_rows_arguments_and_report() -> None:
     lines = million_rows.format_report(small, large, (1000, 1000000))
     assert lines[0].startswith("| step | statement | plan at 1,000,000 | ms at 1,000 ")
     assert lines[2] == "| read | `SELECT … FROM t` | Index Scan | 0.020 | 0.030 | 0 |"
+
+
+def test_the_benchmark_site_loads_with_its_noop_and_both_entry_points() -> None:
+    # In a child process: the suite's own Django settings are already set up here.
+    import subprocess
+
+    env = procs.site_env(
+        database_url="postgres://postgres@127.0.0.1:5432/verifynow_bench_t",
+        redis_url="redis://127.0.0.1:6379/5",
+        sandbox_url="http://127.0.0.1:8841",
+        conn_max_age=60,
+    )
+    script = (
+        "import site_wsgi, site_asgi\n"
+        "from django.conf import settings\n"
+        "from django.urls import resolve\n"
+        "print(resolve('/bench/noop/').func.view_class.__name__)\n"
+        "print(resolve('/api/verify/').url_name)\n"
+        "print(settings.SESSION_ENGINE)\n"
+        "print(settings.DATABASES['default']['CONN_MAX_AGE'])\n"
+        "print(settings.VERIFYNOW['TRUSTED_PROXIES'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=procs.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:5] == [
+        "NoopView",
+        "send",
+        "django.contrib.sessions.backends.cache",
+        "60",
+        "['127.0.0.1']",
+    ]
