@@ -104,8 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("VERIFYNOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
         help="Redis database, flushed at start (not db 0)",
     )
-    p.add_argument("--sandbox-port", type=int, default=8843)
-    p.add_argument("--site-port", type=int, default=8844)
+    p.add_argument("--sandbox-port", type=int, default=8846)
+    p.add_argument("--site-port", type=int, default=8847)
     p.add_argument("--log-dir", default=None, help="keep the server logs here")
     p.add_argument("--json", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)

@@ -8,10 +8,11 @@ It starts, on 127.0.0.1 only and stopped again on exit (Ctrl-C and failures too)
 sandbox server as the vendor (no added latency) and the benchmark site
 (``site_settings.py``: the example project, ``DEBUG`` off, PostgreSQL, Redis as the
 shared cache, sessions in the cache) under gunicorn with ``--workers`` sync workers.
-Then for each ``--conn-max-age`` value (a row; default ``60,0``: persistent database
-connections, then a new connection per request) it restarts gunicorn with that
-``CONN_MAX_AGE`` and alternates ``--rounds`` no-op phases and flow phases of equal
-length on ``--concurrency`` client threads, so both see the same neighbours on a
+Each ``--conn-max-age`` value is a row (default ``60,0``: persistent database
+connections, then a new connection per request) with its own gunicorn, on
+``--site-port`` + its index; all of them run throughout, and in each of ``--rounds``
+rounds every row in turn gets a no-op phase and a flow phase of equal length on
+``--concurrency`` client threads, so every kind and row sees the same neighbours on a
 shared machine. A flow is a send, the code read from the sandbox, a validate with it
 (``loadgen.py``); a no-op pair is two POSTs to a DRF ``APIView`` that does nothing.
 
@@ -90,10 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--redis-url",
         default=os.environ.get("VERIFYNOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
-        help="Redis database, flushed before each row (not db 0)",
+        help="Redis database, flushed at start (not db 0)",
     )
     p.add_argument("--sandbox-port", type=int, default=8841)
-    p.add_argument("--site-port", type=int, default=8842)
+    p.add_argument(
+        "--site-port", type=int, default=8842, help="the first row's; row i: + i"
+    )
     p.add_argument("--log-dir", default=None, help="keep the server logs here")
     p.add_argument("--json", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
@@ -131,17 +134,18 @@ class Site(procs.ProcessGroup):
             conn_max_age=conn_max_age,
         )
 
-    def start_gunicorn(self, conn_max_age: int) -> None:
-        """gunicorn with sync workers; ready when the no-op answers."""
+    def start_gunicorn(self, name: str, port: int, conn_max_age: int) -> str:
+        """gunicorn with sync workers on ``port``; returns its URL once every worker
+        is up."""
         a = self.args
         self.start(
-            "gunicorn",
+            name,
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
                 "--bind",
-                f"127.0.0.1:{a.site_port}",
+                f"127.0.0.1:{port}",
                 "--workers",
                 str(a.workers),
                 "--worker-class",
@@ -158,105 +162,107 @@ class Site(procs.ProcessGroup):
                 "site_wsgi:application",
             ],
             self.env(conn_max_age),
-            port=a.site_port,
+            port=port,
         )
+        url = f"http://127.0.0.1:{port}"
         self.wait_ready(
-            "gunicorn",
-            f"{self.site}/api/verify/00000000-0000-0000-0000-000000000000/",
+            name,
+            f"{url}/api/verify/00000000-0000-0000-0000-000000000000/",
             lambda r: r.status_code == 404,
             60,
         )
-        # Every worker imports the app lazily on its first request: let all of them
-        # answer once before anything is measured.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(self.workers()) < a.workers:
+        while time.monotonic() < deadline and len(self.workers(name)) < a.workers:
             time.sleep(0.2)
+        return url
 
-    def workers(self) -> list[int]:
-        """The gunicorn worker processes now."""
-        return procs.children(self.pid("gunicorn"))
-
-
-def run_row(
-    args: argparse.Namespace,
-    site: Site,
-    conn_max_age: int,
-    phones: list[str],
-    first_flow: int,
-    rng: random.Random,
-) -> dict[str, Any]:
-    """One row: gunicorn with ``conn_max_age``, warm-up, alternating phases."""
-    procs.flush_redis(args.redis_url)
-    site.start_gunicorn(conn_max_age)
-    try:
-        return _measure(args, site, conn_max_age, phones, first_flow, rng)
-    finally:
-        site.stop("gunicorn")
+    def workers(self, name: str) -> list[int]:
+        """The worker processes of the gunicorn started as ``name``, now."""
+        return procs.children(self.pid(name))
 
 
-def _measure(
-    args: argparse.Namespace,
-    site: Site,
-    conn_max_age: int,
-    phones: list[str],
-    first_flow: int,
-    rng: random.Random,
-) -> dict[str, Any]:
-    samples = loadgen.Samples()
-    warm = loadgen.Samples()
-    clients = threading.local()
-    used = {"flows": first_flow}
-    lock = threading.Lock()
+class Row:
+    """One ``CONN_MAX_AGE`` value: its own gunicorn, phones, samples and counts.
 
-    def client(store: loadgen.Samples) -> loadgen.FlowClient:
-        key = id(store)
-        c = getattr(clients, "by_store", {}).get(key)
-        if c is None:
-            c = loadgen.FlowClient(site.site, site.sim, store)
-            clients.by_store = {**getattr(clients, "by_store", {}), key: c}
-        return c
+    Every row's gunicorn runs for the whole measurement and the rows take turns
+    phase by phase, so each row sees the same neighbours on a shared machine (an
+    idle gunicorn costs nothing)."""
 
-    def flow(store: loadgen.Samples) -> bool:
-        with lock:
-            n = used["flows"]
-            used["flows"] += 1
-        if n >= len(phones):
-            return False
-        return client(store).flow(phones[n], client_address(n, rng))
+    def __init__(
+        self,
+        site: Site,
+        conn_max_age: int,
+        port: int,
+        phones: list[str],
+        first: int,
+        rng: random.Random,
+    ) -> None:
+        self.site = site
+        self.conn_max_age = conn_max_age
+        self.name = f"gunicorn-{conn_max_age}"
+        self.url = site.start_gunicorn(self.name, port, conn_max_age)
+        self.phones = phones
+        self.first = first
+        self.rng = rng
+        self.samples = loadgen.Samples()
+        self.warm = loadgen.Samples()
+        self.next_flow = first
+        self.flows_left = site.args.flows
+        self._lock = threading.Lock()
+        self._clients = threading.local()
+        self.totals: dict[str, Any] = {
+            "flows": 0,
+            "flows_failed": 0,
+            "flow_seconds": 0.0,
+            "pairs": 0,
+            "pairs_failed": 0,
+            "pair_seconds": 0.0,
+        }
+        self.cpu = {
+            "worker_flow": 0.0,
+            "worker_pair": 0.0,
+            "sandbox_flow": 0.0,
+            "client_flow": 0.0,
+            "client_pair": 0.0,
+        }
 
-    def pair(store: loadgen.Samples, n: int) -> bool:
-        return client(store).noop_pair(client_address(n, rng))
+    def _client(self, store: loadgen.Samples) -> loadgen.FlowClient:
+        # One client per load thread and sample store: sessions are not shared.
+        by_store = getattr(self._clients, "by_store", None)
+        if by_store is None:
+            by_store = self._clients.by_store = {}
+        if id(store) not in by_store:
+            by_store[id(store)] = loadgen.FlowClient(self.url, self.site.sim, store)
+        return by_store[id(store)]
 
-    limit = args.flows
-    # Warm-up: both kinds, not measured (connections, imports, the vendor token).
-    half = args.warmup / 2
-    loadgen.run_for(half, args.concurrency, lambda n: pair(warm, n), limit=limit)
-    loadgen.run_for(half, args.concurrency, lambda n: flow(warm), limit=limit)
+    def _flow(self, store: loadgen.Samples) -> bool:
+        with self._lock:
+            n = self.next_flow
+            self.next_flow += 1
+        if n >= len(self.phones):
+            return False  # the row's numbers are used up (bounded by --flows)
+        return self._client(store).flow(self.phones[n], client_address(n, self.rng))
 
-    phase = args.duration / (2 * args.rounds)
-    totals = {
-        "flows": 0,
-        "flows_failed": 0,
-        "flow_seconds": 0.0,
-        "pairs": 0,
-        "pairs_failed": 0,
-        "pair_seconds": 0.0,
-    }
-    cpu = {
-        "worker_flow": 0.0,
-        "worker_pair": 0.0,
-        "sandbox_flow": 0.0,
-        "client_flow": 0.0,
-        "client_pair": 0.0,
-    }
-    sandbox_pid = site.pid("sandbox")
-    me = [os.getpid()]
-    flows_left = limit
-    for _ in range(args.rounds):
-        workers = site.workers()
+    def _pair(self, store: loadgen.Samples, n: int) -> bool:
+        return self._client(store).noop_pair(client_address(n, self.rng))
+
+    def warm_up(self, seconds: float, threads: int) -> None:
+        """Both kinds, not measured: connections, imports, the vendor token."""
+        loadgen.run_for(
+            seconds / 2, threads, lambda n: self._pair(self.warm, n), limit=10_000
+        )
+        loadgen.run_for(
+            seconds / 2, threads, lambda n: self._flow(self.warm), limit=100
+        )
+
+    def round(self, phase: float, threads: int) -> None:
+        """A no-op phase, then a flow phase, each ``phase`` seconds."""
+        workers = self.site.workers(self.name)
+        me, sandbox = [os.getpid()], [self.site.pid("sandbox")]
+        cpu, totals = self.cpu, self.totals
         before, client_before = procs.cpu_seconds(workers), procs.cpu_seconds(me)
         ok, failed, seconds = loadgen.run_for(
-            phase, args.concurrency, lambda n: pair(samples, n), limit=100_000
+            phase, threads, lambda n: self._pair(self.samples, n), limit=100_000
         )
         cpu["worker_pair"] += procs.cpu_seconds(workers) - before
         cpu["client_pair"] += procs.cpu_seconds(me) - client_before
@@ -264,24 +270,33 @@ def _measure(
         totals["pairs_failed"] += failed
         totals["pair_seconds"] += seconds
 
+        if self.flows_left <= 0:
+            return
         before, client_before = procs.cpu_seconds(workers), procs.cpu_seconds(me)
-        sandbox_before = procs.cpu_seconds([sandbox_pid])
+        sandbox_before = procs.cpu_seconds(sandbox)
         ok, failed, seconds = loadgen.run_for(
-            phase, args.concurrency, lambda n: flow(samples), limit=flows_left
+            phase, threads, lambda n: self._flow(self.samples), limit=self.flows_left
         )
         cpu["worker_flow"] += procs.cpu_seconds(workers) - before
         cpu["client_flow"] += procs.cpu_seconds(me) - client_before
-        cpu["sandbox_flow"] += procs.cpu_seconds([sandbox_pid]) - sandbox_before
-        flows_left -= ok + failed
+        cpu["sandbox_flow"] += procs.cpu_seconds(sandbox) - sandbox_before
+        self.flows_left -= ok + failed
         totals["flows"] += ok
         totals["flows_failed"] += failed
         totals["flow_seconds"] += seconds
-        if set(workers) != set(site.workers()):
+        if set(workers) != set(self.site.workers(self.name)):
             # A worker died and was replaced: its CPU is lost to the reading.
             totals["workers_replaced"] = totals.get("workers_replaced", 0) + 1
-        if flows_left <= 0:
-            break
-    return summarise(conn_max_age, totals, cpu, samples, used["flows"] - first_flow)
+
+    def result(self) -> dict[str, Any]:
+        """This row's figures."""
+        return summarise(
+            self.conn_max_age,
+            self.totals,
+            self.cpu,
+            self.samples,
+            self.next_flow - self.first,
+        )
 
 
 def summarise(
@@ -420,42 +435,65 @@ def main(argv: list[str] | None = None) -> int:
         procs.migrate(site.env(60))
         per_row = args.flows + 200  # the warm-up's flows too
         phones = phone_numbers(per_row * len(args.conn_max_ages), rng)
-        rows = []
-        for i, age in enumerate(args.conn_max_ages):
-            if time.monotonic() - t0 + args.duration + args.warmup + 60 > (
-                args.max_seconds
-            ):
-                print("throughput: no time left for the next row", flush=True)
+        rows = [
+            Row(
+                site,
+                age,
+                args.site_port + i,
+                phones[: (i + 1) * per_row],
+                i * per_row,
+                rng,
+            )
+            for i, age in enumerate(args.conn_max_ages)
+        ]
+        for row in rows:
+            row.warm_up(args.warmup, args.concurrency)
+        phase = args.duration / (2 * args.rounds)
+        print(
+            f"throughput: servers up in {time.monotonic() - t0:.1f} s; "
+            f"{args.rounds} rounds of {phase:g} s phases per row",
+            flush=True,
+        )
+        rounds_done = 0
+        for r in range(args.rounds):
+            needed = phase * 2 * len(rows) + 30
+            if time.monotonic() - t0 + needed > args.max_seconds:
+                print("throughput: no time left for another round", flush=True)
                 break
-            print(f"throughput: row CONN_MAX_AGE={age}", flush=True)
-            row = run_row(args, site, age, phones, i * per_row, rng)
+            for row in rows:
+                row.round(phase, args.concurrency)
+            rounds_done += 1
             print(
-                f"  {row['flows']} flows in {row['flow_seconds']} s, "
-                f"{row['pairs']} no-op pairs in {row['pair_seconds']} s, "
-                f"errors {row['errors'] or 'none'}",
+                f"  round {r + 1}, so far: "
+                + ", ".join(
+                    f"CONN_MAX_AGE={row.conn_max_age} {row.totals['flows']} flows "
+                    f"{row.totals['pairs']} pairs"
+                    for row in rows
+                ),
                 flush=True,
             )
-            rows.append(row)
+        results = [row.result() for row in rows]
         print("")
-        for line in format_table(rows):
+        for line in format_table(results):
             print(line)
         report = {
             "seed": args.seed,
             "parameters": {
                 k: v for k, v in vars(args).items() if k not in ("json", "log_dir")
             },
-            "rows": rows,
+            "rounds_done": rounds_done,
+            "rows": results,
         }
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2, default=str))
         errors = any(
-            r["errors"] or r["flows_failed"] or r["pairs_failed"] for r in rows
+            r["errors"] or r["flows_failed"] or r["pairs_failed"] for r in results
         )
         if errors:
             print("FAIL: some flows or no-op pairs did not succeed (see errors)")
             return 1
-        if len(rows) < len(args.conn_max_ages):
-            print("INCOMPLETE: not every row ran within --max-seconds")
+        if rounds_done < args.rounds:
+            print("INCOMPLETE: not every round ran within --max-seconds")
             return 2
         failed = False
         print("OK")
