@@ -34,7 +34,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -54,6 +52,12 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 import soak_accounting as acc  # noqa: E402
+from procs import (  # noqa: E402
+    ProcessGroup,
+    SetupError,
+    flush_redis,
+    prepare_database,
+)
 from soak_flows import FLOW_KINDS, Flow, Recorder, client_address, phone_numbers  # noqa: E402
 
 from django_verifynow.sandbox import SANDBOX_CUSTOMER_ID, SANDBOX_PASSWORD  # noqa: E402
@@ -148,75 +152,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # -- services ------------------------------------------------------------------------
-class SetupError(Exception):
-    """The harness could not start what it needs (exit 4)."""
-
-
-def _port_busy(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _loopback(url: str, what: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise SetupError(f"{what} must be on loopback, not {host!r}")
-
-
-def prepare_database(url: str) -> None:
-    """Drop and create the soak database (only one named ``verifynow_soak*``)."""
-    import psycopg
-    from psycopg import sql
-
-    _loopback(url, "--database-url")
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name.startswith("verifynow_soak"):
-        raise SetupError(
-            f"refusing to drop database {name!r}: the name must start with "
-            "verifynow_soak"
-        )
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)
-                )
-            )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as exc:
-        raise SetupError(
-            f"PostgreSQL at {parts.hostname}:{parts.port}: {exc}"
-        ) from None
-
-
-def flush_redis(url: str) -> None:
-    import redis
-
-    _loopback(url, "--redis-url")
-    db = urlsplit(url).path.lstrip("/") or "0"
-    if db == "0":
-        raise SetupError("refusing to flush Redis db 0: give the soak its own db")
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=5)
-        client.flushdb()
-        client.close()
-    except redis.RedisError as exc:
-        raise SetupError(f"Redis at {url}: {exc}") from None
-
-
-class Services:
+class Services(ProcessGroup):
     """The processes the harness starts; :meth:`stop` ends exactly those."""
 
     def __init__(self, args: argparse.Namespace, log_dir: Path) -> None:
+        super().__init__(log_dir)
         self.args = args
-        self.log_dir = log_dir
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.sim = f"http://127.0.0.1:{args.sandbox_port}"
         self.site = f"http://127.0.0.1:{args.site_port}"
-        self._lock = threading.Lock()
 
     def site_env(self) -> dict[str, str]:
         a = self.args
@@ -248,65 +191,9 @@ class Services:
         )
         return env
 
-    def _start(self, name: str, cmd: list[str], env: dict[str, str] | None) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open
-        with self._lock:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: stopped with its workers
-            )
-            self.procs.append((name, proc))
-
-    def _wait_ready(self, name: str, url: str, ok: Any, seconds: float) -> None:
-        proc = dict(self.procs)[name]
-        end = time.monotonic() + seconds
-        session = requests.Session()
-        session.trust_env = False
-        while time.monotonic() < end:
-            if proc.poll() is not None:
-                raise SetupError(
-                    f"{name} exited with {proc.returncode}:\n{self.tail(name)}"
-                )
-            with contextlib.suppress(requests.RequestException):
-                if ok(session.get(url, timeout=2)):
-                    return
-            time.sleep(0.2)
-        raise SetupError(f"{name} not ready after {seconds:.0f} s:\n{self.tail(name)}")
-
-    def tail(self, name: str, lines: int = 30) -> str:
-        path = self.log_dir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
     def start_sandbox(self) -> None:
         a = self.args
-        if _port_busy(a.sandbox_port):
-            raise SetupError(f"port {a.sandbox_port} (sandbox) is already in use")
-        self._start(
-            "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "django_verifynow.sandbox",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(a.sandbox_port),
-                "--otp-timeout",
-                str(a.otp_timeout),
-                "--quiet",
-            ],
-            None,
-        )
-        self._wait_ready(
-            "sandbox", f"{self.sim}/__sim__/stats", lambda r: r.status_code == 200, 20
-        )
+        self.start_sandbox_server(a.sandbox_port, "--otp-timeout", str(a.otp_timeout))
 
     def migrate(self) -> None:
         done = subprocess.run(
@@ -328,9 +215,7 @@ class Services:
 
     def start_site(self) -> None:
         a = self.args
-        if _port_busy(a.site_port):
-            raise SetupError(f"port {a.site_port} (site) is already in use")
-        self._start(
+        self.start(
             "gunicorn",
             [
                 sys.executable,
@@ -354,33 +239,15 @@ class Services:
                 "example_project.wsgi:application",
             ],
             self.site_env(),
+            port=a.site_port,
         )
         probe = f"{self.site}/api/verify/00000000-0000-0000-0000-000000000000/"
-        self._wait_ready(
+        self.wait_ready(
             "gunicorn",
             probe,
             lambda r: r.status_code == 404 and "csrftoken" in r.cookies,
             60,
         )
-
-    def stop(self) -> None:
-        """SIGTERM each process group started here, then SIGKILL what is left."""
-        with self._lock:
-            procs = list(reversed(self.procs))
-            self.procs = []
-        for _, proc in procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                print(f"  {name} did not stop in 15 s: killing it", flush=True)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # workers left behind, if any
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
 
 
 # -- sandbox -------------------------------------------------------------------------

@@ -204,6 +204,11 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of new connections (hundreds
+    # of concurrent requests, each thread with its own vendor connection) would
+    # overflow it, and the kernel drops SYNs that clients retry only a second later:
+    # connect delays a real vendor would not cause. The kernel caps it at somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], app: Any, idle_timeout: float) -> None:
         if ":" in address[0]:

@@ -1,0 +1,426 @@
+"""Concurrency under ASGI: N flows at once against one uvicorn worker while every
+vendor call takes ``--latency`` seconds, against one flow's time alone.
+
+    .venv/bin/python benchmarks/asgi_concurrency.py                 # N = 64, 256
+    .venv/bin/python benchmarks/asgi_concurrency.py \\
+        --app example_project.asgi:application
+
+It starts, on 127.0.0.1 only and stopped again on exit, the sandbox server as the
+vendor with a permanent ``latency`` fault (every token, send and validate answered
+after ``--latency`` seconds, 1 by default: a slow vendor, as on a bad day) and the
+benchmark site (``site_settings.py``: PostgreSQL, Redis, sessions in the cache, the
+sandbox as the vendor) under uvicorn with ONE worker process, serving ``--app``
+(default ``site_asgi:application``; any ``module:attribute`` importable from
+``benchmarks/``, ``example_project/`` or the repository root works, and the harness
+sets ``DJANGO_SETTINGS_MODULE=site_settings`` for it).
+
+Then it runs one flow alone (``--baseline`` times: the median is "one flow's time"),
+and for each ``--concurrency`` value N, N flows at once (each its own thread, browser,
+number and address, released together). A flow is a send, the code read from the
+sandbox, a validate (``loadgen.py``): two vendor calls, so about 2 x latency alone.
+For each N it prints the answers by status, the wall time of the N flows over one
+flow's time (1.0: they all ran side by side; N: one at a time), p50/p99 per request
+kind, and the peaks, sampled every 20 ms, of the uvicorn process's threads and of the
+database's PostgreSQL connections (``pg_stat_activity``).
+
+Sync views under ASGI run each request in a thread of its own (Django's
+``ThreadSensitiveContext`` per request), holding it, and its own database
+connection, for the whole vendor wait: N concurrent flows need N threads and N
+connections, and past PostgreSQL's ``max_connections`` requests fail. Async views
+hold neither while they wait. The harness needs no change for either: it only
+measures. Exit status: 0 every flow verified, 1 some did not, 2 over
+``--max-seconds``, 4 setup failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import loadgen  # noqa: E402
+import procs  # noqa: E402
+from soak_flows import client_address, phone_numbers  # noqa: E402
+
+EXPECTED = {"send": 201, "validate": 200}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``--help`` lists every option with its default)."""
+    p = argparse.ArgumentParser(
+        description="N concurrent flows on one uvicorn worker, slow vendor.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--app",
+        default="site_asgi:application",
+        help="ASGI application, module:attribute",
+    )
+    p.add_argument(
+        "--concurrency",
+        default="64,256",
+        help="comma-separated numbers of concurrent flows, one batch each",
+    )
+    p.add_argument("--latency", type=float, default=1.0, help="seconds per vendor call")
+    p.add_argument(
+        "--baseline", type=int, default=3, help="single flows timed, one by one"
+    )
+    p.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=0,
+        help="CONN_MAX_AGE of the site (0: Django's advice for async code)",
+    )
+    p.add_argument(
+        "--max-seconds", type=float, default=300, help="hard bound on the whole run"
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "VERIFYNOW_BENCH_ASGI_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/verifynow_bench_asgi",
+        ),
+        help="PostgreSQL database, dropped and created (name: verifynow_bench*)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("VERIFYNOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
+        help="Redis database, flushed at start (not db 0)",
+    )
+    p.add_argument("--sandbox-port", type=int, default=8846)
+    p.add_argument("--site-port", type=int, default=8847)
+    p.add_argument("--log-dir", default=None, help="keep the server logs here")
+    p.add_argument("--json", default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    try:
+        args.batches = [int(v) for v in args.concurrency.split(",") if v]
+    except ValueError:
+        p.error("--concurrency takes integers, e.g. 64,256")
+    if not args.batches or any(n < 1 or n > 2000 for n in args.batches):
+        p.error("--concurrency takes integers from 1 to 2000, e.g. 64,256")
+    if ":" not in args.app:
+        p.error("--app takes module:attribute, e.g. site_asgi:application")
+    if args.latency < 0 or args.baseline < 1 or args.max_seconds <= 0:
+        p.error("--latency >= 0, --baseline >= 1 and --max-seconds > 0, please")
+    if args.seed is None:
+        args.seed = int(time.time())
+    return args
+
+
+class Peaks(threading.Thread):
+    """Samples the server's thread count and the database's connections."""
+
+    def __init__(self, pid: int, database_url: str, every: float = 0.02) -> None:
+        super().__init__(name="peaks", daemon=True)
+        self.pid = pid
+        self.every = every
+        parts = urlsplit(database_url)
+        self.database = parts.path.lstrip("/")
+        # Connected to another database, so the sampler is not one of its own counts.
+        self.admin_url = urlunsplit(parts._replace(path="/postgres"))
+        self.threads = 0
+        self.connections = 0
+        self.errors = 0
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """Start a new peak."""
+        with self._lock:
+            self.threads = 0
+            self.connections = 0
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            while not self._halt.wait(self.every):
+                threads = procs.thread_count(self.pid)
+                try:
+                    row = conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                        (self.database,),
+                    ).fetchone()
+                    connections = int(row[0]) if row else 0
+                except psycopg.Error:
+                    self.errors += 1
+                    connections = 0
+                with self._lock:
+                    self.threads = max(self.threads, threads)
+                    self.connections = max(self.connections, connections)
+
+    def read(self) -> tuple[int, int]:
+        """(peak threads, peak connections) since the last :meth:`reset`."""
+        with self._lock:
+            return self.threads, self.connections
+
+    def finish(self) -> None:
+        """Stop sampling."""
+        self._halt.set()
+        self.join(timeout=5)
+
+
+def batch(
+    n: int,
+    site: str,
+    sim: str,
+    phones: list[str],
+    first: int,
+    rng: random.Random,
+) -> tuple[loadgen.Samples, int, float]:
+    """``n`` flows released together; returns (samples, verified, wall seconds)."""
+    samples = loadgen.Samples()
+    clients = [loadgen.FlowClient(site, sim, samples) for _ in range(n)]
+    addresses = [client_address(first + i, rng) for i in range(n)]
+    gate = threading.Barrier(n + 1)
+    verified = [False] * n
+
+    def one(i: int) -> None:
+        gate.wait()
+        verified[i] = clients[i].flow(phones[first + i], addresses[i])
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    gate.wait()
+    started = time.monotonic()
+    for t in threads:
+        t.join()
+    return samples, sum(verified), time.monotonic() - started
+
+
+def summarise_batch(
+    n: int,
+    samples: loadgen.Samples,
+    verified: int,
+    seconds: float,
+    single: float,
+    peaks: tuple[int, int],
+) -> dict[str, Any]:
+    """The figures of one batch."""
+    return {
+        "concurrency": n,
+        "verified": verified,
+        "seconds": round(seconds, 2),
+        "ratio_to_one_flow": round(loadgen.ratio(seconds, single), 2),
+        "statuses": dict(sorted(samples.statuses.items())),
+        "errors": samples.errors(EXPECTED),
+        "latency": samples.summary(),
+        "peak_threads": peaks[0],
+        "peak_db_connections": peaks[1],
+    }
+
+
+def format_report(single: float, rows: list[dict[str, Any]]) -> list[str]:
+    """The report's lines."""
+    out = [
+        f"one flow alone: {single:.2f} s",
+        "",
+        "| N | verified | wall s | wall / one flow | errors | peak threads "
+        "| peak PG connections | send p50/p99 ms | validate p50/p99 ms |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lat = r["latency"]
+
+        def pp(kind: str, lat: dict[str, Any] = lat) -> str:
+            v = lat.get(kind)
+            return f"{v['p50_ms']:.0f} / {v['p99_ms']:.0f}" if v else "-"
+
+        errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "none"
+        out.append(
+            f"| {r['concurrency']} | {r['verified']} | {r['seconds']:.2f} "
+            f"| {r['ratio_to_one_flow']:.2f} | {errors} | {r['peak_threads']} "
+            f"| {r['peak_db_connections']} | {pp('send')} | {pp('validate')} |"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the baseline and every batch; returns the exit status."""
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    keep_logs = args.log_dir is not None
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="verifynow-asgi-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    group = procs.ProcessGroup(log_dir)
+    failed = True
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    def watchdog() -> None:
+        time.sleep(args.max_seconds + 30)
+        print("asgi: watchdog: over the time bound, stopping", flush=True)
+        group.stop()
+        os._exit(3)
+
+    threading.Thread(target=watchdog, daemon=True, name="watchdog").start()
+    print(
+        f"asgi: app {args.app} on one uvicorn worker, vendor latency "
+        f"{args.latency:g} s per call, batches {args.batches}, baseline "
+        f"{args.baseline} flows, CONN_MAX_AGE={args.conn_max_age}, seed {args.seed}, "
+        f"max {args.max_seconds:g} s, logs {log_dir}",
+        flush=True,
+    )
+    rng = random.Random(args.seed)
+    site = f"http://127.0.0.1:{args.site_port}"
+    peaks: Peaks | None = None
+    try:
+        procs.prepare_database(args.database_url, prefix="verifynow_bench")
+        procs.flush_redis(args.redis_url)
+        sim = group.start_sandbox_server(
+            args.sandbox_port, "--sends-per-window", "1000", "--otp-timeout", "300"
+        )
+        env = procs.site_env(
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            sandbox_url=sim,
+            conn_max_age=args.conn_max_age,
+            # One vendor call takes --latency: well inside the read timeout.
+            VERIFYNOW_TIMEOUT=f"3,{max(10.0, args.latency * 4):g}",
+        )
+        procs.migrate(env)
+        group.start(
+            "uvicorn",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.site_port),
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--timeout-graceful-shutdown",
+                "5",
+                args.app,
+            ],
+            env,
+            port=args.site_port,
+        )
+        group.wait_ready(
+            "uvicorn",
+            f"{site}/api/verify/00000000-0000-0000-0000-000000000000/",
+            lambda r: r.status_code == 404,
+            60,
+        )
+        if args.latency:
+            import requests
+
+            requests.post(
+                f"{sim}/__sim__/faults",
+                json={
+                    "kind": "latency",
+                    "endpoint": "any",
+                    "times": None,
+                    "delay": args.latency,
+                },
+                timeout=10,
+            ).raise_for_status()
+        peaks = Peaks(group.pid("uvicorn"), args.database_url)
+        peaks.start()
+        total = args.baseline + 1 + sum(args.batches)
+        phones = phone_numbers(total, rng)
+
+        # A first flow fetches the vendor token and warms imports: not timed.
+        warm = loadgen.Samples()
+        loadgen.FlowClient(site, sim, warm).flow(phones[0], client_address(0, rng))
+        times = []
+        baseline = loadgen.Samples()
+        for i in range(1, args.baseline + 1):
+            started = time.monotonic()
+            ok = loadgen.FlowClient(site, sim, baseline).flow(
+                phones[i], client_address(i, rng)
+            )
+            times.append(time.monotonic() - started)
+            if not ok:
+                print(f"asgi: a single flow failed: {baseline.statuses}", flush=True)
+        single = statistics.median(times)
+        print(f"asgi: one flow alone {single:.2f} s (median of {times})", flush=True)
+
+        rows = []
+        first = args.baseline + 1
+        for n in args.batches:
+            if time.monotonic() - t0 + 60 > args.max_seconds:
+                print("asgi: no time left for the next batch", flush=True)
+                break
+            peaks.reset()
+            samples, verified, seconds = batch(n, site, sim, phones, first, rng)
+            first += n
+            time.sleep(0.1)  # one more sample after the last answer
+            row = summarise_batch(n, samples, verified, seconds, single, peaks.read())
+            print(
+                f"asgi: {n} at once: {verified} verified in {seconds:.2f} s, "
+                f"statuses {row['statuses']}",
+                flush=True,
+            )
+            rows.append(row)
+        print("")
+        for line in format_report(single, rows):
+            print(line)
+        report = {
+            "seed": args.seed,
+            "parameters": {
+                k: v for k, v in vars(args).items() if k not in ("json", "log_dir")
+            },
+            "one_flow_seconds": round(single, 3),
+            "baseline_seconds": [round(t, 3) for t in times],
+            "batches": rows,
+        }
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        failed = any(r["verified"] < r["concurrency"] for r in rows)
+        if failed:
+            print("FAIL: some concurrent flows were not verified (see errors)")
+            return 1
+        if len(rows) < len(args.batches):
+            print("INCOMPLETE: not every batch ran within --max-seconds")
+            return 2
+        print("OK")
+        return 0
+    except procs.SetupError as exc:
+        print(f"asgi: setup failed: {exc}", file=sys.stderr, flush=True)
+        return 4
+    except Exception:  # a harness bug: say so, and still stop everything
+        traceback.print_exc()
+        return 1
+    except KeyboardInterrupt:
+        print("asgi: interrupted, stopping", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        group.stop()  # first: nothing below may leave a server running
+        if peaks is not None:
+            peaks.finish()
+        print(f"asgi: wall time {time.monotonic() - t0:.1f} s", flush=True)
+        if failed or keep_logs:
+            print(f"asgi: server logs in {log_dir}", flush=True)
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
