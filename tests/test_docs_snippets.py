@@ -232,6 +232,35 @@ def _install_urlconf(patterns: list[Any], stack: contextlib.ExitStack) -> None:
     stack.callback(clear_url_caches)
 
 
+_FILE_COMMENT = re.compile(r"^#\s*(?P<path>\w+(?:/\w+)+)\.py\s*$")
+
+
+def _register_module(
+    snippet: Snippet, namespace: dict[str, Any], stack: contextlib.ExitStack
+) -> None:
+    """A block headed ``# mysite/views.py`` becomes the module ``mysite.views``, so a
+    later block's ``from mysite.views import signup`` imports what the page defined."""
+    found = _FILE_COMMENT.match(snippet.code.partition("\n")[0])
+    if not found:
+        return
+    parts = found["path"].split("/")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        if name in sys.modules and depth < len(parts):
+            continue
+        module = types.ModuleType(name)
+        if depth < len(parts):
+            module.__path__ = []  # a package
+        else:
+            vars(module).update(
+                {k: v for k, v in namespace.items() if k != "__builtins__"}
+            )
+        sys.modules[name] = module
+        stack.callback(sys.modules.pop, name, None)
+        if depth > 1:
+            setattr(sys.modules[".".join(parts[: depth - 1])], parts[depth - 1], module)
+
+
 def run_python(
     snippet: Snippet,
     namespace: dict[str, Any],
@@ -271,6 +300,7 @@ def run_python(
         raise AssertionError(f"{snippet.id} raised {exc!r}") from exc
     if "VERIFYNOW" in namespace and "VERIFYNOW" not in before | {""}:
         validate_verifynow(namespace["VERIFYNOW"], snippet.id)
+    _register_module(snippet, namespace, stack)
     if namespace.get("urlpatterns") is not patterns or "urlpatterns" not in before:
         if isinstance(namespace.get("urlpatterns"), list):
             _install_urlconf(namespace["urlpatterns"], stack)
