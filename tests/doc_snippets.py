@@ -22,6 +22,8 @@ site)::
                                    environment: compiled and its keys validated, not run
     <!-- snippet: equals NAME -->  the block is a Python expression equal to the object
                                    at dotted path NAME (a default shown in a page)
+    <!-- snippet: signature NAME --> a ``text`` block showing ``NAME(...)``'s
+                                   parameters: they match the code's signature
     <!-- snippet: skip -->         not checked at all (shell commands only)
 """
 
@@ -41,7 +43,7 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`\n]*)
 _MARKER = re.compile(
     r"^\s*<!--\s*snippet:\s*(?P<kind>[\w-]+)\s*(?P<arg>[^>]*?)\s*-->\s*$"
 )
-_KINDS = ("compile", "equals", "skip")
+_KINDS = ("compile", "equals", "signature", "skip")
 
 
 @dataclass(frozen=True)

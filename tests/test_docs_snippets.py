@@ -383,6 +383,34 @@ def test_a_wrong_settings_key_in_a_page_fails(
             run_python(refused, prelude(), request, monkeypatch, stack)
 
 
+def _parameters(signature: inspect.Signature) -> list[tuple[str, Any, Any]]:
+    return [
+        (p.name, p.kind, p.default)
+        for p in signature.parameters.values()
+        if p.name != "self"
+    ]
+
+
+def test_signatures_shown_match_the_code() -> None:
+    """A signature a page shows as text (``SandboxEngine(*, clock=None, …)``) has the
+    code's parameters, kinds and defaults."""
+    shown_blocks = [s for s in all_snippets(("text",)) if s.marker == "signature"]
+    assert len(shown_blocks) >= 2
+    for snippet in shown_blocks:
+        module, _, name = snippet.argument.rpartition(".")
+        try:
+            target = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError:  # a method: module.Class.method
+            module, _, owner = module.rpartition(".")
+            target = getattr(getattr(importlib.import_module(module), owner), name)
+        code = " ".join(snippet.code.split())
+        namespace: dict[str, Any] = {}
+        exec(f"def shown{code[code.index('(') :]}: pass", namespace)
+        assert _parameters(inspect.signature(namespace["shown"])) == _parameters(
+            inspect.signature(target)
+        ), f"{snippet.id}: the signature differs from {snippet.argument}"
+
+
 def _curl_to_client(command: str) -> tuple[str, str, dict[str, Any], bytes | None]:
     """``curl -X POST URL -H 'Content-Type: …' -d '{…}'`` as test-client arguments."""
     words = shlex.split(command)
