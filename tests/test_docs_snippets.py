@@ -14,6 +14,7 @@ import importlib
 import inspect
 import re
 import shlex
+import socket
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -114,6 +115,48 @@ def _environment(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # A settings excerpt that reads os.environ["X"] gets a placeholder value for X.
     for name in re.findall(r"""os\.environ\[["'](\w+)["']\]""", code):
         monkeypatch.setenv(name, f"docs-{name.lower()}")
+
+
+def _api_calls_without_json(code: str) -> list[int]:
+    """Lines where a block POSTs (PUTs, PATCHes) to the API without a JSON body: the
+    test client's default is multipart, which the API refuses with 415."""
+    lines = []
+    for node in ast.walk(ast.parse(code)):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("post", "put", "patch")
+            and node.args
+        ):
+            continue
+        url = ast.unparse(node.args[0])
+        if "/api/" not in url:
+            continue
+        kinds = {
+            k.arg: ast.literal_eval(k.value)
+            for k in node.keywords
+            if k.arg == "content_type" and isinstance(k.value, ast.Constant)
+        }
+        if kinds.get("content_type") != "application/json":
+            lines.append(node.lineno)
+    return lines
+
+
+@contextlib.contextmanager
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Pages talk to the sandbox (in process, or its server on 127.0.0.1), never to
+    a real host: any other connection fails the page."""
+    connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"a docs snippet connected to {address!r}")
+        return connect(sock, address)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(socket.socket, "connect", guarded)
+        yield
 
 
 def _literal_verifynow(code: str) -> object | None:
@@ -287,6 +330,11 @@ def run_python(
                 validate_verifynow(value, snippet.id)
         return
     (code,) = codes
+    multipart = _api_calls_without_json(snippet.code)
+    assert not multipart, (
+        f"{snippet.id}: API calls without content_type='application/json' on lines "
+        f"{multipart} of the block"
+    )
     if snippet.marker == "compile":
         literal = _literal_verifynow(snippet.code)
         if literal is not None:
@@ -314,7 +362,11 @@ def test_page_snippets(
 ) -> None:
     """Each Python block of the page runs (or compiles, when marked) in order."""
     namespace = prelude()
-    with contextlib.ExitStack() as stack, _signal_receivers_restored():
+    with (
+        contextlib.ExitStack() as stack,
+        _signal_receivers_restored(),
+        _loopback_only(monkeypatch),
+    ):
         for snippet in snippets(page):
             if snippet.language == "python":
                 run_python(snippet, namespace, request, monkeypatch, stack)
@@ -363,6 +415,23 @@ def test_a_failing_test_snippet_is_reported_on_its_second_run(
     (snippet,) = snippets(page)
     with contextlib.ExitStack() as stack:
         with pytest.raises(AssertionError, match="test_send failed on run 2"):
+            run_python(snippet, prelude(), request, monkeypatch, stack)
+
+
+def test_an_api_call_with_a_multipart_body_fails(
+    tmp_path: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug sandbox.md had: posting to the API without a JSON content type."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\n"
+        "def test_send(client):\n"
+        '    client.post("/api/verify/", {"phone_number": "+919876543210"})\n'
+        "```\n"
+    )
+    (snippet,) = snippets(page)
+    with contextlib.ExitStack() as stack:
+        with pytest.raises(AssertionError, match="without content_type"):
             run_python(snippet, prelude(), request, monkeypatch, stack)
 
 
