@@ -42,7 +42,8 @@ r = client.post("/signup/", {"username": "asha", "password1": "x-Correct-horse-9
                              "phone_attempt": attempt})
 assert r.status_code == 302, r.content[:2000]
 assert get_user_model().objects.filter(username="asha").exists()
-assert VerificationAttempt.objects.get(pk=attempt).consumed_at is not None
+used = VerificationAttempt.objects.get(pk=attempt)
+assert used.consumed_at is not None and used.user.username == "asha", used.user
 print("signed up")
 """
 
