@@ -321,6 +321,31 @@ def test_a_session_bound_attempt_enrols_only_from_its_session():
     assert attempt.user_id == user.pk
 
 
+def test_the_documented_enrolment_form_flow():
+    """docs/otp.md: a VerifiedPhoneNumberField for ENROL_PURPOSE, then enrol()."""
+    from django import forms
+
+    from django_verifynow.forms import VerifiedPhoneNumberField, bind_request
+
+    class AddPhoneForm(forms.Form):
+        phone = VerifiedPhoneNumberField(purpose=VerifyNowDevice.ENROL_PURPOSE)
+
+    user = make_user()
+    request = browser(user)
+    attempt = proven(None, request=request)
+    form = AddPhoneForm({"phone": PHONE, "phone_attempt": str(attempt.pk)})
+    bind_request(form, request)
+    assert form.is_valid(), form.errors
+    device = VerifyNowDevice.enrol(
+        form.fields["phone"].attempt, user=user, request=request
+    )
+    assert device.number == PHONE and device.user == user
+    # The same form again: the proof is used up.
+    again = AddPhoneForm({"phone": PHONE, "phone_attempt": str(attempt.pk)})
+    bind_request(again, request)
+    assert not again.is_valid()
+
+
 def test_enrolling_the_same_number_again_refreshes_the_device():
     user = make_user()
     device = enrolled(user)
