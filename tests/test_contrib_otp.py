@@ -75,7 +75,17 @@ def secret(request: HttpRequest) -> HttpResponse:
     return HttpResponse("the secret")
 
 
+def whoami(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(current_request() is request))
+
+
+async def awhoami(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(str(current_request() is request))
+
+
 urlpatterns = [
+    path("whoami/", whoami),
+    path("awhoami/", awhoami),
     path("otpadmin/", otp_admin.urls),
     path("otp-login/", LoginView.as_view(template_name="otp-login.html")),
     path("secret/", secret),
@@ -849,8 +859,26 @@ def test_otp_required_steps_up_through_the_login_view(client: Any):
 @site
 @with_otp_middleware
 def test_the_middleware_leaves_no_request_behind(client: Any):
+    assert client.get("/whoami/").content == b"True"
+    assert client.get("/awhoami/").content == b"True"
     client.get("/secret/")
     assert current_request() is None
+
+
+@site
+@with_otp_middleware
+@pytest.mark.django_db(transaction=True)
+def test_the_middleware_serves_asgi_too(async_client: Any):
+    from asgiref.sync import async_to_sync
+
+    assert async_to_sync(async_client.get)("/awhoami/").content == b"True"
+    assert async_to_sync(async_client.get)("/whoami/").content == b"True"
+    assert current_request() is None
+
+
+@site
+def test_without_the_middleware_the_device_acts_server_side(client: Any):
+    assert client.get("/whoami/").content == b"False"
 
 
 # -- the default admin -----------------------------------------------------------------
