@@ -544,6 +544,32 @@ def test_the_attempt_cap_locks_the_code_and_says_so():
     assert device.throttling_failure_count == 5
 
 
+def test_the_back_off_stops_growing_at_one_codes_tries():
+    """Someone with the password asks for codes and types wrong ones: the owner's
+    wait stays bounded (16 s with the defaults), not 2**n seconds."""
+    device = enrolled(make_user())
+    with override_settings(OTP_VERIFYNOW_THROTTLE_FACTOR=0):
+        for _round in range(2):
+            lift_phone(PHONE)
+            with time_machine.travel(timezone.now() + timedelta(seconds=90 * _round)):
+                device.generate_challenge()
+                code = last_code(PHONE)
+                for _ in range(5):
+                    assert device.verify_token(wrong(code)) is False
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 5
+    # Past the locked code (which says so itself), the back-off alone speaks.
+    VerifyNowDevice.objects.filter(pk=device.pk).update(
+        throttling_failure_timestamp=timezone.now(), challenge_id=None
+    )
+    device = VerifyNowDevice.objects.get(pk=device.pk)
+    allowed, data = device.verify_is_allowed()
+    assert allowed is False and data is not None
+    assert data["locked_until"] - device.throttling_failure_timestamp == timedelta(
+        seconds=16
+    )
+
+
 def test_an_expired_code_says_so():
     device = enrolled(make_user())
     device.generate_challenge()

@@ -15,7 +15,8 @@ import uuid
 from typing import Any
 
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Least
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -28,6 +29,7 @@ from django_otp.models import (
 )
 
 from ... import services
+from ...conf import verifynow_settings
 from ...exceptions import AttemptNotFound, InvalidInput, VerifyNowError
 from ...models import AttemptStatus, VerificationAttempt
 from ...phone import mask
@@ -59,7 +61,8 @@ class VerifyNowDevice(TimestampMixin, ThrottlingMixin, Device):
     code is locked) and django-otp's back-off (:class:`~django_otp.models.
     ThrottlingMixin`, ``OTP_VERIFYNOW_THROTTLE_FACTOR``) both step once per wrong code;
     a code refused before the vendor saw it (malformed, rate limited, vendor down)
-    moves neither.
+    moves neither. The back-off stops growing after ``MAX_ATTEMPTS`` steps, so a
+    stranger with the password cannot lock the owner out for days.
 
     .. attribute:: number
 
@@ -345,10 +348,21 @@ class VerifyNowDevice(TimestampMixin, ThrottlingMixin, Device):
 
     def _count_failure(self) -> None:
         """One step of django-otp's back-off, counted in the database (concurrent
-        wrong codes each count)."""
+        wrong codes each count), up to ``MAX_ATTEMPTS`` steps.
+
+        The back-off is per device, not per session: left unbounded, someone who has
+        the password could ask for codes and type wrong ones until the owner waits
+        days (2**19 s after the 20 wrong codes a day the failure cap allows). Guessing
+        is already bounded by the attempt cap, the failure cap and the send limits, so
+        the back-off only slows bursts: it grows as far as one code's tries, then
+        stays (16 s with the defaults).
+        """
         now = timezone.now()
         type(self).objects.filter(pk=self.pk).update(
-            throttling_failure_count=F("throttling_failure_count") + 1,
+            throttling_failure_count=Least(
+                F("throttling_failure_count") + 1,
+                Value(max(verifynow_settings.MAX_ATTEMPTS, 1)),
+            ),
             throttling_failure_timestamp=now,
         )
         self.refresh_from_db(
