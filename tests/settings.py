@@ -29,6 +29,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "phonenumber_field",
     "django_verifynow",
+    # The django-otp device (tests/test_contrib_otp*.py). Harmless for the rest: it adds
+    # one table and no middleware; the OTP tests add django-otp's middleware themselves.
+    "django_otp",
+    "django_verifynow.contrib.otp",
 ]
 
 MIDDLEWARE = [
