@@ -253,10 +253,14 @@ def _settle_as_verified_soon(attempt: VerificationAttempt) -> Any:
 
     def land() -> None:
         time.sleep(0.3)
-        VerificationCheck.objects.create(attempt=attempt, outcome="verified")
+        # In the service's order: the status moves, then the check is recorded. The
+        # other order leaves a moment where the try looks settled while the attempt is
+        # still pending, and a waiter that looks then answers on its own (this test
+        # failed that way on a loaded machine).
         VerificationAttempt.objects.filter(pk=attempt.pk).update(
             status=AttemptStatus.VERIFIED, verified_at=timezone.now()
         )
+        VerificationCheck.objects.create(attempt=attempt, outcome="verified")
         connections.close_all()
 
     return threading.Thread(target=land)
