@@ -11,13 +11,15 @@ and stays quiet when a value is unreadable: ``E003`` reports those, once each.
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core import checks
+from django.db import router
 from django.utils.module_loading import import_string
 
 from .check_messages import Codes, Hints, Messages
@@ -32,6 +34,9 @@ __all__ = [
     "Messages",
     "check_allowed_countries",
     "check_cache",
+    "check_cache_client",
+    "check_database_connections",
+    "check_database_sessions",
     "check_credentials",
     "check_daily_cap",
     "check_deadline",
@@ -229,6 +234,71 @@ def _unsuitable(backend: str) -> str | None:
     return None
 
 
+#: The client library each cache backend imports on first use (not when Django
+#: starts, so nothing fails until the first send: then every send is refused).
+CACHE_CLIENTS: dict[str, str] = {
+    "django.core.cache.backends.redis.RedisCache": "redis",
+    "django.core.cache.backends.memcached.PyMemcacheCache": "pymemcache",
+    "django.core.cache.backends.memcached.PyLibMCCache": "pylibmc",
+    "django_redis.cache.RedisCache": "redis",
+}
+
+#: How to install a missing module, by its top-level name; others: ``pip install``
+#: the module's name.
+CACHE_INSTALLS: dict[str, str] = {
+    "redis": "pip install django-verifynow[redis]",
+    "django_redis": "pip install django-redis",
+}
+
+
+def check_cache_client(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E004: the cache backend, or the client library it needs, does not import."""
+    alias = _read("CACHE")
+    if not _applies(app_configs) or alias is _UNREADABLE:
+        return []
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    module = _missing_cache_module(backend)
+    if module is None:
+        return []
+    install = CACHE_INSTALLS.get(module, f"pip install {module}")
+    return [
+        checks.Error(
+            Messages.CACHE_CLIENT_MISSING.format(
+                alias=alias, backend=backend, module=module
+            ),
+            hint=Hints.CACHE_CLIENT_MISSING.format(install=install),
+            id=Codes.CACHE_CLIENT_MISSING,
+        )
+    ]
+
+
+def _missing_cache_module(backend: str) -> str | None:
+    """The top-level module ``backend`` needs and cannot import, or None."""
+    try:
+        cls = import_string(backend)
+    except ImportError as exc:
+        # ModuleNotFoundError names the module (django_redis, or the redis it
+        # imports); a path that names no class is the module path itself.
+        return (exc.name or backend.rsplit(".", 1)[0]).split(".")[0]
+    for path, module in CACHE_CLIENTS.items():
+        if backend == path or _subclass_of(cls, path):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return module
+    return None
+
+
+def _subclass_of(cls: Any, path: str) -> bool:
+    try:
+        base = import_string(path)
+    except ImportError:  # e.g. django-redis not installed: cls cannot derive from it
+        return False
+    return isinstance(cls, type) and issubclass(cls, base)
+
+
 def check_allowed_countries(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
@@ -332,11 +402,65 @@ def check_daily_cap(
     ]
 
 
+def check_database_connections(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W009: with ``DEBUG`` off, the app's database opens a connection per request."""
+    if not _applies(app_configs) or settings.DEBUG:
+        return []
+    from .models import VerificationAttempt
+
+    alias = router.db_for_write(VerificationAttempt)
+    config = settings.DATABASES.get(alias) or {}
+    engine = str(config.get("ENGINE", ""))
+    options = config.get("OPTIONS") or {}
+    if (
+        "sqlite" in engine  # a file on this machine: opening it costs nothing
+        or engine.endswith(".dummy")
+        or not engine
+        or config.get("CONN_MAX_AGE", 0) != 0
+        or (isinstance(options, dict) and options.get("pool"))
+    ):
+        return []
+    return [
+        checks.Warning(
+            Messages.DB_CONNECTION_PER_REQUEST.format(alias=alias, engine=engine),
+            hint=Hints.DB_CONNECTION_PER_REQUEST.format(alias=alias),
+            id=Codes.DB_CONNECTION_PER_REQUEST,
+        )
+    ]
+
+
+#: The session backend that reads the database on every request.
+DB_SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+
+def check_database_sessions(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W010: with ``DEBUG`` off, sessions are read from the database per request."""
+    if (
+        not _applies(app_configs)
+        or settings.DEBUG
+        or not apps.is_installed("django.contrib.sessions")
+        or settings.SESSION_ENGINE != DB_SESSION_ENGINE
+    ):
+        return []
+    return [
+        checks.Warning(
+            Messages.DB_SESSIONS.format(engine=settings.SESSION_ENGINE),
+            hint=Hints.DB_SESSIONS,
+            id=Codes.DB_SESSIONS,
+        )
+    ]
+
+
 #: Every check of the app, in id order.
 ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_credentials,
     check_rate_limits,
     check_setting_values,
+    check_cache_client,
     check_otp_length,
     check_sandbox_debug,
     check_cache,
@@ -345,6 +469,8 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_deadline,
     check_proxy_count_deprecated,
     check_daily_cap,
+    check_database_connections,
+    check_database_sessions,
 )
 
 
