@@ -75,9 +75,7 @@ def test_check_fails_for_a_cache_that_stores_nothing():
     assert "could not be read back" in err.getvalue()
 
 
-@override_settings(
-    CACHES={"default": {"BACKEND": "tests.broken_cache.RecordingCache"}}
-)
+@override_settings(CACHES={"default": {"BACKEND": "tests.broken_cache.RecordingCache"}})
 def test_check_probes_a_private_key_and_leaves_nothing():
     from django.core.cache import caches
 
