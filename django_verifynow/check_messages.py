@@ -1,4 +1,5 @@
-"""Ids, messages and hints of the system checks in :mod:`django_verifynow.checks`.
+"""Ids, messages and hints of the system checks in :mod:`django_verifynow.checks`,
+and the tables they cite (unsuitable caches, cache clients, thresholds).
 
 :mod:`django_verifynow.checks` re-exports :class:`Codes`, :class:`Messages` and
 :class:`Hints` (``from django_verifynow.checks import Codes`` keeps working).
@@ -6,7 +7,48 @@
 
 from __future__ import annotations
 
-__all__ = ["Codes", "Hints", "Messages"]
+__all__ = [
+    "CACHE_CLIENTS",
+    "CACHE_INSTALLS",
+    "DB_SESSION_ENGINE",
+    "DEADLINE_WARN_ABOVE",
+    "UNSUITABLE_CACHES",
+    "Codes",
+    "Hints",
+    "Messages",
+]
+
+#: Cache backends that are per process, non-atomic or absent, and why: the limits
+#: would not be shared or exact.
+UNSUITABLE_CACHES: dict[str, str] = {
+    "django.core.cache.backends.locmem.LocMemCache": "is private to each process",
+    "django.core.cache.backends.filebased.FileBasedCache": ("has no atomic increment"),
+    "django.core.cache.backends.db.DatabaseCache": "has no atomic increment",
+    "django.core.cache.backends.dummy.DummyCache": "stores nothing",
+}
+
+#: The client library each cache backend imports on first use (not when Django
+#: starts, so nothing fails until the first send: then every send is refused).
+CACHE_CLIENTS: dict[str, str] = {
+    "django.core.cache.backends.redis.RedisCache": "redis",
+    "django.core.cache.backends.memcached.PyMemcacheCache": "pymemcache",
+    "django.core.cache.backends.memcached.PyLibMCCache": "pylibmc",
+    "django_redis.cache.RedisCache": "redis",
+}
+
+#: How to install a missing module, by its top-level name; others: ``pip install``
+#: the module's name.
+CACHE_INSTALLS: dict[str, str] = {
+    "redis": "pip install django-verifynow[redis]",
+    "django_redis": "pip install django-redis",
+}
+
+#: Above this ``DEADLINE`` (seconds), W006 warns: a request spending it on VerifyNow
+#: leaves under 5 s of gunicorn's default 30 s worker timeout for everything else.
+DEADLINE_WARN_ABOVE = 25
+
+#: The session backend that reads the database on every request.
+DB_SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 
 class Codes:

@@ -22,7 +22,16 @@ from django.core import checks
 from django.db import router
 from django.utils.module_loading import import_string
 
-from .check_messages import Codes, Hints, Messages
+from .check_messages import (
+    CACHE_CLIENTS,
+    CACHE_INSTALLS,
+    DB_SESSION_ENGINE,
+    DEADLINE_WARN_ABOVE,
+    UNSUITABLE_CACHES,
+    Codes,
+    Hints,
+    Messages,
+)
 from .conf import DEFAULTS, setting_property, verifynow_settings
 from .exceptions import VerifyNowConfigurationError
 from .ratelimit import parse_rules
@@ -55,15 +64,6 @@ TAG = "django_verifynow"
 
 _APP_NAME = "django_verifynow"
 
-
-#: Cache backends that are per process, non-atomic or absent, and why: the limits
-#: would not be shared or exact.
-UNSUITABLE_CACHES: dict[str, str] = {
-    "django.core.cache.backends.locmem.LocMemCache": "is private to each process",
-    "django.core.cache.backends.filebased.FileBasedCache": ("has no atomic increment"),
-    "django.core.cache.backends.db.DatabaseCache": "has no atomic increment",
-    "django.core.cache.backends.dummy.DummyCache": "stores nothing",
-}
 
 CheckFunction = Callable[..., list[checks.CheckMessage]]
 
@@ -227,28 +227,11 @@ def _unsuitable(backend: str) -> str | None:
     try:
         cls = import_string(backend)
     except ImportError:
-        return None  # Django reports a backend that cannot be imported when it's used
-    for path, problem in UNSUITABLE_CACHES.items():
-        if isinstance(cls, type) and issubclass(cls, import_string(path)):
-            return problem
-    return None
-
-
-#: The client library each cache backend imports on first use (not when Django
-#: starts, so nothing fails until the first send: then every send is refused).
-CACHE_CLIENTS: dict[str, str] = {
-    "django.core.cache.backends.redis.RedisCache": "redis",
-    "django.core.cache.backends.memcached.PyMemcacheCache": "pymemcache",
-    "django.core.cache.backends.memcached.PyLibMCCache": "pylibmc",
-    "django_redis.cache.RedisCache": "redis",
-}
-
-#: How to install a missing module, by its top-level name; others: ``pip install``
-#: the module's name.
-CACHE_INSTALLS: dict[str, str] = {
-    "redis": "pip install django-verifynow[redis]",
-    "django_redis": "pip install django-redis",
-}
+        return None  # E004 reports a backend that cannot be imported
+    return next(
+        (why for path, why in UNSUITABLE_CACHES.items() if _subclass_of(cls, path)),
+        None,
+    )
 
 
 def check_cache_client(
@@ -340,11 +323,6 @@ def check_unknown_keys(
     ]
 
 
-#: Above this ``DEADLINE`` (seconds), W006 warns: a request spending it on VerifyNow
-#: leaves under 5 s of gunicorn's default 30 s worker timeout for everything else.
-DEADLINE_WARN_ABOVE = 25
-
-
 def check_deadline(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
@@ -429,10 +407,6 @@ def check_database_connections(
             id=Codes.DB_CONNECTION_PER_REQUEST,
         )
     ]
-
-
-#: The session backend that reads the database on every request.
-DB_SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 
 def check_database_sessions(
