@@ -259,6 +259,8 @@ def check_cache_client(
 
 def _missing_cache_module(backend: str) -> str | None:
     """The top-level module ``backend`` needs and cannot import, or None."""
+    if not backend:
+        return None  # no BACKEND at all: Django's own error says so on first use
     try:
         cls = import_string(backend)
     except ImportError as exc:
