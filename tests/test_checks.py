@@ -597,7 +597,7 @@ def test_e004_subclasses_need_the_client_too(monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.parametrize(
     "backend",
-    [REDIS["default"]["BACKEND"], "django.core.cache.backends.locmem.LocMemCache"],
+    [REDIS["default"]["BACKEND"], "django.core.cache.backends.locmem.LocMemCache", ""],
 )
 def test_e004_quiet_when_the_client_imports(backend: str) -> None:
     with override_settings(CACHES=_cache(backend), VERIFYNOW=GOOD):
