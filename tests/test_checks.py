@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.apps import apps
@@ -532,6 +533,13 @@ def test_checks_skip_when_another_app_is_checked() -> None:
 MEMCACHED = "django.core.cache.backends.memcached.PyMemcacheCache"
 
 
+def absent(module: str) -> Any:
+    """``import module`` fails inside the block, as for a package not installed
+    (None in sys.modules). Restored on leaving the block, before the suite's fixtures
+    clear the caches (a Redis cache imports redis then)."""
+    return mock.patch.dict(sys.modules, {module: None})
+
+
 def _cache(backend: str, alias: str = "default") -> dict[str, Any]:
     return {alias: {"BACKEND": backend, "LOCATION": "127.0.0.1:1"}}
 
@@ -549,49 +557,45 @@ def _cache(backend: str, alias: str = "default") -> dict[str, Any]:
     ],
 )
 def test_e004_the_cache_client_is_not_installed(
-    monkeypatch: pytest.MonkeyPatch, backend: str, module: str, install: str
+    backend: str, module: str, install: str
 ) -> None:
-    # None in sys.modules makes ``import module`` raise ModuleNotFoundError, as an
-    # absent package does.
-    monkeypatch.setitem(sys.modules, module, None)
-    with override_settings(CACHES=_cache(backend), VERIFYNOW=GOOD):
+    with absent(module), override_settings(CACHES=_cache(backend), VERIFYNOW=GOOD):
         [error] = checks.check_cache_client()
     assert error.id == Codes.CACHE_CLIENT_MISSING and error.is_serious()
     assert f'"{module}"' in error.msg and backend in error.msg
     assert install in error.hint and "verifynow_check" in error.hint
 
 
-def test_e004_a_backend_that_does_not_import_is_named(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "django_redis", None)
-    with override_settings(
-        CACHES=_cache("django_redis.cache.RedisCache"), VERIFYNOW=GOOD
+def test_e004_a_backend_that_does_not_import_is_named() -> None:
+    with (
+        absent("django_redis"),
+        override_settings(
+            CACHES=_cache("django_redis.cache.RedisCache"), VERIFYNOW=GOOD
+        ),
     ):
         [error] = checks.check_cache_client()
     assert '"django_redis"' in error.msg and "pip install django-redis" in error.hint
 
 
-def test_e004_looks_at_the_configured_alias(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)
+def test_e004_looks_at_the_configured_alias() -> None:
     caches = {
         **_cache("django.core.cache.backends.locmem.LocMemCache"),
         **_cache(REDIS["default"]["BACKEND"], alias="limits"),
     }
-    with override_settings(CACHES=caches, VERIFYNOW=good(CACHE="limits")):
-        assert ids(checks.check_cache_client()) == [Codes.CACHE_CLIENT_MISSING]
-    with override_settings(CACHES=caches, VERIFYNOW=GOOD):
-        assert checks.check_cache_client() == []
+    with absent("redis"):
+        with override_settings(CACHES=caches, VERIFYNOW=good(CACHE="limits")):
+            assert ids(checks.check_cache_client()) == [Codes.CACHE_CLIENT_MISSING]
+        with override_settings(CACHES=caches, VERIFYNOW=GOOD):
+            assert checks.check_cache_client() == []
 
 
 class SiteRedisCache(RedisCache):
     """A site's own subclass of Django's Redis backend: still needs redis."""
 
 
-def test_e004_subclasses_need_the_client_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)
+def test_e004_subclasses_need_the_client_too() -> None:
     path = f"{__name__}.SiteRedisCache"
-    with override_settings(CACHES=_cache(path), VERIFYNOW=GOOD):
+    with absent("redis"), override_settings(CACHES=_cache(path), VERIFYNOW=GOOD):
         assert ids(checks.check_cache_client()) == [Codes.CACHE_CLIENT_MISSING]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import sys
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -88,19 +89,18 @@ def test_check_probes_a_private_key_and_leaves_nothing():
     assert caches["default"].get(probes.pop()) is None
 
 
-@override_settings(
-    CACHES={
+def test_check_names_the_missing_cache_client():
+    redis_cache = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": "redis://127.0.0.1:6379/8",
         }
     }
-)
-def test_check_names_the_missing_cache_client(monkeypatch):
-    monkeypatch.setitem(sys.modules, "redis", None)  # import redis now fails
     out, err = io.StringIO(), io.StringIO()
-    with pytest.raises(CommandError) as info:
-        call_command("verifynow_check", stdout=out, stderr=err)
+    # import redis fails inside the block; restored before the suite clears caches.
+    with mock.patch.dict(sys.modules, {"redis": None}):
+        with override_settings(CACHES=redis_cache), pytest.raises(CommandError) as info:
+            call_command("verifynow_check", stdout=out, stderr=err)
     assert info.value.returncode == 1
     assert "django_verifynow.E004" in err.getvalue()
     assert '"redis"' in err.getvalue()
