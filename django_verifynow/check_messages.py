@@ -1,4 +1,5 @@
-"""Ids, messages and hints of the system checks in :mod:`django_verifynow.checks`.
+"""Ids, messages and hints of the system checks in :mod:`django_verifynow.checks`,
+and the tables they cite (unsuitable caches, cache clients, thresholds).
 
 :mod:`django_verifynow.checks` re-exports :class:`Codes`, :class:`Messages` and
 :class:`Hints` (``from django_verifynow.checks import Codes`` keeps working).
@@ -6,7 +7,48 @@
 
 from __future__ import annotations
 
-__all__ = ["Codes", "Hints", "Messages"]
+__all__ = [
+    "CACHE_CLIENTS",
+    "CACHE_INSTALLS",
+    "DB_SESSION_ENGINE",
+    "DEADLINE_WARN_ABOVE",
+    "UNSUITABLE_CACHES",
+    "Codes",
+    "Hints",
+    "Messages",
+]
+
+#: Cache backends that are per process, non-atomic or absent, and why: the limits
+#: would not be shared or exact.
+UNSUITABLE_CACHES: dict[str, str] = {
+    "django.core.cache.backends.locmem.LocMemCache": "is private to each process",
+    "django.core.cache.backends.filebased.FileBasedCache": ("has no atomic increment"),
+    "django.core.cache.backends.db.DatabaseCache": "has no atomic increment",
+    "django.core.cache.backends.dummy.DummyCache": "stores nothing",
+}
+
+#: The client library each cache backend imports on first use (not when Django
+#: starts, so nothing fails until the first send: then every send is refused).
+CACHE_CLIENTS: dict[str, str] = {
+    "django.core.cache.backends.redis.RedisCache": "redis",
+    "django.core.cache.backends.memcached.PyMemcacheCache": "pymemcache",
+    "django.core.cache.backends.memcached.PyLibMCCache": "pylibmc",
+    "django_redis.cache.RedisCache": "redis",
+}
+
+#: How to install a missing module, by its top-level name; others: ``pip install``
+#: the module's name.
+CACHE_INSTALLS: dict[str, str] = {
+    "redis": "pip install django-verifynow[redis]",
+    "django_redis": "pip install django-redis",
+}
+
+#: Above this ``DEADLINE`` (seconds), W006 warns: a request spending it on VerifyNow
+#: leaves under 5 s of gunicorn's default 30 s worker timeout for everything else.
+DEADLINE_WARN_ABOVE = 25
+
+#: The session backend that reads the database on every request.
+DB_SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 
 class Codes:
@@ -15,6 +57,7 @@ class Codes:
     CREDENTIALS_MISSING = "django_verifynow.E001"
     RATE_LIMITS_INVALID = "django_verifynow.E002"
     SETTING_INVALID = "django_verifynow.E003"
+    CACHE_CLIENT_MISSING = "django_verifynow.E004"
     OTP_TOO_SHORT = "django_verifynow.W001"
     SANDBOX_WITHOUT_DEBUG = "django_verifynow.W002"
     CACHE_NOT_SHARED = "django_verifynow.W003"
@@ -23,6 +66,8 @@ class Codes:
     DEADLINE_RISKY = "django_verifynow.W006"
     PROXY_COUNT_DEPRECATED = "django_verifynow.W007"
     NO_DAILY_CAP = "django_verifynow.W008"
+    DB_CONNECTION_PER_REQUEST = "django_verifynow.W009"
+    DB_SESSIONS = "django_verifynow.W010"
 
 
 class Messages:
@@ -46,6 +91,11 @@ class Messages:
         'The cache VERIFYNOW["CACHE"] = "{alias}" uses {backend}, which {problem}: '
         "rate limits, cooldowns, the daily cap, the token and the circuit breaker are "
         "not enforced across processes."
+    )
+    CACHE_CLIENT_MISSING = (
+        'The cache VERIFYNOW["CACHE"] = "{alias}" ({backend}) cannot work: the module '
+        '"{module}" it needs is not installed, so every send is refused (the limits '
+        "cannot be counted) and nothing is sent to VerifyNow."
     )
     CACHE_DUMMY = (
         'The cache VERIFYNOW["CACHE"] = "{alias}" uses DummyCache, which stores '
@@ -85,6 +135,16 @@ class Messages:
         "sends: an SMS-pumping attack is bounded only by the per-IP/per-phone limits."
     )
 
+    DB_CONNECTION_PER_REQUEST = (
+        'DATABASES["{alias}"] ({engine}) opens a new connection for every request '
+        "(CONN_MAX_AGE is 0 and no connection pool is configured): each send, check "
+        "and status poll pays a connection set-up, which limits throughput."
+    )
+    DB_SESSIONS = (
+        'SESSION_ENGINE is "{engine}": every API request of the widget reads the '
+        "session from the database, one query per request on top of the app's own."
+    )
+
 
 class Hints:
     """How to fix what each check reports."""
@@ -107,6 +167,9 @@ class Hints:
         'Set VERIFYNOW["SANDBOX"] = False in production and configure real '
         "credentials. Silence django_verifynow.W002 only for a staging site that must "
         "not send SMS."
+    )
+    CACHE_CLIENT_MISSING = (
+        "Install it: {install}; then run manage.py verifynow_check to test the cache."
     )
     CACHE_NOT_SHARED = (
         'Point VERIFYNOW["CACHE"] at a cache alias whose BACKEND is Redis '
@@ -141,4 +204,15 @@ class Hints:
         "day (the dashboard's daily figures show it), raised ahead of a launch: it "
         "bounds what a day of abuse can cost; past it, sends are refused until UTC "
         "midnight."
+    )
+    DB_CONNECTION_PER_REQUEST = (
+        'Keep connections open: set DATABASES["{alias}"]["CONN_MAX_AGE"] = 60 with '
+        '"CONN_HEALTH_CHECKS": True (or, on PostgreSQL with Django 5.1+, '
+        '"OPTIONS": {{"pool": True}}). Silence django_verifynow.W009 if a pooler '
+        "such as PgBouncer runs next to each web server."
+    )
+    DB_SESSIONS = (
+        'Use SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" (reads '
+        'from the cache) or "django.contrib.sessions.backends.cache" (sessions may '
+        "be lost when the cache evicts them)."
     )

@@ -11,16 +11,27 @@ and stays quiet when a value is unreadable: ``E003`` reports those, once each.
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core import checks
+from django.db import router
 from django.utils.module_loading import import_string
 
-from .check_messages import Codes, Hints, Messages
+from .check_messages import (
+    CACHE_CLIENTS,
+    CACHE_INSTALLS,
+    DB_SESSION_ENGINE,
+    DEADLINE_WARN_ABOVE,
+    UNSUITABLE_CACHES,
+    Codes,
+    Hints,
+    Messages,
+)
 from .conf import DEFAULTS, setting_property, verifynow_settings
 from .exceptions import VerifyNowConfigurationError
 from .ratelimit import parse_rules
@@ -32,6 +43,9 @@ __all__ = [
     "Messages",
     "check_allowed_countries",
     "check_cache",
+    "check_cache_client",
+    "check_database_connections",
+    "check_database_sessions",
     "check_credentials",
     "check_daily_cap",
     "check_deadline",
@@ -50,15 +64,6 @@ TAG = "django_verifynow"
 
 _APP_NAME = "django_verifynow"
 
-
-#: Cache backends that are per process, non-atomic or absent, and why: the limits
-#: would not be shared or exact.
-UNSUITABLE_CACHES: dict[str, str] = {
-    "django.core.cache.backends.locmem.LocMemCache": "is private to each process",
-    "django.core.cache.backends.filebased.FileBasedCache": ("has no atomic increment"),
-    "django.core.cache.backends.db.DatabaseCache": "has no atomic increment",
-    "django.core.cache.backends.dummy.DummyCache": "stores nothing",
-}
 
 CheckFunction = Callable[..., list[checks.CheckMessage]]
 
@@ -222,11 +227,61 @@ def _unsuitable(backend: str) -> str | None:
     try:
         cls = import_string(backend)
     except ImportError:
-        return None  # Django reports a backend that cannot be imported when it's used
-    for path, problem in UNSUITABLE_CACHES.items():
-        if isinstance(cls, type) and issubclass(cls, import_string(path)):
-            return problem
+        return None  # E004 reports a backend that cannot be imported
+    return next(
+        (why for path, why in UNSUITABLE_CACHES.items() if _subclass_of(cls, path)),
+        None,
+    )
+
+
+def check_cache_client(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E004: the cache backend, or the client library it needs, does not import."""
+    alias = _read("CACHE")
+    if not _applies(app_configs) or alias is _UNREADABLE:
+        return []
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    module = _missing_cache_module(backend)
+    if module is None:
+        return []
+    install = CACHE_INSTALLS.get(module, f"pip install {module}")
+    return [
+        checks.Error(
+            Messages.CACHE_CLIENT_MISSING.format(
+                alias=alias, backend=backend, module=module
+            ),
+            hint=Hints.CACHE_CLIENT_MISSING.format(install=install),
+            id=Codes.CACHE_CLIENT_MISSING,
+        )
+    ]
+
+
+def _missing_cache_module(backend: str) -> str | None:
+    """The top-level module ``backend`` needs and cannot import, or None."""
+    if not backend:
+        return None  # no BACKEND at all: Django's own error says so on first use
+    try:
+        cls = import_string(backend)
+    except ImportError as exc:
+        # ModuleNotFoundError names the module (django_redis, or the redis it
+        # imports); a path that names no class is the module path itself.
+        return (exc.name or backend.rsplit(".", 1)[0]).split(".")[0]
+    for path, module in CACHE_CLIENTS.items():
+        if backend == path or _subclass_of(cls, path):
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return module
     return None
+
+
+def _subclass_of(cls: Any, path: str) -> bool:
+    try:
+        base = import_string(path)
+    except ImportError:  # e.g. django-redis not installed: cls cannot derive from it
+        return False
+    return isinstance(cls, type) and issubclass(cls, base)
 
 
 def check_allowed_countries(
@@ -268,11 +323,6 @@ def check_unknown_keys(
             id=Codes.UNKNOWN_KEYS,
         )
     ]
-
-
-#: Above this ``DEADLINE`` (seconds), W006 warns: a request spending it on VerifyNow
-#: leaves under 5 s of gunicorn's default 30 s worker timeout for everything else.
-DEADLINE_WARN_ABOVE = 25
 
 
 def check_deadline(
@@ -332,11 +382,61 @@ def check_daily_cap(
     ]
 
 
+def check_database_connections(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W009: with ``DEBUG`` off, the app's database opens a connection per request."""
+    if not _applies(app_configs) or settings.DEBUG:
+        return []
+    from .models import VerificationAttempt
+
+    alias = router.db_for_write(VerificationAttempt)
+    config = settings.DATABASES.get(alias) or {}
+    engine = str(config.get("ENGINE", ""))
+    options = config.get("OPTIONS") or {}
+    if (
+        "sqlite" in engine  # a file on this machine: opening it costs nothing
+        or engine.endswith(".dummy")
+        or not engine
+        or config.get("CONN_MAX_AGE", 0) != 0
+        or (isinstance(options, dict) and options.get("pool"))
+    ):
+        return []
+    return [
+        checks.Warning(
+            Messages.DB_CONNECTION_PER_REQUEST.format(alias=alias, engine=engine),
+            hint=Hints.DB_CONNECTION_PER_REQUEST.format(alias=alias),
+            id=Codes.DB_CONNECTION_PER_REQUEST,
+        )
+    ]
+
+
+def check_database_sessions(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W010: with ``DEBUG`` off, sessions are read from the database per request."""
+    if (
+        not _applies(app_configs)
+        or settings.DEBUG
+        or not apps.is_installed("django.contrib.sessions")
+        or settings.SESSION_ENGINE != DB_SESSION_ENGINE
+    ):
+        return []
+    return [
+        checks.Warning(
+            Messages.DB_SESSIONS.format(engine=settings.SESSION_ENGINE),
+            hint=Hints.DB_SESSIONS,
+            id=Codes.DB_SESSIONS,
+        )
+    ]
+
+
 #: Every check of the app, in id order.
 ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_credentials,
     check_rate_limits,
     check_setting_values,
+    check_cache_client,
     check_otp_length,
     check_sandbox_debug,
     check_cache,
@@ -345,6 +445,8 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_deadline,
     check_proxy_count_deprecated,
     check_daily_cap,
+    check_database_connections,
+    check_database_sessions,
 )
 
 

@@ -133,6 +133,14 @@ class VerifyNowSettings:
             raise _bad(key, bound, value)
         return value
 
+    def _bool(self, key: str) -> bool:
+        """A real ``bool`` or a configuration error: ``"False"`` or ``"0"`` from an
+        environment variable is truthy, and ``bool()`` would turn it on."""
+        value = self._raw(key)
+        if not isinstance(value, bool):
+            raise _bad(key, "True or False", value)
+        return value
+
     def is_set(self, key: str) -> bool:
         """Whether ``settings.VERIFYNOW`` names ``key`` itself (whatever its value)."""
         user = getattr(settings, "VERIFYNOW", None) or {}
@@ -205,10 +213,7 @@ class VerifyNowSettings:
         A real ``bool``: ``"False"`` from an environment variable is truthy and would
         turn the simulator on in production, so anything else is refused.
         """
-        value = self._raw("SANDBOX")
-        if not isinstance(value, bool):
-            raise _bad("SANDBOX", "True or False", value)
-        return value
+        return self._bool("SANDBOX")
 
     @setting_property
     def SANDBOX_OPTIONS(self) -> dict[str, Any]:

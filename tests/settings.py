@@ -98,11 +98,14 @@ VERIFYNOW = {
     "ALLOWED_COUNTRIES": ["IN", "GB", "US", "DE"],
 }
 
-# The suite runs with DEBUG=False, the sandbox and the local-memory cache on purpose;
-# the warnings for those are tested in test_checks.py.
+# The suite runs with DEBUG=False, the sandbox, the local-memory cache, a database
+# connection per test and database sessions on purpose; the warnings for those are
+# tested in test_checks.py.
 SILENCED_SYSTEM_CHECKS = [
     "django_verifynow.W002",
     "django_verifynow.W003",
+    "django_verifynow.W009",
+    "django_verifynow.W010",
 ]
 
 LOGGING = {

@@ -6,13 +6,16 @@ called directly here, so silencing hides nothing.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.apps import apps
 from django.conf import settings
 from django.core import checks as django_checks
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 from django.test import override_settings
 
 from django_verifynow import checks
@@ -38,8 +41,21 @@ def ids(messages: list[django_checks.CheckMessage]) -> list[str]:
     return [m.id for m in messages]
 
 
-def run_all() -> list[django_checks.CheckMessage]:
-    return [m for check in checks.ALL_CHECKS for m in check()]
+#: The checks of the VERIFYNOW settings; W009 and W010 read Django's own settings
+#: (the suite's database and sessions warrant them: tests/settings.py silences them).
+SETTINGS_CHECKS = [
+    check
+    for check in checks.ALL_CHECKS
+    if check not in (checks.check_database_connections, checks.check_database_sessions)
+]
+
+
+def run_all(every: bool = False) -> list[django_checks.CheckMessage]:
+    return [
+        m
+        for check in (checks.ALL_CHECKS if every else SETTINGS_CHECKS)
+        for m in check()
+    ]
 
 
 def good(**overrides: Any) -> dict[str, Any]:
@@ -50,9 +66,16 @@ class SubclassedLocMem(LocMemCache):
     """A site's own LocMem subclass: still private to each process."""
 
 
-@override_settings(VERIFYNOW=GOOD, CACHES=REDIS, DEBUG=False)
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES:UserWarning")
+@override_settings(
+    VERIFYNOW=GOOD,
+    CACHES=REDIS,
+    DEBUG=False,
+    DATABASES={"default": {**settings.DATABASES["default"], "CONN_MAX_AGE": 60}},
+    SESSION_ENGINE="django.contrib.sessions.backends.cached_db",
+)
 def test_a_good_configuration_is_quiet() -> None:
-    assert run_all() == []
+    assert run_all(every=True) == []
 
 
 # -- E001 ---------------------------------------------------------------------------
@@ -445,7 +468,7 @@ def test_w008_quiet(overrides: dict[str, Any]) -> None:
 # -- registration ---------------------------------------------------------------------
 def test_every_id_is_distinct_and_namespaced() -> None:
     values = [v for k, v in vars(Codes).items() if not k.startswith("_")]
-    assert len(values) == len(set(values)) == 11
+    assert len(values) == len(set(values)) == 14
     assert all(v.startswith("django_verifynow.") for v in values)
 
 
@@ -469,6 +492,7 @@ def test_register_adds_every_check_under_the_tag() -> None:
     },
     CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
     DEBUG=False,
+    SESSION_ENGINE="django.contrib.sessions.backends.db",
 )
 def test_run_checks_with_the_tag_reports_everything() -> None:
     found = set(ids(django_checks.run_checks(tags=[checks.TAG])))
@@ -481,11 +505,18 @@ def test_run_checks_with_the_tag_reports_everything() -> None:
         Codes.DEADLINE_RISKY,
         Codes.PROXY_COUNT_DEPRECATED,
         Codes.NO_DAILY_CAP,
-    }
+        Codes.DB_SESSIONS,
+    } | ({Codes.DB_CONNECTION_PER_REQUEST} if _per_request_connections() else set())
+
+
+def _per_request_connections() -> bool:
+    """Whether the suite's own database warrants W009 (PostgreSQL, as .ci/run sets)."""
+    default = settings.DATABASES["default"]
+    return "sqlite" not in default["ENGINE"] and not default.get("CONN_MAX_AGE")
 
 
 def test_the_suite_settings_only_raise_the_silenced_warnings() -> None:
-    found = set(ids(run_all()))
+    found = set(ids(run_all(every=True)))
     assert found <= set(settings.SILENCED_SYSTEM_CHECKS)
     assert Codes.SANDBOX_WITHOUT_DEBUG in found  # DEBUG=False with the sandbox
 
@@ -496,3 +527,135 @@ def test_checks_skip_when_another_app_is_checked() -> None:
     assert [m for check in checks.ALL_CHECKS for m in check(app_configs=other)] == []
     ours = [apps.get_app_config("django_verifynow")]
     assert Codes.OTP_TOO_SHORT in ids(checks.check_otp_length(app_configs=ours))
+
+
+# -- E004 ---------------------------------------------------------------------------
+MEMCACHED = "django.core.cache.backends.memcached.PyMemcacheCache"
+
+
+def absent(module: str) -> Any:
+    """``import module`` fails inside the block, as for a package not installed
+    (None in sys.modules). Restored on leaving the block, before the suite's fixtures
+    clear the caches (a Redis cache imports redis then)."""
+    return mock.patch.dict(sys.modules, {module: None})
+
+
+def _cache(backend: str, alias: str = "default") -> dict[str, Any]:
+    return {alias: {"BACKEND": backend, "LOCATION": "127.0.0.1:1"}}
+
+
+@pytest.mark.parametrize(
+    "backend, module, install",
+    [
+        (REDIS["default"]["BACKEND"], "redis", "pip install django-verifynow[redis]"),
+        (MEMCACHED, "pymemcache", "pip install pymemcache"),
+        (
+            "django.core.cache.backends.memcached.PyLibMCCache",
+            "pylibmc",
+            "pip install pylibmc",
+        ),
+    ],
+)
+def test_e004_the_cache_client_is_not_installed(
+    backend: str, module: str, install: str
+) -> None:
+    with absent(module), override_settings(CACHES=_cache(backend), VERIFYNOW=GOOD):
+        [error] = checks.check_cache_client()
+    assert error.id == Codes.CACHE_CLIENT_MISSING and error.is_serious()
+    assert f'"{module}"' in error.msg and backend in error.msg
+    assert install in error.hint and "verifynow_check" in error.hint
+
+
+def test_e004_a_backend_that_does_not_import_is_named() -> None:
+    with (
+        absent("django_redis"),
+        override_settings(
+            CACHES=_cache("django_redis.cache.RedisCache"), VERIFYNOW=GOOD
+        ),
+    ):
+        [error] = checks.check_cache_client()
+    assert '"django_redis"' in error.msg and "pip install django-redis" in error.hint
+
+
+def test_e004_looks_at_the_configured_alias() -> None:
+    caches = {
+        **_cache("django.core.cache.backends.locmem.LocMemCache"),
+        **_cache(REDIS["default"]["BACKEND"], alias="limits"),
+    }
+    with absent("redis"):
+        with override_settings(CACHES=caches, VERIFYNOW=good(CACHE="limits")):
+            assert ids(checks.check_cache_client()) == [Codes.CACHE_CLIENT_MISSING]
+        with override_settings(CACHES=caches, VERIFYNOW=GOOD):
+            assert checks.check_cache_client() == []
+
+
+class SiteRedisCache(RedisCache):
+    """A site's own subclass of Django's Redis backend: still needs redis."""
+
+
+def test_e004_subclasses_need_the_client_too() -> None:
+    path = f"{__name__}.SiteRedisCache"
+    with absent("redis"), override_settings(CACHES=_cache(path), VERIFYNOW=GOOD):
+        assert ids(checks.check_cache_client()) == [Codes.CACHE_CLIENT_MISSING]
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [REDIS["default"]["BACKEND"], "django.core.cache.backends.locmem.LocMemCache", ""],
+)
+def test_e004_quiet_when_the_client_imports(backend: str) -> None:
+    with override_settings(CACHES=_cache(backend), VERIFYNOW=GOOD):
+        assert checks.check_cache_client() == []
+
+
+# -- W009, W010 -----------------------------------------------------------------------
+POSTGRES = {"ENGINE": "django.db.backends.postgresql", "NAME": "site"}
+# Reading DATABASES under override_settings is all these checks do.
+databases_override = pytest.mark.filterwarnings(
+    "ignore:Overriding setting DATABASES:UserWarning"
+)
+
+
+@databases_override
+@override_settings(DEBUG=False, DATABASES={"default": POSTGRES})
+def test_w009_a_connection_per_request() -> None:
+    [warning] = checks.check_database_connections()
+    assert warning.id == Codes.DB_CONNECTION_PER_REQUEST
+    assert 'DATABASES["default"]' in warning.msg and "postgresql" in warning.msg
+    assert '"CONN_MAX_AGE"] = 60' in warning.hint and '{"pool": True}' in warning.hint
+
+
+@databases_override
+@pytest.mark.parametrize(
+    "debug, database",
+    [
+        (True, POSTGRES),
+        (False, {**POSTGRES, "CONN_MAX_AGE": 60}),
+        (False, {**POSTGRES, "CONN_MAX_AGE": None}),
+        (False, {**POSTGRES, "OPTIONS": {"pool": True}}),
+        (False, {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}),
+    ],
+)
+def test_w009_quiet(debug: bool, database: dict[str, Any]) -> None:
+    with override_settings(DEBUG=debug, DATABASES={"default": database}):
+        assert checks.check_database_connections() == []
+
+
+@override_settings(DEBUG=False, SESSION_ENGINE="django.contrib.sessions.backends.db")
+def test_w010_sessions_in_the_database() -> None:
+    [warning] = checks.check_database_sessions()
+    assert warning.id == Codes.DB_SESSIONS
+    assert "one query per request" in warning.msg and "cached_db" in warning.hint
+
+
+@pytest.mark.parametrize(
+    "debug, engine",
+    [
+        (True, "django.contrib.sessions.backends.db"),
+        (False, "django.contrib.sessions.backends.cached_db"),
+        (False, "django.contrib.sessions.backends.signed_cookies"),
+    ],
+)
+def test_w010_quiet(debug: bool, engine: str) -> None:
+    with override_settings(DEBUG=debug, SESSION_ENGINE=engine):
+        assert checks.check_database_sessions() == []

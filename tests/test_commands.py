@@ -4,7 +4,9 @@ verifynow_sandbox."""
 from __future__ import annotations
 
 import io
+import sys
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -42,7 +44,68 @@ def test_check_ok_in_the_sandbox():
     assert (
         "Mode:        sandbox" in out and "Settings: OK" in out and "Token: OK" in out
     )
+    assert 'Cache: OK (VERIFYNOW["CACHE"] = "default"' in out
     assert sandbox_engine().count("token") == 1
+
+
+BROKEN_CACHE = {"default": {"BACKEND": "tests.broken_cache.BrokenCache"}}
+
+
+@override_settings(CACHES=BROKEN_CACHE)
+@pytest.mark.parametrize("args", [(), ("--no-token",)])
+def test_check_fails_when_the_limits_cache_fails(args):
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="limits cache does not work") as info:
+        call_command("verifynow_check", *args, stdout=out, stderr=err)
+    assert info.value.returncode == 1  # manage.py exits with it
+    line = err.getvalue()
+    assert 'Cache: FAILED at set: VERIFYNOW["CACHE"] = "default" (BrokenCache)' in line
+    assert "ConnectionError: cache unavailable" in line
+    assert "VerifyNow is not at fault" in line
+    assert "Cache: OK" not in out.getvalue()
+
+
+@override_settings(
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+)
+def test_check_fails_for_a_cache_that_stores_nothing():
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="limits cache"):
+        call_command("verifynow_check", "--no-token", stdout=out, stderr=err)
+    assert "Cache: FAILED at get" in err.getvalue()
+    assert "could not be read back" in err.getvalue()
+
+
+@override_settings(CACHES={"default": {"BACKEND": "tests.broken_cache.RecordingCache"}})
+def test_check_probes_a_private_key_and_leaves_nothing():
+    from django.core.cache import caches
+
+    from .broken_cache import RecordingCache
+
+    RecordingCache.seen = []
+    run("verifynow_check", "--no-token")
+    probes = {k for k in RecordingCache.seen if k.startswith("verifynow:check:")}
+    assert len(probes) == 1
+    assert caches["default"].get(probes.pop()) is None
+
+
+def test_check_names_the_missing_cache_client():
+    redis_cache = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/8",
+        }
+    }
+    out, err = io.StringIO(), io.StringIO()
+    # import redis fails inside the block; restored before the suite clears caches.
+    with mock.patch.dict(sys.modules, {"redis": None}):
+        with override_settings(CACHES=redis_cache), pytest.raises(CommandError) as info:
+            call_command("verifynow_check", stdout=out, stderr=err)
+    assert info.value.returncode == 1
+    assert "django_verifynow.E004" in err.getvalue()
+    assert '"redis"' in err.getvalue()
+    assert "pip install django-verifynow[redis]" in err.getvalue()
+    assert "Token: OK" not in out.getvalue()
 
 
 @override_settings(

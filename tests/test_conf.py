@@ -10,6 +10,7 @@ from django.test import override_settings
 
 from django_verifynow.conf import (
     DEFAULT_RATE_LIMITS,
+    DEFAULTS,
     VerifyNowSettings,
     verifynow_settings,
 )
@@ -208,6 +209,21 @@ def test_sandbox_must_be_a_real_bool(value: Any) -> None:
     with override_settings(VERIFYNOW={"SANDBOX": value}):
         with pytest.raises(VerifyNowConfigurationError, match='"SANDBOX"'):
             _ = verifynow_settings.SANDBOX
+
+
+BOOLEAN_KEYS = sorted(k for k, v in DEFAULTS.items() if isinstance(v, bool))
+
+
+@pytest.mark.parametrize("key", BOOLEAN_KEYS)
+@pytest.mark.parametrize("value", ["False", "0", "", 0, 1, None])
+def test_every_boolean_key_refuses_anything_but_a_bool(key: str, value: Any) -> None:
+    """One typed check for every boolean key, so none is ever read with bool()."""
+    with override_settings(VERIFYNOW={key: value}):
+        with pytest.raises(VerifyNowConfigurationError, match=f'"{key}"'):
+            getattr(verifynow_settings, key)
+    for flag in (True, False):
+        with override_settings(VERIFYNOW={key: flag}):
+            assert getattr(verifynow_settings, key) is flag
 
 
 def test_settings_are_validated_once_per_version(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from django.utils.translation import gettext_lazy as _
 
 from .. import phone, ratelimit
+from ..conf import verifynow_settings
 from ..exceptions import (
     DailyCapReached,
     LimitsUnavailable,
@@ -114,12 +115,17 @@ _STILL_VALID = _(
 
 def _store_down(action: Action, exc: ratelimit.StoreUnavailable) -> None:
     """Apply :data:`FAILS_OPEN`: return to let the action through, or raise."""
-    # One line, no traceback: during an outage every request would log one.
+    # One line, no traceback: during an outage every request would log one. It names
+    # the cache, so a site does not blame VerifyNow for the 503 (verifynow_check
+    # tests the cache).
     logger.error(
-        "Rate-limit cache failed during %s (%s); %s.",
+        'Rate-limit cache VERIFYNOW["CACHE"] = "%s" failed during %s (%s); %s.',
+        verifynow_settings.CACHE,
         action.value,
         exc,
-        "let through (fails open)" if FAILS_OPEN[action] else "refused (fails closed)",
+        "let through (fails open)"
+        if FAILS_OPEN[action]
+        else "refused (fails closed): VerifyNow was not called",
     )
     if not FAILS_OPEN[action]:
         raise LimitsUnavailable(retry_after=UNAVAILABLE_RETRY_AFTER) from None

@@ -83,10 +83,16 @@ def sandbox_credentials() -> tuple[str, str]:
 def engine_options() -> dict[str, Any]:
     """Constructor options of the default engine, from Django settings when configured:
     ``VERIFYNOW["SANDBOX_OPTIONS"]``, with the account of :func:`sandbox_credentials`
-    unless the options name ``accounts`` themselves."""
+    unless the options name ``accounts`` themselves, and delivery notices through
+    :func:`~django_verifynow.sandbox.inbox.announce`."""
     conf = _django_settings()
     options: dict[str, Any] = dict(conf.SANDBOX_OPTIONS) if conf is not None else {}
     options.setdefault("accounts", dict([sandbox_credentials()]))
+    if conf is not None:
+        # Codes shown in a development site's console (SANDBOX and DEBUG on).
+        from .inbox import announce
+
+        options.setdefault("announce", announce)
     return options
 
 

@@ -401,6 +401,8 @@ class SandboxEngine:
         ``"accept"``.
     :param flow_types: accepted ``flowType`` values (``RCS``/``SAUTH`` answer 400
         unless listed here).
+    :param announce: called with the one-line notice of each delivered code (masked
+        number, code); default: logged at INFO on ``django_verifynow.sandbox``.
     """
 
     # The settings: set by configure(), which the constructor calls with every key.
@@ -431,8 +433,10 @@ class SandboxEngine:
         credits: int | None = None,
         validate_post: str = "405",
         flow_types: Iterable[str] = _FLOW_TYPES,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         self._lock = threading.RLock()
+        self.announce: Callable[[str], None] = announce or logger.info
         if clock is None:
             clock = SystemClock()
         elif not hasattr(clock, "now") and callable(clock):
@@ -1106,13 +1110,10 @@ class SandboxEngine:
     def _deliver(self, message: OutboxMessage) -> None:
         self._outbox.append(message)
         # A development tool: showing the code is its purpose. The number stays masked.
-        logger.info(
-            "VerifyNow sandbox: %s code %s for %s (verification %s, valid %ss)",
-            message.flow_type,
-            message.code,
-            mask_number(message.country_code, message.mobile_number),
-            message.verification_id,
-            self.otp_timeout,
+        self.announce(
+            f"VerifyNow sandbox: {message.flow_type} code {message.code} for "
+            f"{mask_number(message.country_code, message.mobile_number)} "
+            f"(verification {message.verification_id}, valid {self.otp_timeout}s)"
         )
 
     def _validate(

@@ -1,1 +1,1 @@
-"""Demo app of the example site: signup, profile, phone change and the sandbox inbox."""
+"""Demo app of the example site: signup, profile and phone change."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
@@ -80,22 +77,3 @@ def change_phone(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Your phone number was changed.")
             return redirect("profile")
     return render(request, "demo/change_phone.html", {"form": form})
-
-
-def sandbox_inbox(request: HttpRequest) -> HttpResponse:
-    """Development only: the codes the sandbox "delivered", newest first."""
-    if not (settings.DEBUG and settings.VERIFYNOW.get("SANDBOX")):
-        raise Http404("The sandbox inbox exists only in sandbox mode with DEBUG on.")
-    from django_verifynow.testing import outbox
-
-    rows = [
-        {
-            "phone": m.e164,
-            "code": m.code,
-            "channel": m.flow_type,
-            "sent_at": datetime.fromtimestamp(m.sent_at, tz=dt_timezone.utc),
-        }
-        for m in reversed(outbox())
-        if m.code is not None
-    ]
-    return render(request, "demo/inbox.html", {"rows": rows})

@@ -13,7 +13,8 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("profile/", views.profile, name="profile"),
     path("profile/phone/", views.change_phone, name="change_phone"),
-    path("sandbox/inbox/", views.sandbox_inbox, name="sandbox_inbox"),
+    # The package's sandbox inbox: 404 unless VERIFYNOW["SANDBOX"] and DEBUG are on.
+    path("sandbox/inbox/", include("django_verifynow.sandbox.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

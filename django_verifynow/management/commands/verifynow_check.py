@@ -1,5 +1,5 @@
-"""``manage.py verifynow_check``: validate the VERIFYNOW settings, fetch a token and
-look for insufficient-balance refusals.
+"""``manage.py verifynow_check``: validate the VERIFYNOW settings, try the limits
+cache, fetch a token and look for insufficient-balance refusals.
 
 Prints what it checked and the outcome, never a secret: no password, key, token or full
 customer id appears in the output. Exits non-zero when something is wrong (including an
@@ -8,13 +8,17 @@ account out of credit), so it fits a deployment pipeline and a monitoring job.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timezone as dt_timezone
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
+from django.core.cache import caches
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from django_verifynow.checks import CACHE_INSTALLS
 from django_verifynow.conf import DEFAULTS, verifynow_settings
 from django_verifynow.exceptions import VerifyNowConfigurationError, VerifyNowError
 
@@ -30,7 +34,8 @@ class Command(BaseCommand):
     """Validate the VerifyNow configuration and fetch a token."""
 
     help = (
-        "Validate the VERIFYNOW settings, fetch a VerifyNow token with them, and "
+        "Validate the VERIFYNOW settings, try the limits cache (set, get, "
+        "increment, delete), fetch a VerifyNow token, and "
         "report sends refused for insufficient balance (508) in the last 24 hours. "
         "Prints the outcome without any secret; exits with status 1 on failure."
     )
@@ -49,11 +54,16 @@ class Command(BaseCommand):
                 f"{problems} configuration problem(s): "
                 "fix the VERIFYNOW settings above."
             )
-        # Before the token, so its line is printed even when the token check fails;
-        # the database is read, VerifyNow is not (so it runs with --no-token too).
+        # Before the token, so their lines are printed even when the token check
+        # fails; neither contacts VerifyNow (so they run with --no-token too).
+        cache_ok = self._check_cache()
         out_of_credit = self._check_credit()
         if not options["no_token"]:
             self._check_token()
+        if not cache_ok:
+            raise CommandError(
+                "The limits cache does not work: every send is refused until it does."
+            )
         if out_of_credit:
             raise CommandError(
                 "VerifyNow refuses sends for insufficient balance: top up the account."
@@ -90,6 +100,9 @@ class Command(BaseCommand):
         for message in messages:
             line = f"  {message.id}: {message.msg}"
             if message.is_serious():
+                # The hint too: an error stops here, and the hint says how to fix it.
+                if message.hint:
+                    line += f"\n    HINT: {message.hint}"
                 self.stderr.write(self.style.ERROR(line))
                 problems += 1
             else:
@@ -118,6 +131,43 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS("Token: OK (fetched and cached; not shown)")
         )
+
+    def _check_cache(self) -> bool:
+        """Set, read, increment and delete a private key in the limits cache; print
+        the outcome. The limits, cooldowns and daily cap need all four: when any
+        fails, sends are refused (the cache is down, not VerifyNow)."""
+        alias = verifynow_settings.CACHE
+        backend = str(settings.CACHES[alias].get("BACKEND", "")).rsplit(".", 1)[-1]
+        where = f'VERIFYNOW["CACHE"] = "{alias}" ({backend})'
+        key = f"verifynow:check:{uuid.uuid4().hex}"
+        step = "connect"
+        try:
+            cache = caches[alias]
+            step = "set"
+            cache.set(key, 1, timeout=60)
+            step = "get"
+            if cache.get(key) != 1:
+                raise LookupError("a value just written could not be read back")
+            step = "increment"
+            if cache.incr(key) != 2:
+                raise LookupError("the increment did not count")
+            step = "delete"
+            cache.delete(key)
+        except Exception as exc:  # noqa: BLE001 - any failure is the answer
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            install = CACHE_INSTALLS.get(getattr(exc, "name", None) or "")
+            hint = f"; install the client: {install}" if install else ""
+            self.stderr.write(
+                self.style.ERROR(
+                    f"Cache: FAILED at {step}: {where}: {detail}{hint}. Sends are "
+                    "refused until the limits cache works (VerifyNow is not at fault)."
+                )
+            )
+            return False
+        self.stdout.write(
+            self.style.SUCCESS(f"Cache: OK ({where}: set, get, increment, delete)")
+        )
+        return True
 
     def _check_credit(self) -> bool:
         """Print the credit line; True when sends are being refused for lack of credit
