@@ -191,13 +191,16 @@ def _fixtures(
     function: Callable[..., Any], namespace: dict[str, Any], request: Any
 ) -> Iterator[dict[str, Any]]:
     """The arguments ``function`` names: fixtures the page defined (autouse ones
-    always run), a fresh Django test ``client`` per call, or pytest's own."""
+    always run), a fresh Django test ``client`` and ``verifynow_sandbox`` per call, or
+    pytest's own."""
     fixtures = {
         name: found
         for name, value in namespace.items()
         if (found := _fixture_function(value)) is not None
     }
     values: dict[str, Any] = {}
+    marks = getattr(function, "pytestmark", [])
+    engine_kwargs = [m.kwargs for m in marks if m.name == "verifynow_sandbox"]
     with contextlib.ExitStack() as stack:
 
         def resolve(name: str) -> Any:
@@ -214,6 +217,13 @@ def _fixtures(
                 values[name] = result
             elif name == "client":
                 values[name] = Client()
+            elif name == "verifynow_sandbox":
+                # The plugin's fixture, fresh per call as pytest gives it per test:
+                # request.getfixturevalue would hand both runs the same session.
+                from django_verifynow.testing import sandbox_session
+
+                session = sandbox_session(**(engine_kwargs or [{}])[0])
+                values[name] = stack.enter_context(session)
             else:
                 values[name] = request.getfixturevalue(name)
             return values[name]
