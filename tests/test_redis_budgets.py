@@ -20,12 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_verifynow import policy
+from django_verifynow import phone, policy, ratelimit
+from django_verifynow.exceptions import LimitsUnavailable, PrefixBlocked, RateLimited
+from django_verifynow.policy import caps, cooldown, redis_store
+from django_verifynow.reasons import Reason
 from django_verifynow.testing import last_code
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -168,3 +173,68 @@ def test_a_wrong_code_then_success_forgets_the_failure(
     # A failure was counted: this time the counters are deleted.
     assert "DEL" in _names(_app(trips))
     policy.admit_check(number, "anyone")  # and the cap no longer remembers it
+
+
+# -- the store itself ------------------------------------------------------------------
+PHONE = "+919876543210"
+
+
+def test_the_redis_client_is_built_once_per_cache() -> None:
+    cache = caches["default"]
+    store = redis_store.for_cache(cache)
+    assert store is not None
+    assert redis_store.for_cache(cache) is store
+    assert redis_store.for_cache(LocMemCache("x", {})) is None
+
+
+def test_a_pickled_cooldown_from_an_earlier_version_still_refuses() -> None:
+    # What the generic path wrote before the store existed: a pickled dict.
+    moment = ratelimit.timer()
+    caches["default"].set(
+        cooldown._key(PHONE),
+        {"n": 1, "last": moment, "until": moment + 30, "valid_until": moment + 60},
+        3600,
+    )
+    with pytest.raises(RateLimited) as refused:
+        policy.admit_send(PHONE, {"ip": "192.0.2.1"})
+    assert refused.value.reason is Reason.COOLDOWN
+    assert 59 <= refused.value.retry_after <= 60
+
+
+def test_a_pickled_prefix_block_from_an_earlier_version_still_blocks() -> None:
+    caches["default"].set(
+        caps.block_key(phone.prefix(PHONE)), ratelimit.timer() + 600.5, 700
+    )
+    with pytest.raises(PrefixBlocked):
+        policy.admit_send(PHONE, {"ip": "192.0.2.1"})
+    assert cooldown.remaining(PHONE).seconds == 0  # nothing was reserved
+
+
+def test_a_redis_error_in_the_script_fails_closed_for_sends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = redis_store.for_cache(caches["default"])
+    assert store is not None
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("gone")
+
+    monkeypatch.setattr(store, "run", broken)
+    with pytest.raises(LimitsUnavailable):
+        policy.admit_send(PHONE, {"ip": "192.0.2.1"})
+    policy.spend(policy.Action.VALIDATE, {"ip": "192.0.2.1"})  # fails open
+    assert cooldown.remaining(PHONE).seconds == 0
+
+
+def test_a_release_gives_every_counter_back_in_one_round_trip(
+    counter: RedisRoundTrips,
+) -> None:
+    admission = policy.admit_send(PHONE, {"ip": "192.0.2.9", "session": "s-1"})
+    with counter.recording() as trips:
+        admission.release()
+    assert _names(trips) == ["EVALSHA"]
+    assert cooldown.remaining(PHONE).seconds == 0
+    again = policy.admit_send(PHONE, {"ip": "192.0.2.9", "session": "s-1"})
+    again.commit(valid_for=60)
+    assert again.resend_wait == 60
+    assert cooldown.remaining(PHONE) == cooldown.Wait(60, True)
