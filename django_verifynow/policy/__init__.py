@@ -32,16 +32,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import enum
-import json
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from django.utils.translation import gettext_lazy as _
-
 from .. import phone, ratelimit
-from ..conf import verifynow_settings
 from ..exceptions import (
     DailyCapReached,
     LimitsUnavailable,
@@ -49,9 +45,10 @@ from ..exceptions import (
     RateLimited,
 )
 from ..reasons import Reason
-from . import caps, cooldown, pumping, redis_store
+from . import caps, cooldown, redis_admission, redis_store, refusals
 from .inspect import PhoneState, inspect_phone
 from .lift import LiftFailed, LiftResult, lift_phone, lift_prefix
+from .refusals import LIMIT_REASONS
 
 __all__ = [
     "FAILS_OPEN",
@@ -101,20 +98,6 @@ FAILS_OPEN: Mapping[Action, bool] = {
     Action.VALIDATE_FAILURE: True,
 }
 
-#: The reason of a refusal by each rule key kind.
-LIMIT_REASONS: Mapping[str, Reason] = {
-    "phone": Reason.PHONE_LIMIT,
-    "ip": Reason.IP_LIMIT,
-    "session": Reason.SESSION_LIMIT,
-    "global": Reason.GLOBAL_LIMIT,
-    "prefix": Reason.PREFIX_BLOCKED,
-}
-
-_STILL_VALID = _(
-    "A code was sent to this number recently and is still valid for %(seconds)d s. "
-    "Enter that code, or ask for a new one once it has expired."
-)
-
 
 def _store_down(action: Action, exc: ratelimit.StoreUnavailable) -> None:
     """Apply :data:`FAILS_OPEN`: return to let the action through, or raise."""
@@ -161,7 +144,7 @@ class Admission:
             return
         self.settled = True
         if self.store is not None and self.ticket is not None:
-            self._commit_script(valid_for or 0, country)
+            redis_admission.commit(self, valid_for or 0, country)
             return
         moment = ratelimit.now_or(None)
         if valid_for:
@@ -170,33 +153,6 @@ class Admission:
             ends = max(self.ticket.until, moment + (valid_for or 0))
             self.resend_wait = max(0, math.ceil(ends - moment))
         self._finish()
-
-    def _commit_script(self, valid_for: int, country: str | None) -> None:
-        assert self.store is not None and self.ticket is not None
-        moment = ratelimit.now_or(None)
-        try:
-            wait, pumped = self.store.run(
-                "commit",
-                [
-                    cooldown._key(self.phone),
-                    cooldown._inflight_key(self.phone),
-                    pumping.sent_key(country, moment) if country else "",
-                ],
-                [
-                    repr(moment),
-                    valid_for,
-                    cooldown.COOLDOWN_MEMORY,
-                    ratelimit.TTL_MARGIN,
-                    pumping.TTL,
-                ],
-            )
-        except Exception as exc:  # noqa: BLE001 - the marker expires on its own
-            logger.error(
-                "Rate-limit cache failed ending a send (%s)", type(exc).__name__
-            )
-            return
-        self.resend_wait = int(wait)
-        self.pumped = int(pumped) if country else None
 
     def release(self, *, valid_for: int | None = None) -> None:
         """Nothing was sent: give back every budget this admission reserved.
@@ -208,7 +164,7 @@ class Admission:
             return
         self.settled = True
         if self.store is not None and self.ticket is not None:
-            self._release_script(valid_for)
+            redis_admission.release(self, valid_for)
             return
         for reservation in self.reservations:
             reservation.release()
@@ -225,26 +181,6 @@ class Admission:
         elif valid_for:
             self._keep_waiting(valid_for)
 
-    def _release_script(self, valid_for: int | None) -> None:
-        assert self.store is not None and self.ticket is not None
-        moment = ratelimit.now_or(None)
-        state = cooldown.restored(self.ticket, valid_for, moment)
-        keys = [k for r in self.reservations for k in r.keys]
-        try:
-            self.store.run(
-                "release",
-                [cooldown._key(self.phone), cooldown._inflight_key(self.phone), *keys],
-                [
-                    json.dumps(state) if state else "",
-                    cooldown._ttl(state, moment) if state else 0,
-                ],
-            )
-        except Exception as exc:  # noqa: BLE001 - the counts stay: the safe side
-            logger.error(
-                "Rate-limit cache failed restoring a cooldown (%s)", type(exc).__name__
-            )
-        self.resend_wait = cooldown.seconds_left(state, moment)
-
     def _finish(self) -> None:
         if self.ticket is None:
             return
@@ -258,12 +194,6 @@ class Admission:
             cooldown.extend(self.phone, valid_for)
         except ratelimit.StoreUnavailable as exc:
             logger.error("Rate-limit cache failed extending a cooldown (%s)", exc)
-
-
-def _refusal(exc: ratelimit.LimitExceeded) -> RateLimited:
-    return RateLimited(
-        retry_after=exc.retry_after, reason=LIMIT_REASONS.get(exc.rule.key)
-    )
 
 
 def admit_send(
@@ -290,7 +220,7 @@ def admit_send(
     admission = Admission(phone=e164)
     try:
         store = _store()
-        if store is None or not _admit_send_redis(
+        if store is None or not redis_admission.admit_send(
             store, admission, e164, keys, resend=resend, code_usable=code_usable
         ):
             _admit_send(admission, e164, keys, resend=resend, code_usable=code_usable)
@@ -316,7 +246,9 @@ def _admit_send(
     # filled for a moment.
     started = cooldown.start(e164)
     if isinstance(started, cooldown.Wait):
-        raise _cooldown_refusal(started.seconds, started.code_valid, code_usable)
+        raise refusals.cooldown_refusal(
+            started.seconds, started.code_valid, code_usable
+        )
     admission.ticket = started
     prefix = phone.prefix(e164)
     blocked = caps.prefix_block_remaining(prefix)
@@ -333,131 +265,11 @@ def _admit_send(
         try:
             admission.reservations.append(ratelimit.hit(action.value, counted))
         except ratelimit.LimitExceeded as exc:
-            raise _limit_refusal(exc, prefix, action.value) from None
+            raise refusals.limit_refusal(exc, prefix, action.value) from None
     slot = caps.take_daily_slot()
     if isinstance(slot, int):
         raise DailyCapReached(retry_after=slot)
     admission.daily = slot
-
-
-def _cooldown_refusal(seconds: int, code_valid: bool, code_usable: bool) -> RateLimited:
-    explain = code_valid and code_usable
-    message = _STILL_VALID % {"seconds": seconds} if explain else None
-    return RateLimited(message, retry_after=seconds, reason=Reason.COOLDOWN)
-
-
-def _limit_refusal(
-    exc: ratelimit.LimitExceeded, prefix: str, action: str
-) -> RateLimited:
-    over = next((r for r in exc.exceeded if r.key == "prefix"), None)
-    if over is not None:
-        # Blocked even when another rule needs the longer wait: the burst to the
-        # prefix is the signal operators must hear about now.
-        block = caps.block_prefix(prefix, over, action)
-        return PrefixBlocked(
-            retry_after=max(block.seconds, exc.retry_after), new_block=block.new
-        )
-    return _refusal(exc)
-
-
-def _send_groups(
-    e164: str, prefix: str, keys: Mapping[str, str | None], actions: tuple[Action, ...]
-) -> list[redis_store.Group]:
-    """The counters of a send, per ``ratelimit.hit`` the generic path would make."""
-    moment = ratelimit.now_or(None)
-    values = {**keys, "phone": e164, "prefix": prefix}
-    source = keys.get("ip") or keys.get("session")
-    groups = []
-    for action in actions:
-        rules = ratelimit.rules_for(action.value)
-        shares = [caps.source_share(r) for r in rules if r.key == "prefix"]
-        if source and shares:
-            groups.append(
-                redis_store.Group(
-                    f"{action.value}_prefix_source",
-                    tuple(
-                        ratelimit._buckets(
-                            f"{action.value}_prefix_source",
-                            {"session": f"{prefix}|{source}"},
-                            moment,
-                            shares,
-                        )
-                    ),
-                    share=True,
-                )
-            )
-        # The prefix rules last: the script drops them when the share is over.
-        ordered = [r for r in rules if r.key != "prefix"] + [
-            r for r in rules if r.key == "prefix"
-        ]
-        buckets = tuple(ratelimit._buckets(action.value, values, moment, ordered))
-        in_prefix = sum(1 for b in buckets if b.rule.key == "prefix")
-        groups.append(
-            redis_store.Group(
-                action.value,
-                buckets,
-                prefix=in_prefix if source and shares else 0,
-            )
-        )
-    return groups
-
-
-def _admit_send_redis(
-    store: redis_store.RedisStore,
-    admission: Admission,
-    e164: str,
-    keys: Mapping[str, str | None],
-    *,
-    resend: bool,
-    code_usable: bool,
-) -> bool:
-    """:func:`_admit_send` in one script; False when the generic path must decide
-    (the script met a record written by an earlier version)."""
-    prefix = phone.prefix(e164)
-    actions = (Action.SEND, Action.RESEND) if resend else (Action.SEND,)
-    moment = ratelimit.now_or(None)
-    cap = verifynow_settings.DAILY_SEND_CAP
-    verdict = redis_store.admit_send(
-        store,
-        cooldown_key=cooldown._key(e164),
-        inflight_key=cooldown._inflight_key(e164),
-        block_key=caps.block_key(prefix),
-        daily_key=caps.daily_key(moment),
-        groups=_send_groups(e164, prefix, keys, actions),
-        now=moment,
-        inflight_ttl=cooldown.INFLIGHT_SECONDS,
-        base=verifynow_settings.RESEND_COOLDOWN,
-        cap=verifynow_settings.RESEND_COOLDOWN_MAX,
-        # Drawn here, used by the script only from a phone's second send on.
-        jitter=cooldown._random.uniform(0.9, 1.1),
-        memory=cooldown.COOLDOWN_MEMORY,
-        daily_cap=cap,
-    )
-    if verdict.kind == "legacy":
-        return False
-    if verdict.kind == "inflight":
-        raise _cooldown_refusal(cooldown.INFLIGHT_RETRY_AFTER, False, code_usable)
-    if verdict.kind == "cooldown":
-        seconds, code_valid = verdict.values
-        raise _cooldown_refusal(seconds, code_valid, code_usable)
-    if verdict.kind == "blocked":
-        raise PrefixBlocked(retry_after=max(1, math.ceil(verdict.values[0] - moment)))
-    if verdict.kind == "limit":
-        assert verdict.exceeded is not None and verdict.group is not None
-        raise _limit_refusal(verdict.exceeded, prefix, verdict.group.action)
-    if verdict.kind == "daily":
-        assert cap is not None
-        caps.daily_alerts(ratelimit.cache(), verdict.values[0], cap, moment)
-        raise DailyCapReached(retry_after=caps.seconds_to_midnight(moment))
-    if cap is not None:
-        caps.daily_alerts(ratelimit.cache(), verdict.daily, cap, moment)
-    admission.store = store
-    admission.ticket = cooldown.Ticket(phone=e164, previous=verdict.previous)
-    reserved = verdict.reserved
-    if cap is not None:
-        reserved += (caps.daily_key(moment),)
-    admission.reservations.append(redis_store.RedisReservation(keys=reserved))
-    return True
 
 
 def _within_source_share(
@@ -518,7 +330,7 @@ def spend(action: Action, keys: Mapping[str, str | None]) -> None:
     try:
         _hit(action.value, keys)
     except ratelimit.LimitExceeded as exc:
-        raise _refusal(exc) from None
+        raise refusals.refusal(exc) from None
     except ratelimit.StoreUnavailable as exc:
         _store_down(action, exc)
 
@@ -597,6 +409,7 @@ def admit_check(e164: str, requester: str) -> None:
 def record_failure(e164: str, requester: str) -> None:
     """Count a wrong code for ``e164`` by ``requester``; the cap applies to the *next*
     check."""
+    _no_failures.set(None)  # there is one now
     try:
         with contextlib.suppress(ratelimit.LimitExceeded):
             # Over the cap: this check has been answered; the next one is refused.
@@ -615,7 +428,8 @@ def forget_failures(e164: str) -> None:
     """Forget the wrong codes of ``e164`` after it was verified.
 
     Nothing to do (and no round trip) when this request's :func:`admit_check` found
-    no failure counted for the phone.
+    no failure counted for the phone. A wrong code another requester entered in
+    between then stays counted: the strict side.
     """
     if _no_failures.get() == e164:
         _no_failures.set(None)
