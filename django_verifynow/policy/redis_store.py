@@ -20,14 +20,16 @@ read-check-write atomic. Every key is the one the generic path uses (through the
 cache's own ``make_key``), and counters stay plain integers, which is how Django's
 Redis serializer stores an ``int``: the support desk, the generic path and a lift
 read the same state. The one difference is the cooldown record, a small JSON object
-here (Lua cannot read a pickle); :func:`read_json` reads it, and an old pickled
-record makes the script answer ``legacy`` so the generic path handles that send once.
+here (Lua cannot read a pickle); :func:`read_json` reads it. A record the generic
+path pickled before (a cooldown, or a float prefix block) makes the script answer
+``legacy`` and the generic path decides that send (rewriting the cooldown as JSON).
 
-Scripts are sent with ``EVALSHA`` and loaded on ``NOSCRIPT`` (redis-py's
-:class:`redis.commands.core.Script` does exactly that). A Redis error is raised to
-the caller, which turns it into :exc:`~django_verifynow.ratelimit.StoreUnavailable`
-and applies :data:`~django_verifynow.policy.FAILS_OPEN`. A script either runs whole or
-not at all, so an error never leaves half a reservation behind.
+Scripts are sent with ``EVALSHA``; on ``NOSCRIPT`` (a restarted or flushed server)
+redis-py's :class:`redis.commands.core.Script` loads the script and sends it again.
+A Redis error is raised to the caller, which turns it into
+:exc:`~django_verifynow.ratelimit.StoreUnavailable` and applies
+:data:`~django_verifynow.policy.FAILS_OPEN`. A script either runs whole or not at
+all, so an error never leaves half a reservation behind.
 """
 
 from __future__ import annotations
