@@ -1014,6 +1014,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument(
+        "--ports",
+        default=f"{PORTS.start}-{PORTS.stop - 1}",
+        help="ports the sandbox server may listen on, FIRST-LAST (8831-8839)",
+    )
+    parser.add_argument(
         "--daily-cap",
         type=int,
         default=None,
@@ -1054,7 +1059,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     deadline = started + args.max_seconds
     latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
     git = git_state()
-    sandbox = Sandbox().start()
+    first, _, last = args.ports.partition("-")
+    sandbox = Sandbox(range(int(first), int(last or first) + 1)).start()
     atexit.register(sandbox.stop)
     try:
         log(f"sandbox server on {sandbox.url} (pid {sandbox.process.pid})")

@@ -160,6 +160,10 @@ class VerificationAttempt(models.Model):
     #: Not a field: the :class:`CheckOutcome` of the vendor check this call made, or
     #: ``None`` when none was made. Prefer :attr:`check_result`.
     check_outcome: str | None = None
+    #: Not a field: seconds until a new code may go to the phone, set by the send
+    #: that just settled this attempt (its admission knows), so the API's
+    #: ``resend_available_at`` needs no second read of the cooldown. Never saved.
+    resend_wait: int | None = None
 
     class Meta:
         verbose_name = _("verification attempt")

@@ -56,6 +56,7 @@ __all__ = [
     "StoreUnavailable",
     "cache",
     "check",
+    "count_free",
     "guarded",
     "hashed",
     "hit",
@@ -329,10 +330,27 @@ def check(
     :raises LimitExceeded: as :func:`hit` would.
     :raises StoreUnavailable: the cache failed.
     """
+    count_free(action, keys, now=now, rules=rules)
+
+
+@guarded
+def count_free(
+    action: str,
+    keys: Mapping[str, str | None],
+    *,
+    now: float | None = None,
+    rules: Sequence[Rule] | None = None,
+) -> bool:
+    """:func:`check`, also saying whether every counter read was empty (nothing to
+    :func:`reset`).
+
+    :raises LimitExceeded: as :func:`hit` would.
+    :raises StoreUnavailable: the cache failed.
+    """
     moment = now_or(now)
     buckets = _buckets(action, keys, moment, rules)
     if not buckets:
-        return
+        return True
     counts = cache().get_many(
         sorted({k for b in buckets for k in (b.current, b.previous)})
     )
@@ -343,6 +361,7 @@ def check(
             over.append((b.rule, _wait(b.rule, prev, cur, b.elapsed)))
     if over:
         raise _exceeded(action, over)
+    return not any(_int(value) for value in counts.values())
 
 
 @guarded

@@ -33,7 +33,7 @@ from django_verifynow.exceptions import (
     VerifyNowConfigurationError,
     VerifyNowError,
 )
-from django_verifynow.policy import Action, caps, cooldown
+from django_verifynow.policy import Action, caps, cooldown, redis_store
 from django_verifynow.policy.cooldown import Wait
 from django_verifynow.ratelimit import Rule
 from django_verifynow.reasons import Reason
@@ -98,6 +98,17 @@ def steady(monkeypatch: pytest.MonkeyPatch) -> _FixedRandom:
     fake = _FixedRandom(1.0)
     monkeypatch.setattr(cooldown, "_random", fake)
     return fake
+
+
+@pytest.fixture
+def generic_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decide on the generic path even with Redis as the cache.
+
+    For tests that step between the generic path's cache calls to stage a race. On
+    Redis the admission is one script, so there is no "between" to step into: the
+    race cannot happen there (tests/test_redis_budgets.py covers that path).
+    """
+    monkeypatch.setattr(redis_store, "for_cache", lambda cache: None)
 
 
 def step(e164: str, now: float) -> int:
@@ -549,7 +560,10 @@ def test_concurrent_prefix_overflow_alerts_once(
     VERIFYNOW={**limits(send="1/h/prefix"), "PREFIX_BLOCK_SECONDS": HOUR}
 )
 def test_racing_prefix_overflows_alert_once(
-    clock: Clock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    generic_path: None,
 ) -> None:
     """Requests that all passed the block check before any of them set the block
     (a race threads rarely hit on cue) still raise a single alert."""
@@ -744,7 +758,7 @@ def test_release_with_validity_holds_resends_but_spends_nothing(
 
 
 def test_a_send_arriving_during_a_506_release_is_held_back(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
+    clock: Clock, monkeypatch: pytest.MonkeyPatch, generic_path: None
 ) -> None:
     """While a 506 release writes the vendor's window, the phone's in-flight marker is
     still held: a send arriving at that moment is refused, never admitted."""
@@ -837,7 +851,10 @@ def test_concurrent_sends_to_one_phone_admit_one(clock: Clock) -> None:
 
 
 def test_a_send_admitted_meanwhile_holds_back_the_other(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch, steady: _FixedRandom
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    steady: _FixedRandom,
+    generic_path: None,
 ) -> None:
     """Request A arrives while request B is between its cooldown and its daily slot:
     A is refused (in flight) and B's send then keeps A waiting for its cooldown."""

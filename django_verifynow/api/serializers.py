@@ -6,9 +6,11 @@ limits lives in :mod:`django_verifynow.services`, which raises the contract erro
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import phonenumbers
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -123,7 +125,13 @@ class ResendAvailableAtField(serializers.DateTimeField):
 
     def to_representation(self, value: Any) -> Any:
         if isinstance(value, VerificationAttempt):
-            value = services.resend_available_at(value)
+            # A send just settled knows its wait (``resend_wait``, set from the
+            # admission): no second read of the cooldown for the answer.
+            wait = getattr(value, "resend_wait", None)
+            if isinstance(wait, int):
+                value = timezone.now() + timedelta(seconds=wait)
+            else:
+                value = services.resend_available_at(value)
         return super().to_representation(value)
 
 

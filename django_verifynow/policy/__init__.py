@@ -30,12 +30,12 @@ never sent; a check bounded by the database cap may still run).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import enum
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from django.utils.translation import gettext_lazy as _
 
 from .. import phone, ratelimit
 from ..conf import verifynow_settings
@@ -46,9 +46,10 @@ from ..exceptions import (
     RateLimited,
 )
 from ..reasons import Reason
-from . import caps, cooldown
+from . import caps, cooldown, redis_admission, redis_store, refusals
 from .inspect import PhoneState, inspect_phone
 from .lift import LiftFailed, LiftResult, lift_phone, lift_prefix
+from .refusals import LIMIT_REASONS
 
 __all__ = [
     "FAILS_OPEN",
@@ -98,20 +99,6 @@ FAILS_OPEN: Mapping[Action, bool] = {
     Action.VALIDATE_FAILURE: True,
 }
 
-#: The reason of a refusal by each rule key kind.
-LIMIT_REASONS: Mapping[str, Reason] = {
-    "phone": Reason.PHONE_LIMIT,
-    "ip": Reason.IP_LIMIT,
-    "session": Reason.SESSION_LIMIT,
-    "global": Reason.GLOBAL_LIMIT,
-    "prefix": Reason.PREFIX_BLOCKED,
-}
-
-_STILL_VALID = _(
-    "A code was sent to this number recently and is still valid for %(seconds)d s. "
-    "Enter that code, or ask for a new one once it has expired."
-)
-
 
 def _store_down(action: Action, exc: ratelimit.StoreUnavailable) -> None:
     """Apply :data:`FAILS_OPEN`: return to let the action through, or raise."""
@@ -140,18 +127,37 @@ class Admission:
     daily: caps.DailySlot | None = None
     ticket: cooldown.Ticket | None = None
     settled: bool = False
+    #: Seconds until the next send to the phone may go, known once settled (None:
+    #: not known without reading the cooldown back; see :func:`resend_wait`).
+    resend_wait: int | None = None
+    #: The hour's count of real SMS to the country, when :meth:`commit` counted this
+    #: one for the pumping watch (pass it to ``pumping.record_send(sends=...)``).
+    pumped: int | None = None
+    #: The Redis store that reserved it all in one script (None: the generic path).
+    store: redis_store.RedisStore | None = field(default=None, repr=False)
 
-    def commit(self, *, valid_for: int | None = None) -> None:
+    def commit(
+        self, *, valid_for: int | None = None, country: str | None = None
+    ) -> None:
         """An SMS went out, or may have: keep every budget spent.
 
         :param valid_for: seconds the vendor keeps the new code live (its ``timeout``);
             no resend is offered before then.
+        :param country: the SMS went to this country: count it for the pumping watch
+            in the same round trip where the store allows (see :attr:`pumped`).
         """
         if self.settled:
             return
         self.settled = True
+        if self.store is not None and self.ticket is not None:
+            redis_admission.commit(self, valid_for or 0, country)
+            return
+        moment = ratelimit.now_or(None)
         if valid_for:
             self._keep_waiting(valid_for)
+        if self.ticket is not None:
+            ends = max(self.ticket.until, moment + (valid_for or 0))
+            self.resend_wait = max(0, math.ceil(ends - moment))
         self._finish()
 
     def release(self, *, valid_for: int | None = None) -> None:
@@ -163,15 +169,21 @@ class Admission:
         if self.settled:
             return
         self.settled = True
+        if self.store is not None and self.ticket is not None:
+            redis_admission.release(self, valid_for)
+            return
         for reservation in self.reservations:
             reservation.release()
         if self.daily is not None:
             self.daily.release()
         if self.ticket is not None:
+            moment = ratelimit.now_or(None)
             try:
                 cooldown.restore(self.ticket, valid_for=valid_for)
             except ratelimit.StoreUnavailable as exc:
                 logger.error("Rate-limit cache failed restoring a cooldown (%s)", exc)
+            state = cooldown.restored(self.ticket, valid_for, moment)
+            self.resend_wait = cooldown.seconds_left(state, moment)
         elif valid_for:
             self._keep_waiting(valid_for)
 
@@ -188,12 +200,6 @@ class Admission:
             cooldown.extend(self.phone, valid_for)
         except ratelimit.StoreUnavailable as exc:
             logger.error("Rate-limit cache failed extending a cooldown (%s)", exc)
-
-
-def _refusal(exc: ratelimit.LimitExceeded) -> RateLimited:
-    return RateLimited(
-        retry_after=exc.retry_after, reason=LIMIT_REASONS.get(exc.rule.key)
-    )
 
 
 def admit_send(
@@ -219,7 +225,11 @@ def admit_send(
     action = Action.RESEND if resend else Action.SEND
     admission = Admission(phone=e164)
     try:
-        _admit_send(admission, e164, keys, resend=resend, code_usable=code_usable)
+        store = _store()
+        if store is None or not redis_admission.admit_send(
+            store, admission, e164, keys, resend=resend, code_usable=code_usable
+        ):
+            _admit_send(admission, e164, keys, resend=resend, code_usable=code_usable)
     except ratelimit.StoreUnavailable as exc:
         admission.release()
         _store_down(action, exc)
@@ -242,9 +252,9 @@ def _admit_send(
     # filled for a moment.
     started = cooldown.start(e164)
     if isinstance(started, cooldown.Wait):
-        explain = started.code_valid and code_usable
-        message = _STILL_VALID % {"seconds": started.seconds} if explain else None
-        raise RateLimited(message, retry_after=started.seconds, reason=Reason.COOLDOWN)
+        raise refusals.cooldown_refusal(
+            started.seconds, started.code_valid, code_usable
+        )
     admission.ticket = started
     prefix = phone.prefix(e164)
     blocked = caps.prefix_block_remaining(prefix)
@@ -261,16 +271,7 @@ def _admit_send(
         try:
             admission.reservations.append(ratelimit.hit(action.value, counted))
         except ratelimit.LimitExceeded as exc:
-            over = next((r for r in exc.exceeded if r.key == "prefix"), None)
-            if over is not None:
-                # Blocked even when another rule needs the longer wait: the burst to
-                # the prefix is the signal operators must hear about now.
-                block = caps.block_prefix(prefix, over, action.value)
-                raise PrefixBlocked(
-                    retry_after=max(block.seconds, exc.retry_after),
-                    new_block=block.new,
-                ) from None
-            raise _refusal(exc) from None
+            raise refusals.limit_refusal(exc, prefix, action.value) from None
     slot = caps.take_daily_slot()
     if isinstance(slot, int):
         raise DailyCapReached(retry_after=slot)
@@ -333,11 +334,37 @@ def spend(action: Action, keys: Mapping[str, str | None]) -> None:
     :raises LimitsUnavailable: the cache is down and the action fails closed.
     """
     try:
-        ratelimit.hit(action.value, keys)
+        _hit(action.value, keys)
     except ratelimit.LimitExceeded as exc:
-        raise _refusal(exc) from None
+        raise refusals.refusal(exc) from None
     except ratelimit.StoreUnavailable as exc:
         _store_down(action, exc)
+
+
+@ratelimit.guarded
+def _store() -> redis_store.RedisStore | None:
+    """The Redis store behind the limits cache, or None (the generic path)."""
+    return redis_store.for_cache(ratelimit.cache())
+
+
+@ratelimit.guarded
+def _hit(
+    action: str,
+    keys: Mapping[str, str | None],
+    rules: list[ratelimit.Rule] | None = None,
+) -> ratelimit.Reservation:
+    """``ratelimit.hit``, in one script when the cache is Redis."""
+    store = _store()
+    if store is not None:
+        return redis_store.hit(store, action, keys, rules=rules)
+    return ratelimit.hit(action, keys, rules=rules)
+
+
+#: The phone whose failure counters :func:`admit_check` found empty in this context
+#: (this request): :func:`forget_failures` then has nothing to forget.
+_no_failures: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "verifynow_no_failures", default=None
+)
 
 
 def _failed_here(e164: str, requester: str) -> dict[str, str | None]:
@@ -364,8 +391,10 @@ def admit_check(e164: str, requester: str) -> None:
 
     :raises RateLimited: reason :attr:`~Reason.FAILURE_CAP`.
     """
+    _no_failures.set(None)
     try:
-        ratelimit.check(Action.VALIDATE_FAILURE.value, {"phone": e164})
+        clean = ratelimit.count_free(Action.VALIDATE_FAILURE.value, {"phone": e164})
+        _no_failures.set(e164 if clean else None)
     except ratelimit.LimitExceeded as exc:
         try:
             ratelimit.check(
@@ -386,12 +415,13 @@ def admit_check(e164: str, requester: str) -> None:
 def record_failure(e164: str, requester: str) -> None:
     """Count a wrong code for ``e164`` by ``requester``; the cap applies to the *next*
     check."""
+    _no_failures.set(None)  # there is one now
     try:
         with contextlib.suppress(ratelimit.LimitExceeded):
             # Over the cap: this check has been answered; the next one is refused.
-            ratelimit.hit(Action.VALIDATE_FAILURE.value, {"phone": e164})
+            _hit(Action.VALIDATE_FAILURE.value, {"phone": e164})
         with contextlib.suppress(ratelimit.LimitExceeded):  # marked already
-            ratelimit.hit(
+            _hit(
                 "validate_failure_requester",
                 _failed_here(e164, requester),
                 rules=_requester_rules(),
@@ -401,7 +431,15 @@ def record_failure(e164: str, requester: str) -> None:
 
 
 def forget_failures(e164: str) -> None:
-    """Forget the wrong codes of ``e164`` after it was verified."""
+    """Forget the wrong codes of ``e164`` after it was verified.
+
+    Nothing to do (and no round trip) when this request's :func:`admit_check` found
+    no failure counted for the phone. A wrong code another requester entered in
+    between then stays counted: the strict side.
+    """
+    if _no_failures.get() == e164:
+        _no_failures.set(None)
+        return
     try:
         ratelimit.reset(Action.VALIDATE_FAILURE.value, {"phone": e164})
     except ratelimit.StoreUnavailable as exc:

@@ -17,6 +17,7 @@ from django.core.cache import BaseCache
 
 from .. import phone, ratelimit
 from ..conf import verifynow_settings
+from . import redis_store
 
 __all__ = [
     "PREFIX_SOURCES",
@@ -66,12 +67,35 @@ def take_daily_slot(*, now: float | None = None) -> DailySlot | int:
     if cap is None:
         return DailySlot(None)
     moment = ratelimit.now_or(now)
-    day = datetime.fromtimestamp(moment, tz=timezone.utc).strftime("%Y%m%d")
-    to_midnight = max(1, math.ceil(86400 - moment % 86400))
+    to_midnight = seconds_to_midnight(moment)
     store = ratelimit.cache()
-    key = f"{ratelimit.KEY_ROOT}:daily_cap:global:all:{day}"
+    key = daily_key(moment)
+    count = redis_store.count(store, key, 86400 + ratelimit.TTL_MARGIN)
+    daily_alerts(store, count, cap, moment)
+    if count > cap:
+        ratelimit.decr(store, key)
+        return to_midnight
+    return DailySlot(key)
+
+
+def daily_key(moment: float) -> str:
+    """The daily cap's counter for the UTC day of ``moment``."""
+    day = datetime.fromtimestamp(moment, tz=timezone.utc).strftime("%Y%m%d")
+    return f"{ratelimit.KEY_ROOT}:daily_cap:global:all:{day}"
+
+
+def seconds_to_midnight(moment: float) -> int:
+    """Seconds until the daily cap's day (UTC) ends, at least 1."""
+    return max(1, math.ceil(86400 - moment % 86400))
+
+
+def daily_alerts(store: BaseCache, count: int, cap: int, moment: float) -> None:
+    """Warn once per day at 80 % of the cap and once when it is reached.
+
+    ``count`` is the day's count with this send; below 80 % this costs nothing.
+    """
+    day = datetime.fromtimestamp(moment, tz=timezone.utc).strftime("%Y%m%d")
     ttl = 86400 + ratelimit.TTL_MARGIN
-    count = ratelimit.incr(store, key, ttl)
     if count * 5 >= cap * 4:
         _alert_once(
             store,
@@ -91,10 +115,6 @@ def take_daily_slot(*, now: float | None = None) -> DailySlot | int:
             min(count, cap),
             cap,
         )
-    if count > cap:
-        ratelimit.decr(store, key)
-        return to_midnight
-    return DailySlot(key)
 
 
 def _alert_once(store: BaseCache, marker: str, ttl: int, msg: str, *args: Any) -> None:
@@ -124,6 +144,11 @@ def source_share(rule: ratelimit.Rule) -> ratelimit.Rule:
     return ratelimit.Rule(
         limit=max(1, rule.limit // PREFIX_SOURCES), period=rule.period, key="session"
     )
+
+
+def block_key(prefix: str) -> str:
+    """The cache key of the block on ``prefix``."""
+    return _block_key(ratelimit.hashed(prefix))
 
 
 def _block_key(digest: str) -> str:
@@ -173,7 +198,9 @@ def block_prefix(
     store = ratelimit.cache()
     if seconds > 0:
         key = _block_key(digest)
-        until = moment + seconds
+        # Whole seconds, an int: Django's Redis serializer stores it as a plain
+        # number, which the admission script on Redis can read.
+        until = int(moment) + seconds
         if not store.add(key, until, seconds + ratelimit.TTL_MARGIN):
             existing = store.get(key)
             if isinstance(existing, (int, float)) and existing > moment:

@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import ratelimit
 from ..conf import verifynow_settings
+from . import redis_store
 
 __all__ = [
     "COOLDOWN_MEMORY",
@@ -75,6 +76,8 @@ class Ticket:
 
     phone: str
     previous: dict[str, Any] | None
+    #: The end of the growing wait this send started (epoch seconds).
+    until: float = 0.0
 
 
 def _key(phone: str) -> str:
@@ -86,8 +89,27 @@ def _inflight_key(phone: str) -> str:
 
 
 def _state(phone: str) -> dict[str, Any] | None:
-    state = ratelimit.cache().get(_key(phone))
+    cache = ratelimit.cache()
+    store = redis_store.for_cache(cache)
+    if store is not None:
+        # JSON on Redis, so the admission script can read and write it.
+        return redis_store.read_json(store, _key(phone))
+    state = cache.get(_key(phone))
     return state if isinstance(state, dict) else None
+
+
+def _put(phone: str, state: dict[str, Any], ttl: int) -> None:
+    cache = ratelimit.cache()
+    store = redis_store.for_cache(cache)
+    if store is not None:
+        store.set_json(_key(phone), state, ttl)
+    else:
+        cache.set(_key(phone), state, ttl)
+
+
+def seconds_left(state: dict[str, Any] | None, now: float) -> int:
+    """Seconds until a record lets the next send go (0: now)."""
+    return _wait(state, now).seconds
 
 
 def _ttl(state: dict[str, Any], now: float) -> int:
@@ -156,8 +178,8 @@ def _start(store: Any, phone: str, moment: float) -> Ticket | Wait:
         "until": moment + wait_for(sends),
         "valid_until": float((previous or {}).get("valid_until", 0)),
     }
-    store.set(_key(phone), state, _ttl(state, moment))
-    return Ticket(phone=phone, previous=previous)
+    _put(phone, state, _ttl(state, moment))
+    return Ticket(phone=phone, previous=previous, until=state["until"])
 
 
 @ratelimit.guarded
@@ -171,6 +193,18 @@ def restore(ticket: Ticket, *, valid_for: int | None = None) -> None:
     """
     store = ratelimit.cache()
     moment = ratelimit.now_or(None)
+    state = restored(ticket, valid_for, moment)
+    if state is None:
+        store.delete(_key(ticket.phone))
+    else:
+        _put(ticket.phone, state, _ttl(state, moment))
+    store.delete(_inflight_key(ticket.phone))
+
+
+def restored(
+    ticket: Ticket, valid_for: int | None, moment: float
+) -> dict[str, Any] | None:
+    """The record :func:`restore` puts back (``None``: none, delete it)."""
     state = ticket.previous
     if valid_for and valid_for > 0:
         state = state or {"n": 0, "last": moment, "until": 0}
@@ -178,11 +212,7 @@ def restore(ticket: Ticket, *, valid_for: int | None = None) -> None:
             **state,
             "valid_until": max(float(state.get("valid_until", 0)), moment + valid_for),
         }
-    if state is None:
-        store.delete(_key(ticket.phone))
-    else:
-        store.set(_key(ticket.phone), state, _ttl(state, moment))
-    store.delete(_inflight_key(ticket.phone))
+    return state
 
 
 @ratelimit.guarded
@@ -210,7 +240,7 @@ def extend(phone: str, valid_for: int, *, now: float | None = None) -> None:
         **state,
         "valid_until": max(float(state.get("valid_until", 0)), moment + valid_for),
     }
-    ratelimit.cache().set(_key(phone), state, _ttl(state, moment))
+    _put(phone, state, _ttl(state, moment))
 
 
 def wait_for(sends: int) -> int:

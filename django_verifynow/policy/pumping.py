@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import ratelimit
+from . import redis_store
 
 __all__ = [
     "PUMPING_MIN_SENDS",
@@ -62,20 +63,36 @@ def _key(kind: str, country: str, index: int) -> str:
     return f"{ratelimit.KEY_ROOT}:pump:{kind}:{ratelimit.hashed(country)}:{index}"
 
 
-def record_send(country: str, *, now: float | None = None) -> Suspicion | None:
+def sent_key(country: str, moment: float) -> str:
+    """The counter of real SMS to ``country`` in the hour of ``moment``."""
+    return _key("sent", country, int(moment // _HOUR))
+
+
+#: TTL of the hourly counters.
+TTL = 2 * _HOUR + ratelimit.TTL_MARGIN
+
+
+def record_send(
+    country: str, *, now: float | None = None, sends: int | None = None
+) -> Suspicion | None:
     """Count one real SMS to ``country``; return a :class:`Suspicion` the first time
-    in the hour the country shows the signature."""
+    in the hour the country shows the signature.
+
+    :param sends: the hour's count with this SMS, when the send's commit counted it
+        already (on Redis it does, in the same round trip); nothing is counted again.
+    """
     try:
-        return _record_send(country, ratelimit.now_or(now))
+        return _record_send(country, ratelimit.now_or(now), sends)
     except Exception:  # noqa: BLE001 - monitoring must never fail a send
         return None
 
 
-def _record_send(country: str, moment: float) -> Suspicion | None:
+def _record_send(country: str, moment: float, sends: int | None) -> Suspicion | None:
     store = ratelimit.cache()
     index = int(moment // _HOUR)
-    ttl = 2 * _HOUR + ratelimit.TTL_MARGIN
-    sends = ratelimit.incr(store, _key("sent", country, index), ttl)
+    ttl = TTL
+    if sends is None:
+        sends = redis_store.count(store, _key("sent", country, index), ttl)
     if sends < PUMPING_MIN_SENDS or (sends - PUMPING_MIN_SENDS) % _EVERY:
         return None
     verified_key = _key("verified", country, index)
@@ -94,10 +111,6 @@ def record_verified(country: str, *, now: float | None = None) -> None:
     """Count one verification in ``country``."""
     try:
         index = int(ratelimit.now_or(now) // _HOUR)
-        ratelimit.incr(
-            ratelimit.cache(),
-            _key("verified", country, index),
-            2 * _HOUR + ratelimit.TTL_MARGIN,
-        )
+        redis_store.count(ratelimit.cache(), _key("verified", country, index), TTL)
     except Exception:  # noqa: BLE001 - monitoring must never fail a check
         pass

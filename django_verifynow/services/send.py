@@ -243,8 +243,10 @@ def _send(
     if result.reused:
         _reuse(attempt, result, requester, admission)
     else:
-        admission.commit(valid_for=result.timeout or VENDOR_DEFAULT_VALIDITY)
-        _watch_pumping(attempt, requester)
+        valid_for = result.timeout or VENDOR_DEFAULT_VALIDITY
+        admission.commit(valid_for=valid_for, country=attempt.country)
+        _watch_pumping(attempt, requester, admission.pumped)
+    attempt.resend_wait = admission.resend_wait  # the serializer need not read it back
     _go_live(attempt, result, requester, previous)
     notify.event(
         "sent",
@@ -259,8 +261,10 @@ def _send(
     return attempt
 
 
-def _watch_pumping(attempt: VerificationAttempt, requester: Requester) -> None:
-    suspicion = pumping.record_send(attempt.country)
+def _watch_pumping(
+    attempt: VerificationAttempt, requester: Requester, sends: int | None = None
+) -> None:
+    suspicion = pumping.record_send(attempt.country, sends=sends)
     if suspicion is not None:
         notify.pumping(
             requester,
