@@ -1,11 +1,22 @@
 #!/usr/bin/env python3
 """Developer entry point: needs only Python 3 (3.10+) and git.
 
-    python3 dev.py example   # set up and serve the example site (sandbox mode, SQLite)
-    python3 dev.py test      # set up and run the test suite
+    python3 dev.py example        # set up and serve the example site on port 8000
+    python3 dev.py example 8001   # ... on another port
+    python3 dev.py test           # set up and run the test suite
 
-Both create ``.venv`` on first use and install the project (editable) with what the
-example and the tests need. Extra arguments after ``test`` go to pytest.
+``example`` creates ``.venv-example`` on first use with only what the site needs: the
+project (editable) with its ``[openapi]`` extra and ``requirements-example.txt``. It
+serves in sandbox mode on SQLite, on 127.0.0.1, and its process becomes the web server,
+so stopping it (Ctrl-C, or ``kill`` of its PID) stops the site.
+
+``test`` creates ``.venv`` on first use with the whole toolchain: the project
+(editable) with every extra, ``requirements-test.txt``, ``requirements-lint.txt`` (ruff,
+mypy) and the example's requirements (the suite serves the example too). Extra
+arguments after ``test`` go to pytest.
+
+Each venv is reinstalled when ``pyproject.toml`` or one of its requirement files
+changed.
 """
 
 from __future__ import annotations
@@ -14,75 +25,103 @@ import os
 import subprocess
 import sys
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-STAMP = VENV / ".installed"
 
 
-def run(*cmd: object, **kwargs: object) -> None:
+@dataclass(frozen=True)
+class Env:
+    """One virtual environment and what is installed into it."""
+
+    path: Path
+    extras: str
+    requirements: tuple[str, ...]
+
+    @property
+    def python(self) -> Path:
+        """The venv's interpreter."""
+        bindir = "Scripts" if os.name == "nt" else "bin"
+        return self.path / bindir / ("python.exe" if os.name == "nt" else "python")
+
+    def ensure(self) -> None:
+        """Create the venv and (re)install when its inputs changed."""
+        if not self.python.exists():
+            print(f"Creating {self.path} ...", flush=True)
+            venv.EnvBuilder(with_pip=True).create(self.path)
+        stamp = self.path / ".installed"
+        inputs = [ROOT / "pyproject.toml", *(ROOT / r for r in self.requirements)]
+        newest = max(p.stat().st_mtime for p in inputs)
+        if stamp.exists() and stamp.stat().st_mtime >= newest:
+            return
+        pip = [self.python, "-m", "pip", "install", "--quiet"]
+        run(*pip, "--upgrade", "pip")
+        requirements = [arg for r in self.requirements for arg in ("-r", r)]
+        run(*pip, "-e", f".[{self.extras}]", *requirements)
+        stamp.touch()
+
+
+# The example site needs no test tools: a small venv of its own (no Playwright, no
+# schemathesis, no type checker), so the demo installs in a fraction of the time.
+EXAMPLE_ENV = Env(ROOT / ".venv-example", "openapi", ("requirements-example.txt",))
+TEST_ENV = Env(
+    ROOT / ".venv",
+    "openapi,redis",
+    ("requirements-test.txt", "requirements-lint.txt", "requirements-example.txt"),
+)
+
+
+def run(*cmd: object) -> None:
+    """Echo and run one command from the repository root; raise if it fails."""
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kwargs)  # type: ignore[arg-type]
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT)
 
 
-def ensure_venv() -> None:
-    """Create .venv and (re)install when the requirement files changed."""
-    if sys.version_info < (3, 10):
-        sys.exit("django-verifynow needs Python 3.10 or newer.")
-    if not PYTHON.exists():
-        print(f"Creating {VENV} ...", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    inputs = [
-        ROOT / "pyproject.toml",
-        ROOT / "requirements-test.txt",
-        ROOT / "requirements-example.txt",
-    ]
-    newest = max(p.stat().st_mtime for p in inputs)
-    if STAMP.exists() and STAMP.stat().st_mtime >= newest:
-        return
-    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(
-        PYTHON,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "-e",
-        ".[openapi]",
-        "-r",
-        "requirements-test.txt",
-        "-r",
-        "requirements-example.txt",
-    )
-    STAMP.touch()
+def replace_process(*cmd: object) -> None:
+    """Echo and become ``cmd``: the PID stays the same, so a signal sent to this
+    process (Ctrl-C, ``kill``) reaches the command itself and nothing outlives it."""
+    args = [str(c) for c in cmd]
+    print("+", " ".join(args), flush=True)
+    os.chdir(ROOT)
+    os.execv(args[0], args)
 
 
 def example(args: list[str]) -> None:
-    """Migrate, create the demo admin, and serve the example site."""
-    ensure_venv()
-    project = ROOT / "example_project"
-    run(PYTHON, project / "manage.py", "migrate", "--noinput")
-    run(PYTHON, project / "manage.py", "ensure_demo_admin")
+    """Migrate, create the demo admin, and serve the example site on ``args[0]``
+    (a port on 127.0.0.1, 8000 by default)."""
     port = args[0] if args else "8000"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        sys.exit(f"dev.py example: the port must be a number (1-65535), not {port!r}")
+    EXAMPLE_ENV.ensure()
+    python = EXAMPLE_ENV.python
+    manage = ROOT / "example_project" / "manage.py"
+    run(python, manage, "migrate", "--noinput")
+    run(python, manage, "ensure_demo_admin")
     print(
         f"\n  Example site:  http://127.0.0.1:{port}/\n"
-        f"  Admin:         http://127.0.0.1:{port}/admin/  (user: admin, password: admin)\n"
+        f"  Admin:         http://127.0.0.1:{port}/admin/"
+        "  (user: admin, password: admin)\n"
         "  Sandbox mode: codes are not sent; read them on the sandbox inbox page.\n",
         flush=True,
     )
-    run(PYTHON, project / "manage.py", "runserver", f"127.0.0.1:{port}")
+    # --noreload: the autoreloader serves from a child process, which Django stops on
+    # SIGTERM or Ctrl-C of its parent but not on SIGKILL; with one process any kill of
+    # this PID stops the site. Restart the command to pick up code changes.
+    replace_process(python, manage, "runserver", "--noreload", f"127.0.0.1:{port}")
 
 
 def test(args: list[str]) -> None:
     """Run the test suite (PostgreSQL/Redis tests run when their URLs are set)."""
-    ensure_venv()
-    run(PYTHON, "-m", "pytest", *args)
+    TEST_ENV.ensure()
+    replace_process(TEST_ENV.python, "-m", "pytest", *args)
 
 
 def main() -> None:
+    """Dispatch ``example`` or ``test``; print the usage otherwise."""
+    # ruff assumes the package's floor; dev.py may be started by any python3.
+    if sys.version_info < (3, 10):  # noqa: UP036
+        sys.exit("django-verifynow needs Python 3.10 or newer.")
     commands = {"example": example, "test": test}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)

@@ -20,7 +20,8 @@ for rel in ("py.typed", "static/django_verifynow/verifynow.js",
 print("installed package carries py.typed, templates and static files")
 PY
 
-port=$("$tmp/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A free port unless VERIFYNOW_SMOKE_PORT names one (to stay in a range you own).
+port="${VERIFYNOW_SMOKE_PORT:-$("$tmp/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 (cd "$tmp" && exec "$tmp/venv/bin/python" -m django_verifynow.sandbox --port "$port" --quiet) &
 server_pid=$!
 "$tmp/venv/bin/python" - "$port" <<'PY'
