@@ -3,9 +3,9 @@
 # error (a broken cross-reference, an undocumented setting, a page left out of the
 # toctree fail the build).
 #
-# It installs requirements-docs.txt into its own .venv-docs, not the test .venv:
-# Sphinx depends on babel, and with babel installed django-phonenumber-field names the
-# widget's countries differently, which the widget tests pin.
+# It installs requirements-docs.txt into its own .venv-docs, not the test .venv, so
+# the suite runs with only what the project declares: Sphinx brings babel, and with
+# babel django-phonenumber-field takes its country names from CLDR instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
