@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -27,6 +28,7 @@ from .. import __version__
 from .deadline import Deadline, monotonic
 
 __all__ = [
+    "Exchange",
     "RedactQueryStringFilter",
     "Transport",
     "TransportFailure",
@@ -62,9 +64,27 @@ class RedactQueryStringFilter(logging.Filter):
         return True
 
 
-_urllib3_logger = logging.getLogger("urllib3.connectionpool")
-if not any(isinstance(f, RedactQueryStringFilter) for f in _urllib3_logger.filters):
-    _urllib3_logger.addFilter(RedactQueryStringFilter())
+def install_redaction(name: str) -> None:
+    """Add a :class:`RedactQueryStringFilter` to the logger ``name`` (once)."""
+    target = logging.getLogger(name)
+    if not any(isinstance(f, RedactQueryStringFilter) for f in target.filters):
+        target.addFilter(RedactQueryStringFilter())
+
+
+install_redaction("urllib3.connectionpool")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP request a client flow needs made (the arguments of
+    :meth:`Transport.request`); the driver answers it with the response."""
+
+    endpoint: str
+    method: str
+    path: str
+    params: Mapping[str, Any]
+    headers: Mapping[str, str]
+    deadline: Deadline
 
 
 class TransportFailure(Exception):
