@@ -47,18 +47,26 @@ def redact(text: str) -> str:
     return _QUERY_RE.sub("?<redacted>", text)
 
 
+def _redacted_arg(arg: Any) -> Any:
+    if isinstance(arg, (int, float, type(None))):
+        return arg  # numbers stay numbers, for %d and %.0f
+    # Not only strings: httpx logs its request URL as an ``httpx.URL`` object.
+    return redact(arg if isinstance(arg, str) else str(arg))
+
+
 class RedactQueryStringFilter(logging.Filter):
     """Logging filter that strips query strings from a record's message and args.
 
     Installed on ``urllib3.connectionpool``, whose DEBUG lines carry the full request
-    line, token ``key`` and user ``code`` included.
+    line, token ``key`` and user ``code`` included, and on ``httpx``'s loggers (its
+    INFO line names the full URL).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact ``record`` in place; never drops it."""
         if record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+            record.args = tuple(_redacted_arg(a) for a in args)
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         return True
