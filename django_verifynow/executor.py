@@ -33,7 +33,15 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-__all__ = ["EXECUTOR", "MAX_WORKERS", "Flow", "adrive", "drive", "run_step"]
+__all__ = [
+    "EXECUTOR",
+    "MAX_WORKERS",
+    "Flow",
+    "adrive",
+    "busy_steps",
+    "drive",
+    "run_step",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,8 +57,6 @@ EXECUTOR = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="verif
 #: A flow yields exchanges of type ``X``, is sent their results and returns ``T``.
 Flow = Generator[Any, Any, T]
 
-_local = threading.local()
-
 
 def _release_connections() -> None:
     """Close (or return to the pool) every connection this thread opened.
@@ -63,18 +69,25 @@ def _release_connections() -> None:
             conn.close()
 
 
+_busy = 0
+_busy_lock = threading.Lock()
+
+
 def _in_step(fn: Callable[[], T]) -> T:
-    _local.busy = True
+    global _busy
+    with _busy_lock:
+        _busy += 1
     try:
         return fn()
     finally:
         _release_connections()
-        _local.busy = False
+        with _busy_lock:
+            _busy -= 1
 
 
-def in_executor_step() -> bool:
-    """Whether the current thread is running a step of the async API right now."""
-    return bool(getattr(_local, "busy", False))
+def busy_steps() -> int:
+    """How many steps of the async API are running right now (in any loop)."""
+    return _busy
 
 
 async def run_step(fn: Callable[[], T]) -> T:
