@@ -34,12 +34,15 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 __all__ = [
+    "BLOCKING_EXECUTOR",
+    "BLOCKING_WORKERS",
     "EXECUTOR",
     "MAX_WORKERS",
     "Flow",
     "adrive",
     "busy_steps",
     "drive",
+    "run_blocking",
     "run_step",
 ]
 
@@ -53,6 +56,14 @@ MAX_WORKERS = 8
 
 #: The one executor of the async API's sync steps, shared by every event loop.
 EXECUTOR = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="verifynow")
+
+#: Threads for the one step that must block across a vendor call (an API request
+#: with an ``Idempotency-Key``: its record wraps the whole sync call). Kept apart so
+#: such requests can never starve :data:`EXECUTOR`.
+BLOCKING_WORKERS = 4
+BLOCKING_EXECUTOR = ThreadPoolExecutor(
+    max_workers=BLOCKING_WORKERS, thread_name_prefix="verifynow-blocking"
+)
 
 #: A flow yields exchanges of type ``X``, is sent their results and returns ``T``.
 Flow = Generator[Any, Any, T]
@@ -94,6 +105,14 @@ async def run_step(fn: Callable[[], T]) -> T:
     """Run ``fn`` in :data:`EXECUTOR`, then release the database connections it used."""
     step: Callable[[Callable[[], T]], Awaitable[T]] = sync_to_async(
         _in_step, thread_sensitive=False, executor=EXECUTOR
+    )
+    return await step(fn)
+
+
+async def run_blocking(fn: Callable[[], T]) -> T:
+    """Run ``fn``, which waits for the vendor, in :data:`BLOCKING_EXECUTOR`."""
+    step: Callable[[Callable[[], T]], Awaitable[T]] = sync_to_async(
+        _in_step, thread_sensitive=False, executor=BLOCKING_EXECUTOR
     )
     return await step(fn)
 

@@ -133,3 +133,22 @@ def svc(request: pytest.FixtureRequest) -> Any:
     from django_verifynow import services
 
     return services if request.param == "sync" else AsyncServices()
+
+
+@pytest.fixture(
+    params=[
+        "wsgi",
+        # The async endpoints run their steps in the executor's threads, whose
+        # connections cannot see the test's uncommitted transaction.
+        pytest.param("asgi", marks=pytest.mark.django_db(transaction=True)),
+    ]
+)
+def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run an API test module's tests through Django's WSGI handler (the DRF views)
+    and through its ASGI handler (the same URLs' async face): its ``APIClient`` is
+    swapped for :class:`~tests.asgi_client.ASGIAPIClient` in the second run."""
+    if request.param == "asgi":
+        from .asgi_client import ASGIAPIClient
+
+        monkeypatch.setattr(request.module, "APIClient", ASGIAPIClient)
+    return str(request.param)
