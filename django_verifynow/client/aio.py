@@ -38,8 +38,8 @@ __all__ = ["MAX_CONNECTIONS", "AsyncTransport", "AsyncVerifyNowClient", "classif
 logger = logging.getLogger("django_verifynow.client")
 
 #: Connections one event loop's ``httpx.AsyncClient`` opens to the vendor at most;
-#: more concurrent calls queue for one (within their deadline).
-MAX_CONNECTIONS = 100
+#: more concurrent calls queue for one, within their deadline.
+MAX_CONNECTIONS = 256
 
 # httpx logs every request's full URL at INFO (the token key and the user's code are
 # in the query string): its loggers get the same redaction as urllib3's.
