@@ -98,6 +98,12 @@ async def sample(
             await asyncio.sleep(0.05)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(args: argparse.Namespace, pid: int) -> dict[str, Any]:
     base = f"http://127.0.0.1:{SITE_PORT}"
     singles = []
@@ -110,11 +116,13 @@ async def run(args: argparse.Namespace, pid: int) -> dict[str, Any]:
     peaks = {"threads": 0, "connections": 0}
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample(pid, args.database, peaks, stop))
+    cpu_before = cpu_seconds(pid)
     started = time.monotonic()
     outcomes = await asyncio.gather(
         *(flow(i, base) for i in range(args.flows)), return_exceptions=True
     )
     wall = time.monotonic() - started
+    cpu = cpu_seconds(pid) - cpu_before
     stop.set()
     await sampler
     errors = Counter(
@@ -127,6 +135,7 @@ async def run(args: argparse.Namespace, pid: int) -> dict[str, Any]:
         "one_flow_s": round(one, 3),
         "n_flows_s": round(wall, 3),
         "ratio": round(wall / one, 2),
+        "site_cpu_s": round(cpu, 2),
         "peak_threads": peaks["threads"],
         "peak_db_connections": peaks["connections"],
     }
@@ -139,6 +148,9 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=256)
     parser.add_argument("--single", type=int, default=3)
     parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument(
+        "--pool", default="4,16", help="min,max of Django's pool ('' off)"
+    )
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -146,6 +158,7 @@ def main() -> None:
         "PYTHONPATH": str(ROOT / "example_project"),
         "EXAMPLE_DATABASE_URL": args.database,
         "EXAMPLE_REDIS_URL": args.redis,
+        "EXAMPLE_DB_POOL": args.pool,
         "DJANGO_DEBUG": "0",
         "EXAMPLE_ALLOWED_HOSTS": "127.0.0.1",
         "VERIFYNOW_SANDBOX": "0",
