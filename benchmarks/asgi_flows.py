@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument(
         "--pool", default="4,16", help="min,max of Django's pool ('' off)"
     )
+    parser.add_argument(
+        "--asgi-threads", default="", help="EXAMPLE_ASGI_THREADS of the site ('' off)"
+    )
     args = parser.parse_args()
     env = {
         **os.environ,
@@ -159,6 +162,7 @@ def main() -> None:
         "EXAMPLE_DATABASE_URL": args.database,
         "EXAMPLE_REDIS_URL": args.redis,
         "EXAMPLE_DB_POOL": args.pool,
+        "EXAMPLE_ASGI_THREADS": args.asgi_threads,
         "DJANGO_DEBUG": "0",
         "EXAMPLE_ALLOWED_HOSTS": "127.0.0.1",
         "VERIFYNOW_SANDBOX": "0",
