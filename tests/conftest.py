@@ -95,3 +95,60 @@ def browser() -> Iterator[Any]:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     else:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class AsyncServices:
+    """The service API's async twins behind the sync names, each call awaited on a
+    fresh event loop: a test written against ``services`` runs unchanged through
+    ``asend_otp``, ``avalidate_otp``, ``aresend_otp`` and ``aconsume_verification``
+    (their phases in the executor's threads, the vendor call awaited over httpx)."""
+
+    _ASYNC = {
+        "send_otp": "asend_otp",
+        "validate_otp": "avalidate_otp",
+        "resend_otp": "aresend_otp",
+        "consume_verification": "aconsume_verification",
+    }
+
+    def __getattr__(self, name: str) -> Any:
+        from asgiref.sync import async_to_sync
+
+        from django_verifynow import services
+
+        if name in self._ASYNC:
+            return async_to_sync(getattr(services, self._ASYNC[name]))
+        return getattr(services, name)
+
+
+@pytest.fixture(
+    params=[
+        "sync",
+        # The executor's threads have their own connections: they cannot see the
+        # test's uncommitted transaction, so the async runs use a committed database.
+        pytest.param("async", marks=pytest.mark.django_db(transaction=True)),
+    ]
+)
+def svc(request: pytest.FixtureRequest) -> Any:
+    """The service API, once sync (``services`` itself) and once async."""
+    from django_verifynow import services
+
+    return services if request.param == "sync" else AsyncServices()
+
+
+@pytest.fixture(
+    params=[
+        "wsgi",
+        # The async endpoints run their steps in the executor's threads, whose
+        # connections cannot see the test's uncommitted transaction.
+        pytest.param("asgi", marks=pytest.mark.django_db(transaction=True)),
+    ]
+)
+def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run an API test module's tests through Django's WSGI handler (the DRF views)
+    and through its ASGI handler (the same URLs' async face): its ``APIClient`` is
+    swapped for :class:`~tests.asgi_client.ASGIAPIClient` in the second run."""
+    if request.param == "asgi":
+        from .asgi_client import ASGIAPIClient
+
+        monkeypatch.setattr(request.module, "APIClient", ASGIAPIClient)
+    return str(request.param)

@@ -27,7 +27,8 @@ from django_verifynow.api.views import MAX_BODY_BYTES, VerifyNowAPIView
 from django_verifynow.models import VerificationAttempt
 from django_verifynow.testing import last_code, sandbox_engine
 
-pytestmark = pytest.mark.django_db
+# Every test runs through the WSGI handler and through the ASGI one (``server``).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("server")]
 
 BASE = "/api/verify/"
 PHONE = "+919876543210"

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from django_verifynow.testing import sandbox_engine
 
-pytestmark = pytest.mark.django_db
+# Every test runs through the WSGI handler and through the ASGI one (``server``).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("server")]
 
 BASE = "/api/verify/"
 PHONE = "+919876543210"

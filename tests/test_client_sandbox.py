@@ -9,6 +9,7 @@ decides on the body alone.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import random
@@ -20,6 +21,7 @@ import requests
 
 from django_verifynow import client as client_module
 from django_verifynow.client import VerifyNowClient
+from django_verifynow.client.aio import AsyncVerifyNowClient
 from django_verifynow.codes import Outcome
 from django_verifynow.exceptions import (
     OutOfCredit,
@@ -49,14 +51,56 @@ def sim(request) -> Iterator[tuple[SandboxEngine, SandboxServer]]:
         yield engine, server
 
 
+class AwaitedClient:
+    """An :class:`AsyncVerifyNowClient` called like the sync client, each call
+    awaited on this object's own event loop (so its httpx pool lives across calls)."""
+
+    def __init__(self, client: VerifyNowClient) -> None:
+        self.sync = client
+        self.aclient = AsyncVerifyNowClient(client)
+        self.loop = asyncio.new_event_loop()
+
+    def send(self, **kwargs):
+        return self.loop.run_until_complete(self.aclient.send(**kwargs))
+
+    def validate(self, **kwargs):
+        return self.loop.run_until_complete(self.aclient.validate(**kwargs))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.aclient.aclose())
+        self.loop.close()
+
+    def __getattr__(self, name):
+        return getattr(self.sync, name)
+
+
+_MODE = {"async": False, "made": []}
+
+
+@pytest.fixture(autouse=True, params=["sync", "async"])
+def client_mode(request) -> Iterator[str]:
+    """Every test runs with the sync client and with the async one (httpx)."""
+    _MODE["async"] = request.param == "async"
+    yield request.param
+    for made in _MODE["made"]:
+        made.close()
+    _MODE["made"] = []
+    _MODE["async"] = False
+
+
 def make_client(server: SandboxServer, **kwargs) -> VerifyNowClient:
     kwargs.setdefault("timeout", (1.0, 2.0))
-    return VerifyNowClient(
+    client = VerifyNowClient(
         customer_id=SANDBOX_CUSTOMER_ID,
         password=SANDBOX_PASSWORD,
         base_url=server.url,
         **kwargs,
     )
+    if not _MODE["async"]:
+        return client
+    awaited = AwaitedClient(client)
+    _MODE["made"].append(awaited)
+    return awaited  # type: ignore[return-value]
 
 
 def code_for(engine: SandboxEngine) -> str:
@@ -88,7 +132,7 @@ def test_full_flow_and_every_validate_outcome(sim):
     assert engine.count("token") == 1
 
 
-def test_one_token_and_one_connection_for_many_calls(sim):
+def test_one_token_and_one_connection_for_many_calls(sim, client_mode):
     engine, server = sim
     client = make_client(server)
     for i in range(8):
@@ -96,7 +140,8 @@ def test_one_token_and_one_connection_for_many_calls(sim):
     assert engine.count("token") == 1
     assert engine.count("send") == 8
     # Keep-alive: the pooled session reused one TCP connection for all nine requests.
-    assert server.stats()["connections_opened"] == 1
+    # The async client's token fetch is the blocking transport's: one more connection.
+    assert server.stats()["connections_opened"] == (2 if client_mode == "async" else 1)
 
 
 def test_token_refresh_on_401_replays_once(sim):

@@ -9,6 +9,7 @@ otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from asgiref.sync import async_to_sync
 from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
@@ -36,16 +38,16 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 PHONE = "+919876543210"
 
 
-def race(n: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in ``n`` threads released at the same moment; return results or
-    the exceptions they raised."""
+def thread_race(n: int, work: Callable[[int, Any], Any]) -> list[Any]:
+    """Run ``work(i, services)`` in ``n`` threads released at the same moment; return
+    results or the exceptions they raised."""
     barrier = threading.Barrier(n)
     results: list[Any] = [None] * n
 
     def run(i: int) -> None:
         try:
             barrier.wait()
-            results[i] = work(i)
+            results[i] = work(i, services)
         except Exception as exc:  # noqa: BLE001 - the test inspects it
             results[i] = exc
         finally:
@@ -59,18 +61,48 @@ def race(n: int, work: Callable[[int], Any]) -> list[Any]:
     return results
 
 
+class _Awaitable:
+    """The async service API under the sync names: ``api.validate_otp(...)`` returns
+    the coroutine of ``avalidate_otp(...)``."""
+
+    send_otp = staticmethod(services.asend_otp)
+    validate_otp = staticmethod(services.avalidate_otp)
+    resend_otp = staticmethod(services.aresend_otp)
+    consume_verification = staticmethod(services.aconsume_verification)
+
+
+def gather_race(n: int, work: Callable[[int, Any], Any]) -> list[Any]:
+    """Run ``work(i, async api)`` ``n`` times at once with ``asyncio.gather`` on one
+    event loop (the phases in the executor's threads); results or exceptions."""
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(
+            *(work(i, _Awaitable) for i in range(n)), return_exceptions=True
+        )
+
+    results = async_to_sync(all_at_once)()
+    connections.close_all()
+    return results
+
+
+@pytest.fixture(params=["threads", "asyncio"])
+def race(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
+    """Each race twice: sync calls in threads, and async calls gathered on a loop."""
+    return thread_race if request.param == "threads" else gather_race
+
+
 def test_runs_on_postgresql():
     assert connection.vendor == "postgresql"
 
 
-def test_twenty_concurrent_wrong_codes_reach_the_vendor_max_attempts_times():
+def test_twenty_concurrent_wrong_codes_reach_the_vendor_max_attempts_times(race):
     attempt = services.send_otp(PHONE)
     code = last_code(PHONE)
     bad = "".join(str((int(d) + 1) % 10) for d in code)
     # A little vendor latency widens the window in which the threads overlap.
     sandbox_engine().inject_fault("latency", endpoint="validate", times=20, delay=0.05)
 
-    results = race(20, lambda i: services.validate_otp(attempt.pk, bad))
+    results = race(20, lambda i, api: api.validate_otp(attempt.pk, bad))
 
     assert not [r for r in results if isinstance(r, Exception)]
     assert sandbox_engine().count("validate") == 5
@@ -84,7 +116,7 @@ def test_twenty_concurrent_wrong_codes_reach_the_vendor_max_attempts_times():
     assert sum(1 for r in results if r.check_outcome is None) == 15
 
 
-def test_two_concurrent_right_codes_make_one_transition():
+def test_two_concurrent_right_codes_make_one_transition(race):
     attempt = services.send_otp(PHONE)
     code = last_code(PHONE)
     verified: list[Any] = []
@@ -97,7 +129,7 @@ def test_two_concurrent_right_codes_make_one_transition():
         sandbox_engine().inject_fault(
             "latency", endpoint="validate", times=2, delay=0.05
         )
-        results = race(2, lambda i: services.validate_otp(attempt.pk, code))
+        results = race(2, lambda i, api: api.validate_otp(attempt.pk, code))
     finally:
         signals.verification_verified.disconnect(on_verified)
 
@@ -108,13 +140,13 @@ def test_two_concurrent_right_codes_make_one_transition():
     assert attempt.status == AttemptStatus.VERIFIED
 
 
-def test_two_concurrent_consumes_make_one_success():
+def test_two_concurrent_consumes_make_one_success(race):
     attempt = services.send_otp(PHONE, purpose="signup")
     services.validate_otp(attempt.pk, last_code(PHONE))
 
     results = race(
         2,
-        lambda i: services.consume_verification(
+        lambda i, api: api.consume_verification(
             attempt.pk, phone_number=PHONE, purpose="signup"
         ),
     )
@@ -127,7 +159,7 @@ def test_two_concurrent_consumes_make_one_success():
 
 
 @pytest.mark.redis
-def test_concurrent_sends_to_one_phone_make_one_vendor_send():
+def test_concurrent_sends_to_one_phone_make_one_vendor_send(race):
     """Twelve simultaneous sends to one phone (any requesters): the in-flight marker
     lets one reach the vendor; the others are refused and spend nothing, so the
     per-phone limit of 2 still allows one more send once the code has expired."""
@@ -139,7 +171,7 @@ def test_concurrent_sends_to_one_phone_make_one_vendor_send():
     }
     with override_settings(VERIFYNOW=verifynow):
         sandbox_engine().inject_fault("latency", endpoint="send", times=1, delay=0.2)
-        results = race(12, lambda i: services.send_otp(PHONE))
+        results = race(12, lambda i, api: api.send_otp(PHONE))
         sent = [r for r in results if isinstance(r, VerificationAttempt)]
         limited = [r for r in results if isinstance(r, RateLimited)]
         assert len(sent) == 1 and len(limited) == 11, results
@@ -159,7 +191,9 @@ def test_concurrent_sends_to_one_phone_make_one_vendor_send():
         assert info.value.reason == Reason.PHONE_LIMIT
 
 
-def test_concurrent_sends_from_one_session_make_one_vendor_send_and_one_live_attempt():
+def test_concurrent_sends_from_one_session_make_one_vendor_send_and_one_live_attempt(
+    race,
+):
     """Two tabs or a retrying client: 4 simultaneous sends for one phone and session
     give one vendor send and one live attempt; the others are refused, spending
     nothing."""
@@ -181,7 +215,7 @@ def test_concurrent_sends_from_one_session_make_one_vendor_send_and_one_live_att
     first.session.save()
     sandbox_engine().inject_fault("latency", endpoint="send", times=4, delay=0.2)
 
-    results = race(4, lambda i: services.send_otp(PHONE, request=request()))
+    results = race(4, lambda i, api: api.send_otp(PHONE, request=request()))
 
     sent = [r for r in results if isinstance(r, VerificationAttempt)]
     refused = [r for r in results if isinstance(r, RateLimited)]
@@ -209,7 +243,7 @@ def test_the_database_allows_one_live_attempt_per_session_and_phone():
     )
 
 
-def test_the_right_code_raced_on_the_last_try_verifies():
+def test_the_right_code_raced_on_the_last_try_verifies(race):
     """Four wrong codes, then the right code twice at once: the attempt ends verified
     (the vendor said so), not locked; the check that found no try left changes
     nothing."""
@@ -220,7 +254,7 @@ def test_the_right_code_raced_on_the_last_try_verifies():
         services.validate_otp(attempt.pk, bad)
     sandbox_engine().inject_fault("latency", endpoint="validate", times=2, delay=0.2)
 
-    results = race(2, lambda i: services.validate_otp(attempt.pk, code))
+    results = race(2, lambda i, api: api.validate_otp(attempt.pk, code))
 
     assert not [r for r in results if isinstance(r, Exception)], results
     attempt.refresh_from_db()

@@ -146,24 +146,24 @@ def test_send_creates_a_pending_attempt(
     "value",
     ["", "12", "not a number", "+91 12345", "+1" + "9" * 60, None, 919876543210],
 )
-def test_invalid_numbers_are_refused_before_the_vendor(value):
+def test_invalid_numbers_are_refused_before_the_vendor(svc, value):
     with pytest.raises(InvalidPhoneNumber):
-        services.send_otp(value)
+        svc.send_otp(value)
     assert sandbox_engine().count("send") == 0
     assert not VerificationAttempt.objects.exists()
 
 
-def test_formatting_variants_share_one_number(request_a):
+def test_formatting_variants_share_one_number(svc, request_a):
     with vn(RESEND_COOLDOWN=0), clock() as skip:
         for variant in ["+91 98765 43210", "009198765 43210", "+91-98765-43210"]:
-            attempt = services.send_otp(variant, request=request_a)
+            attempt = svc.send_otp(variant, request=request_a)
             assert attempt.phone_number == PHONE
             skip()
 
 
-def test_disallowed_country_is_blocked_with_no_vendor_call(received):
+def test_disallowed_country_is_blocked_with_no_vendor_call(svc, received):
     with pytest.raises(PhoneNumberNotAllowed) as info:
-        services.send_otp("+33 6 12 34 56 78")
+        svc.send_otp("+33 6 12 34 56 78")
     assert info.value.reason == "country"
     assert sandbox_engine().count("send") == 0
     assert (
@@ -177,13 +177,13 @@ def test_disallowed_country_is_blocked_with_no_vendor_call(received):
 
 
 @pytest.mark.parametrize("kind", ["TOLL_FREE", "PREMIUM_RATE"])
-def test_monetisable_number_types_are_blocked(kind):
+def test_monetisable_number_types_are_blocked(svc, kind):
     example = phonenumbers.example_number_for_type(
         "US", getattr(phonenumbers.PhoneNumberType, kind)
     )
     e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
     with pytest.raises(PhoneNumberNotAllowed) as info:
-        services.send_otp(e164)
+        svc.send_otp(e164)
     assert info.value.reason == "number_type"
     assert sandbox_engine().count("send") == 0
 
@@ -191,16 +191,16 @@ def test_monetisable_number_types_are_blocked(kind):
 @pytest.mark.parametrize(
     "kwargs", [{"purpose": "Signup!"}, {"purpose": ""}, {"flow_type": "RCS"}]
 )
-def test_bad_purpose_or_channel_is_refused(kwargs):
+def test_bad_purpose_or_channel_is_refused(svc, kwargs):
     with pytest.raises(InvalidInput):
-        services.send_otp(PHONE, **kwargs)
+        svc.send_otp(PHONE, **kwargs)
     assert sandbox_engine().count("send") == 0
 
 
-def test_second_send_within_the_cooldown_is_refused(request_a):
-    first = services.send_otp(PHONE, request=request_a)
+def test_second_send_within_the_cooldown_is_refused(svc, request_a):
+    first = svc.send_otp(PHONE, request=request_a)
     with pytest.raises(RateLimited) as info:
-        services.send_otp(PHONE, request=request_a)
+        svc.send_otp(PHONE, request=request_a)
     # The 30 s cooldown is covered by the sandbox's 60 s code life: a resend before
     # then would get 506 and send nothing, so the wait says the code is still valid.
     assert info.value.reason == Reason.COOLDOWN and 30 < info.value.retry_after <= 60
@@ -210,40 +210,40 @@ def test_second_send_within_the_cooldown_is_refused(request_a):
     assert first.status == AttemptStatus.PENDING  # the live code stays valid
 
 
-def test_per_phone_send_limit():
+def test_per_phone_send_limit(svc):
     with vn(RESEND_COOLDOWN=0), clock() as skip:
         for i in range(5):
-            services.send_otp(PHONE, request=make_request(ip=f"198.51.100.{i}"))
+            svc.send_otp(PHONE, request=make_request(ip=f"198.51.100.{i}"))
             skip()
         with pytest.raises(RateLimited) as info:
-            services.send_otp(PHONE, request=make_request(ip="198.51.100.99"))
+            svc.send_otp(PHONE, request=make_request(ip="198.51.100.99"))
     assert info.value.reason == Reason.PHONE_LIMIT
     assert sandbox_engine().count("send") == 5
 
 
-def test_per_ip_send_limit_covers_fresh_numbers():
+def test_per_ip_send_limit_covers_fresh_numbers(svc):
     numbers = [f"+9198765432{i:02d}" for i in range(11)]
     for number in numbers[:10]:
-        services.send_otp(number, request=make_request(ip="192.0.2.1"))
+        svc.send_otp(number, request=make_request(ip="192.0.2.1"))
     with pytest.raises(RateLimited):
-        services.send_otp(numbers[10], request=make_request(ip="192.0.2.1"))
+        svc.send_otp(numbers[10], request=make_request(ip="192.0.2.1"))
     assert sandbox_engine().count("send") == 10
 
 
-def test_daily_cap():
+def test_daily_cap(svc):
     with vn(DAILY_SEND_CAP=2):
-        services.send_otp(PHONE)
-        services.send_otp(OTHER)
+        svc.send_otp(PHONE)
+        svc.send_otp(OTHER)
         with pytest.raises(RateLimited) as info:
-            services.send_otp("+919800000001")
+            svc.send_otp("+919800000001")
     assert info.value.scope == "daily_cap"
     assert sandbox_engine().count("send") == 2
 
 
-def test_send_read_timeout_records_unknown(request_a, received):
+def test_send_read_timeout_records_unknown(svc, request_a, received):
     sandbox_engine().inject_fault("timeout", endpoint="send")
     with pytest.raises(ProviderTimeout) as info:
-        services.send_otp(PHONE, request=request_a)
+        svc.send_otp(PHONE, request=request_a)
     attempt = VerificationAttempt.objects.get()
     assert (
         attempt.status == AttemptStatus.UNKNOWN
@@ -254,42 +254,42 @@ def test_send_read_timeout_records_unknown(request_a, received):
     assert received[-1][0] == "verification_failed"
     # It counts: a new send inside the cooldown is refused.
     with pytest.raises(RateLimited):
-        services.send_otp(PHONE, request=request_a)
+        svc.send_otp(PHONE, request=request_a)
 
 
-def test_send_connect_error_records_failed_and_frees_the_cooldown(request_a):
+def test_send_connect_error_records_failed_and_frees_the_cooldown(svc, request_a):
     sandbox_engine().inject_fault("connect_error", endpoint="send", times=2)
     with pytest.raises(ProviderUnavailable) as info:
-        services.send_otp(PHONE, request=request_a)
+        svc.send_otp(PHONE, request=request_a)
     assert not isinstance(info.value, ProviderTimeout)
     assert VerificationAttempt.objects.get().status == AttemptStatus.FAILED
     # Nothing went out, so the user may try again at once.
-    attempt = services.send_otp(PHONE, request=request_a)
+    attempt = svc.send_otp(PHONE, request=request_a)
     assert attempt.status == AttemptStatus.PENDING
 
 
 @pytest.mark.parametrize("code", [511, 508, 501, 400])
-def test_send_refusal_records_failed_with_the_code(code):
+def test_send_refusal_records_failed_with_the_code(svc, code):
     sandbox_engine().inject_fault("response_code", endpoint="send", code=code)
     with pytest.raises(ProviderError) as info:
-        services.send_otp(PHONE)
+        svc.send_otp(PHONE)
     attempt = VerificationAttempt.objects.get()
     assert attempt.status == AttemptStatus.FAILED and attempt.last_response_code == code
     assert info.value.code == "provider_error"
 
 
-def test_vendor_limit_800_is_rate_limited_and_recorded():
+def test_vendor_limit_800_is_rate_limited_and_recorded(svc):
     sandbox_engine().inject_fault("response_code", endpoint="send", code=800)
     with pytest.raises(RateLimited):
-        services.send_otp(PHONE)
+        svc.send_otp(PHONE)
     assert VerificationAttempt.objects.get().status == AttemptStatus.FAILED
 
 
-def test_send_replaces_the_previous_pending_attempt(request_a):
+def test_send_replaces_the_previous_pending_attempt(svc, request_a):
     with vn(RESEND_COOLDOWN=0), clock() as skip:
-        first = services.send_otp(PHONE, request=request_a)
+        first = svc.send_otp(PHONE, request=request_a)
         skip()
-        second = services.send_otp(PHONE, request=request_a)
+        second = svc.send_otp(PHONE, request=request_a)
         first.refresh_from_db()
     assert first.status == AttemptStatus.EXPIRED
     assert second.status == AttemptStatus.PENDING
@@ -357,58 +357,58 @@ def test_wrong_codes_count_then_lock(
         123456,
     ],
 )
-def test_malformed_codes_cost_nothing(request_a, code):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_malformed_codes_cost_nothing(svc, request_a, code):
+    attempt = svc.send_otp(PHONE, request=request_a)
     with pytest.raises(InvalidInput):
-        services.validate_otp(attempt.pk, code, request=request_a)
+        svc.validate_otp(attempt.pk, code, request=request_a)
     attempt.refresh_from_db()
     assert attempt.check_count == 0 and attempt.status == AttemptStatus.PENDING
     assert sandbox_engine().count("validate") == 0
 
 
-def test_spaces_in_the_code_are_trimmed(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_spaces_in_the_code_are_trimmed(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     code = last_code(PHONE)
     spaced = f" {code[:3]} {code[3:]} "
     assert (
-        services.validate_otp(attempt.pk, spaced, request=request_a).status
+        svc.validate_otp(attempt.pk, spaced, request=request_a).status
         == AttemptStatus.VERIFIED
     )
 
 
-def test_expired_locally_without_a_vendor_call(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_expired_locally_without_a_vendor_call(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     with time_machine.travel(attempt.expires_at + timedelta(seconds=1)):
-        result = services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+        result = svc.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
     assert result.status == AttemptStatus.EXPIRED and result.check_outcome is None
     assert sandbox_engine().count("validate") == 0
 
 
-def test_code_ttl_caps_the_vendor_timeout(request_a):
+def test_code_ttl_caps_the_vendor_timeout(svc, request_a):
     with vn(CODE_TTL=30):
-        attempt = services.send_otp(PHONE, request=request_a)
+        attempt = svc.send_otp(PHONE, request=request_a)
     assert attempt.expires_at - attempt.created_at <= timedelta(seconds=31)
 
 
-def test_replay_after_success_makes_no_vendor_call(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_replay_after_success_makes_no_vendor_call(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     code = last_code(PHONE)
-    services.validate_otp(attempt.pk, code, request=request_a)
-    result = services.validate_otp(attempt.pk, code, request=request_a)
+    svc.validate_otp(attempt.pk, code, request=request_a)
+    result = svc.validate_otp(attempt.pk, code, request=request_a)
     assert result.status == AttemptStatus.VERIFIED and result.check_outcome is None
     assert sandbox_engine().count("validate") == 1
 
 
 @pytest.mark.parametrize("lookup", ["other_session", "random_uuid", "garbage"])
-def test_someone_elses_attempt_is_not_found(request_a, lookup):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_someone_elses_attempt_is_not_found(svc, request_a, lookup):
+    attempt = svc.send_otp(PHONE, request=request_a)
     target = {
         "other_session": attempt.pk,
         "random_uuid": uuid.uuid4(),
         "garbage": "1000001",
     }[lookup]
     with pytest.raises(AttemptNotFound) as info:
-        services.validate_otp(
+        svc.validate_otp(
             target, last_code(PHONE), request=make_request(ip="203.0.113.9")
         )
     assert str(info.value) == str(AttemptNotFound())  # one message for all three cases
@@ -416,88 +416,88 @@ def test_someone_elses_attempt_is_not_found(request_a, lookup):
     assert attempt.check_count == 0 and sandbox_engine().count("validate") == 0
 
 
-def test_the_same_user_in_another_session_may_validate():
+def test_the_same_user_in_another_session_may_validate(svc):
     user = get_user_model().objects.create_user("ana", password="x" * 12)
-    attempt = services.send_otp(PHONE, request=make_request(user=user))
+    attempt = svc.send_otp(PHONE, request=make_request(user=user))
     assert attempt.user == user
-    result = services.validate_otp(
+    result = svc.validate_otp(
         attempt.pk, last_code(PHONE), request=make_request(user=user)
     )
     assert result.status == AttemptStatus.VERIFIED
 
 
-def test_validate_timeout_counts_and_resubmission_verifies(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_validate_timeout_counts_and_resubmission_verifies(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     code = last_code(PHONE)
     sandbox_engine().inject_fault("timeout", endpoint="validate")
     with pytest.raises(ProviderTimeout):
-        services.validate_otp(attempt.pk, code, request=request_a)
+        svc.validate_otp(attempt.pk, code, request=request_a)
     attempt.refresh_from_db()
     assert attempt.check_count == 1 and attempt.status == AttemptStatus.PENDING
     assert VerificationCheck.objects.get().outcome == CheckOutcome.UNKNOWN
     # The sandbox processed the lost call: the vendor now answers 703, which counts as
     # success for this still-pending attempt of ours.
-    result = services.validate_otp(attempt.pk, code, request=request_a)
+    result = svc.validate_otp(attempt.pk, code, request=request_a)
     assert result.status == AttemptStatus.VERIFIED
     assert result.check_count == 2
 
 
-def test_validate_connect_error_refunds_the_check(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_validate_connect_error_refunds_the_check(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     sandbox_engine().inject_fault("connect_error", endpoint="validate", times=2)
     with pytest.raises(ProviderUnavailable):
-        services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+        svc.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
     attempt.refresh_from_db()
     assert attempt.check_count == 0
     assert VerificationCheck.objects.get().outcome == CheckOutcome.UNAVAILABLE
 
 
-def test_vendor_expiry_705_expires_the_attempt(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_vendor_expiry_705_expires_the_attempt(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     sandbox_engine().inject_fault("response_code", endpoint="validate", code=705)
-    result = services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+    result = svc.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
     assert result.status == AttemptStatus.EXPIRED
     assert VerificationCheck.objects.get().response_code == 705
 
 
-def test_vendor_505_fails_the_attempt(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_vendor_505_fails_the_attempt(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     sandbox_engine().inject_fault("response_code", endpoint="validate", code=505)
     with pytest.raises(ProviderError):
-        services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+        svc.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.FAILED
 
 
-def test_failures_per_phone_are_capped_across_attempts():
+def test_failures_per_phone_are_capped_across_attempts(svc):
     with (
         vn(RESEND_COOLDOWN=0, RATE_LIMITS={"validate_failure": "3/d/phone"}),
         clock() as skip,
     ):
-        first = services.send_otp(PHONE)
+        first = svc.send_otp(PHONE)
         code = last_code(PHONE)
-        services.validate_otp(first.pk, wrong(code))
-        services.validate_otp(first.pk, wrong(code))
+        svc.validate_otp(first.pk, wrong(code))
+        svc.validate_otp(first.pk, wrong(code))
         skip()
-        second = services.resend_otp(first.pk)
-        services.validate_otp(second.pk, wrong(last_code(PHONE)))
+        second = svc.resend_otp(first.pk)
+        svc.validate_otp(second.pk, wrong(last_code(PHONE)))
         with pytest.raises(RateLimited):
-            services.validate_otp(second.pk, last_code(PHONE))
+            svc.validate_otp(second.pk, last_code(PHONE))
     assert sandbox_engine().count("validate") == 3
 
 
-def test_validate_works_with_the_cache_down(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_validate_works_with_the_cache_down(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     broken = {"default": {"BACKEND": "tests.broken_cache.BrokenCache"}}
     with override_settings(CACHES=broken):
-        result = services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+        result = svc.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
     assert result.status == AttemptStatus.VERIFIED
 
 
-def test_send_fails_closed_with_the_cache_down():
+def test_send_fails_closed_with_the_cache_down(svc):
     broken = {"default": {"BACKEND": "tests.broken_cache.BrokenCache"}}
     with override_settings(CACHES=broken), pytest.raises(LimitsUnavailable) as info:
-        services.send_otp(PHONE)
+        svc.send_otp(PHONE)
     assert info.value.reason == Reason.LIMITS_UNAVAILABLE
     assert sandbox_engine().count("send") == 0
 
@@ -505,11 +505,11 @@ def test_send_fails_closed_with_the_cache_down():
 # -- resend ---------------------------------------------------------------------------
 
 
-def test_resend_makes_a_new_attempt_and_retires_the_old(request_a):
+def test_resend_makes_a_new_attempt_and_retires_the_old(svc, request_a):
     with vn(RESEND_COOLDOWN=0), clock() as skip:
-        first = services.send_otp(PHONE, request=request_a, purpose="signup")
+        first = svc.send_otp(PHONE, request=request_a, purpose="signup")
         skip()
-        second = services.resend_otp(first.pk, request=request_a)
+        second = svc.resend_otp(first.pk, request=request_a)
     first.refresh_from_db()
     assert second.pk != first.pk and second.purpose == "signup"
     assert (
@@ -517,19 +517,19 @@ def test_resend_makes_a_new_attempt_and_retires_the_old(request_a):
     )
     assert second.provider_verification_id != first.provider_verification_id
     assert (
-        services.validate_otp(second.pk, last_code(PHONE), request=request_a).status
+        svc.validate_otp(second.pk, last_code(PHONE), request=request_a).status
         == "verified"
     )
 
 
-def test_resend_while_the_vendor_code_is_live_keeps_the_count(request_a):
+def test_resend_while_the_vendor_code_is_live_keeps_the_count(svc, request_a):
     with vn(RESEND_COOLDOWN=0):
-        first = services.send_otp(PHONE, request=request_a, flow_type="WHATSAPP")
+        first = svc.send_otp(PHONE, request=request_a, flow_type="WHATSAPP")
         code = last_code(PHONE)
-        services.validate_otp(first.pk, wrong(code), request=request_a)
-        services.validate_otp(first.pk, wrong(code), request=request_a)
+        svc.validate_otp(first.pk, wrong(code), request=request_a)
+        svc.validate_otp(first.pk, wrong(code), request=request_a)
         forget_cooldowns()
-        second = services.resend_otp(first.pk, request=request_a)
+        second = svc.resend_otp(first.pk, request=request_a)
     # 506: same vendor verification, no new SMS, wrong tries carried over, and the
     # channel is the one the code really came by.
     assert second.provider_verification_id == first.provider_verification_id
@@ -540,24 +540,24 @@ def test_resend_while_the_vendor_code_is_live_keeps_the_count(request_a):
     assert len(sandbox_engine().outbox) == 1
 
 
-def test_resend_respects_the_cooldown(request_a):
-    first = services.send_otp(PHONE, request=request_a)
+def test_resend_respects_the_cooldown(svc, request_a):
+    first = svc.send_otp(PHONE, request=request_a)
     with pytest.raises(RateLimited):
-        services.resend_otp(first.pk, request=request_a)
+        svc.resend_otp(first.pk, request=request_a)
     assert services.resend_available_at(first) > timezone.now()
 
 
-def test_resend_of_a_verified_attempt_is_refused(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
-    services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+def test_resend_of_a_verified_attempt_is_refused(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
+    svc.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
     with pytest.raises(InvalidInput):
-        services.resend_otp(attempt.pk, request=request_a)
+        svc.resend_otp(attempt.pk, request=request_a)
 
 
-def test_resend_from_another_session_is_not_found(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_resend_from_another_session_is_not_found(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     with pytest.raises(AttemptNotFound):
-        services.resend_otp(attempt.pk, request=make_request())
+        svc.resend_otp(attempt.pk, request=make_request())
 
 
 # -- consume --------------------------------------------------------------------------
@@ -569,19 +569,19 @@ def verified(request_a):
     return services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
 
 
-def test_consume_once(verified, request_a):
-    consumed = services.consume_verification(
+def test_consume_once(svc, verified, request_a):
+    consumed = svc.consume_verification(
         verified.pk, phone_number="+91 98765 43210", purpose="signup", request=request_a
     )
     assert consumed.consumed_at is not None
     with pytest.raises(AttemptNotFound):
-        services.consume_verification(
+        svc.consume_verification(
             verified.pk, phone_number=PHONE, purpose="signup", request=request_a
         )
 
 
 @pytest.mark.parametrize("change", ["phone", "purpose", "session", "too_old"])
-def test_consume_refuses_mismatches(verified, request_a, change):
+def test_consume_refuses_mismatches(svc, verified, request_a, change):
     kwargs = {"phone_number": PHONE, "purpose": "signup", "request": request_a}
     if change == "phone":
         kwargs["phone_number"] = OTHER
@@ -594,18 +594,18 @@ def test_consume_refuses_mismatches(verified, request_a, change):
             verified.verified_at + timedelta(seconds=DEFAULTS["PROOF_TTL"] + 1)
         ):
             with pytest.raises(AttemptNotFound):
-                services.consume_verification(verified.pk, **kwargs)
+                svc.consume_verification(verified.pk, **kwargs)
     else:
         with pytest.raises(AttemptNotFound):
-            services.consume_verification(verified.pk, **kwargs)
+            svc.consume_verification(verified.pk, **kwargs)
     verified.refresh_from_db()
     assert verified.consumed_at is None
 
 
-def test_consume_refuses_an_unverified_attempt(request_a):
-    attempt = services.send_otp(PHONE, request=request_a, purpose="signup")
+def test_consume_refuses_an_unverified_attempt(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a, purpose="signup")
     with pytest.raises(AttemptNotFound):
-        services.consume_verification(
+        svc.consume_verification(
             attempt.pk, phone_number=PHONE, purpose="signup", request=request_a
         )
 
@@ -613,15 +613,15 @@ def test_consume_refuses_an_unverified_attempt(request_a):
 # -- privacy --------------------------------------------------------------------------
 
 
-def test_no_code_or_full_number_in_logs(request_a, caplog):
+def test_no_code_or_full_number_in_logs(svc, request_a, caplog):
     caplog.set_level(logging.DEBUG)
-    attempt = services.send_otp(PHONE, request=request_a)
+    attempt = svc.send_otp(PHONE, request=request_a)
     code = last_code(PHONE)
-    services.validate_otp(attempt.pk, wrong(code), request=request_a)
-    services.validate_otp(attempt.pk, code, request=request_a)
+    svc.validate_otp(attempt.pk, wrong(code), request=request_a)
+    svc.validate_otp(attempt.pk, code, request=request_a)
     sandbox_engine().inject_fault("timeout", endpoint="send")
     with vn(RESEND_COOLDOWN=0), pytest.raises(ProviderTimeout):
-        services.send_otp(OTHER, request=request_a)
+        svc.send_otp(OTHER, request=request_a)
     # The sandbox's own delivery log shows codes on purpose (a development inbox).
     text = "\n".join(
         r.getMessage() for r in caplog.records if r.name != "django_verifynow.sandbox"
@@ -632,7 +632,7 @@ def test_no_code_or_full_number_in_logs(request_a, caplog):
     assert "+91********10" in text
 
 
-def test_verified_attempt_checks_without_consuming(verified, request_a):
+def test_verified_attempt_checks_without_consuming(svc, verified, request_a):
     found = services.verified_attempt(
         verified.pk, phone_number=PHONE, purpose="signup", request=request_a
     )
@@ -643,7 +643,7 @@ def test_verified_attempt_checks_without_consuming(verified, request_a):
         services.verified_attempt(
             verified.pk, phone_number=PHONE, purpose="signup", request=make_request()
         )
-    services.consume_verification(
+    svc.consume_verification(
         verified.pk, phone_number=PHONE, purpose="signup", request=request_a
     )
     with pytest.raises(AttemptNotFound):
@@ -652,48 +652,48 @@ def test_verified_attempt_checks_without_consuming(verified, request_a):
         )
 
 
-def test_resend_onto_a_vendor_locked_code_is_rate_limited(request_a):
+def test_resend_onto_a_vendor_locked_code_is_rate_limited(svc, request_a):
     with vn(RESEND_COOLDOWN=0):
-        first = services.send_otp(PHONE, request=request_a)
+        first = svc.send_otp(PHONE, request=request_a)
         code = last_code(PHONE)
         for _ in range(5):
-            services.validate_otp(first.pk, wrong(code), request=request_a)
+            svc.validate_otp(first.pk, wrong(code), request=request_a)
         forget_cooldowns()
         # The vendor answers 506 with the locked verification: nothing was sent.
         with pytest.raises(RateLimited) as info:
-            services.resend_otp(first.pk, request=request_a)
+            svc.resend_otp(first.pk, request=request_a)
     assert info.value.reason == Reason.VENDOR_CODE_LOCKED and info.value.retry_after > 0
     newest = VerificationAttempt.objects.order_by("-created_at").first()
     assert newest.pk != first.pk and newest.status == AttemptStatus.FAILED
     assert len(sandbox_engine().outbox) == 1
 
 
-def test_id_enumeration_hits_the_per_ip_validate_limit():
+def test_id_enumeration_hits_the_per_ip_validate_limit(svc):
     """Random ids all get not-found, then the per-IP limit answers, no vendor call."""
     request = make_request(ip="198.51.100.200")
     with vn(RATE_LIMITS={"validate": "20/h/ip"}):
         for _ in range(20):
             with pytest.raises(AttemptNotFound):
-                services.validate_otp(uuid.uuid4(), "123456", request=request)
+                svc.validate_otp(uuid.uuid4(), "123456", request=request)
         with pytest.raises(RateLimited):
-            services.validate_otp(uuid.uuid4(), "123456", request=request)
+            svc.validate_otp(uuid.uuid4(), "123456", request=request)
     assert sandbox_engine().count("validate") == 0
 
 
-def test_malformed_codes_spend_the_ip_budget_but_not_attempts(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_malformed_codes_spend_the_ip_budget_but_not_attempts(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     with vn(RATE_LIMITS={"validate": "3/h/ip"}):
         for _ in range(3):
             with pytest.raises(InvalidInput):
-                services.validate_otp(attempt.pk, "abc", request=request_a)
+                svc.validate_otp(attempt.pk, "abc", request=request_a)
         with pytest.raises(RateLimited):
-            services.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
+            svc.validate_otp(attempt.pk, last_code(PHONE), request=request_a)
     attempt.refresh_from_db()
     assert attempt.check_count == 0
 
 
-def test_lookups_spend_the_read_budget(request_a):
-    attempt = services.send_otp(PHONE, request=request_a)
+def test_lookups_spend_the_read_budget(svc, request_a):
+    attempt = svc.send_otp(PHONE, request=request_a)
     with vn(RATE_LIMITS={"read": "2/h/ip"}):
         assert services.get_attempt(attempt.pk, request=request_a).pk == attempt.pk
         with pytest.raises(AttemptNotFound):

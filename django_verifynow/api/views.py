@@ -15,6 +15,8 @@ do not carry ambient browser credentials and are exempt.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +49,7 @@ __all__ = [
     "AttemptView",
     "LimitedFormParser",
     "LimitedJSONParser",
+    "Plan",
     "ResendView",
     "SameSiteCaller",
     "SendView",
@@ -61,6 +64,32 @@ MAX_BODY_BYTES = 16 * 1024
 _ACCEPTED_MEDIA_TYPES = frozenset(
     {"application/json", "application/x-www-form-urlencoded"}
 )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a handler asks of the services, parsed and checked: the sync views make
+    the call at once, the async ones await its twin (:mod:`.endpoints`).
+
+    :param service: the sync service's name in :mod:`django_verifynow.services`
+        (its async twin is ``"a" + service``).
+    :param answer: turns the returned attempt into the response.
+    :param field: ``(exception class, request field)``: such an error names that
+        field in the error body.
+    :param idempotent: ``(operation, payload)`` for :func:`.idempotency.run`.
+    """
+
+    service: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    answer: Callable[[VerificationAttempt], Response]
+    field: tuple[type[Exception], str] | None = None
+    idempotent: tuple[str, dict[str, Any]] | None = None
+
+    def blame(self, exc: Exception) -> None:
+        """Name the request field an error of the service is about."""
+        if self.field is not None and isinstance(exc, self.field[0]):
+            exc.field = self.field[1]  # type: ignore[attr-defined]
 
 
 def _read_limited(stream: Any) -> bytes:
@@ -206,6 +235,22 @@ class VerifyNowAPIView(APIView):
         """The contract's handler, whatever the project's EXCEPTION_HANDLER."""
         return errors.exception_handler
 
+    def carry_out(self, plan: Plan) -> Response:
+        """Make the planned service call (under the plan's idempotency key, if the
+        request has one) and answer it."""
+
+        def call() -> Response:
+            try:
+                attempt = getattr(services, plan.service)(*plan.args, **plan.kwargs)
+            except Exception as exc:
+                plan.blame(exc)
+                raise
+            return plan.answer(attempt)
+
+        if plan.idempotent is None:
+            return call()
+        return idempotency.run(self.request, *plan.idempotent, call)
+
     def render_attempt(
         self, attempt: VerificationAttempt, status_code: int = 200
     ) -> Response:
@@ -237,25 +282,26 @@ class SendView(VerifyNowAPIView):
 
     def post(self, request: Request) -> Response:
         """Send a code (``Idempotency-Key`` supported)."""
+        return self.carry_out(self.plan_post(request))
+
+    def plan_post(self, request: Request) -> Plan:
+        """Parse the request into the ``send_otp`` call."""
         serializer = SendSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-
-        def send() -> Response:
-            try:
-                attempt = services.send_otp(
-                    data["phone_number"],
-                    request=request,
-                    purpose=data["purpose"],
-                    flow_type=data.get("flow_type"),
-                    region=data.get("country") or None,
-                )
-            except InvalidPhoneNumber as exc:
-                exc.field = "phone_number"  # type: ignore[attr-defined]
-                raise
-            return self.render_attempt(attempt, 201)
-
-        return idempotency.run(request, "send", data, send)
+        return Plan(
+            "send_otp",
+            (data["phone_number"],),
+            {
+                "request": request,
+                "purpose": data["purpose"],
+                "flow_type": data.get("flow_type"),
+                "region": data.get("country") or None,
+            },
+            answer=lambda attempt: self.render_attempt(attempt, 201),
+            field=(InvalidPhoneNumber, "phone_number"),
+            idempotent=("send", data),
+        )
 
 
 class AttemptView(VerifyNowAPIView):
@@ -292,15 +338,22 @@ class ValidateView(VerifyNowAPIView):
 
     def post(self, request: Request, pk: str) -> Response:
         """Check the code and map the attempt's new state to the contract."""
+        return self.carry_out(self.plan_post(request, pk))
+
+    def plan_post(self, request: Request, pk: str) -> Plan:
+        """Parse the request into the ``validate_otp`` call."""
         serializer = ValidateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            attempt = services.validate_otp(
-                pk, serializer.validated_data["code"], request=request
-            )
-        except InvalidInput as exc:
-            exc.field = "code"  # type: ignore[attr-defined]
-            raise
+        return Plan(
+            "validate_otp",
+            (pk, serializer.validated_data["code"]),
+            {"request": request},
+            answer=self.answer_check,
+            field=(InvalidInput, "code"),
+        )
+
+    def answer_check(self, attempt: VerificationAttempt) -> Response:
+        """The contract's answer to the attempt's ``check_result``."""
         answer = CHECK_ANSWERS[attempt.check_result]
         if answer is None:
             return self.render_attempt(attempt)  # also when already verified
@@ -322,12 +375,17 @@ class ResendView(VerifyNowAPIView):
 
     def post(self, request: Request, pk: str) -> Response:
         """Resend (``Idempotency-Key`` supported)."""
+        return self.carry_out(self.plan_post(request, pk))
 
-        def resend() -> Response:
-            attempt = services.resend_otp(pk, request=request)
-            return self.render_attempt(attempt, 201)
-
-        return idempotency.run(request, "resend", {"attempt": str(pk)}, resend)
+    def plan_post(self, request: Request, pk: str) -> Plan:
+        """The ``resend_otp`` call of this request."""
+        return Plan(
+            "resend_otp",
+            (pk,),
+            {"request": request},
+            answer=lambda attempt: self.render_attempt(attempt, 201),
+            idempotent=("resend", {"attempt": str(pk)}),
+        )
 
 
 # drf-spectacular annotations, registered only when drf-spectacular is installed.

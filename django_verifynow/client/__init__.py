@@ -9,7 +9,10 @@ an exception from :mod:`django_verifynow.exceptions`, each with a typed
 Modules:
 
 * :mod:`.calls`: :class:`VerifyNowClient`, its ``send`` and ``validate``;
-* :mod:`.factory`: :func:`get_client`, the client for the current settings;
+* :mod:`.factory`: :func:`get_client` (and :func:`get_async_client`), the client for
+  the current settings;
+* :mod:`.aio`: :class:`~.aio.AsyncVerifyNowClient`, the same calls awaited over
+  ``httpx`` (the ``async`` extra);
 * :mod:`.token`: fetching and caching the auth token;
 * :mod:`.transport`: HTTP exchanges, transport failures and redaction;
 * :mod:`.breaker`: the :class:`CircuitBreaker` shared through the cache;
@@ -41,7 +44,7 @@ from collections.abc import Callable
 from .breaker import CircuitBreaker
 from .calls import DEFAULT_DEADLINE, PATHS, PROVIDER_LIMIT_RETRY_AFTER, VerifyNowClient
 from .deadline import MIN_REQUEST_SECONDS, Deadline
-from .factory import get_client
+from .factory import get_async_client, get_client
 from .results import SendResult, ValidateResult
 from .token import (
     TOKEN_ATTEMPTS,
@@ -77,6 +80,7 @@ __all__ = [
     "Transport",
     "ValidateResult",
     "VerifyNowClient",
+    "get_async_client",
     "get_client",
     "redact",
 ]

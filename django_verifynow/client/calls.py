@@ -24,7 +24,7 @@ sent, no answer in time (read timeout, drop)  :class:`ProviderTimeout`, PROVIDER
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import requests
@@ -39,12 +39,13 @@ from ..exceptions import (
     ProviderUnavailable,
     RateLimited,
 )
+from ..executor import drive
 from ..reasons import Reason
 from .breaker import CircuitBreaker
 from .deadline import Deadline
 from .results import SendResult, ValidateResult, as_id, as_seconds, response_code_of
 from .token import TokenSource
-from .transport import Transport, TransportFailure
+from .transport import Exchange, Transport, TransportFailure
 
 __all__ = ["DEFAULT_DEADLINE", "PATHS", "PROVIDER_LIMIT_RETRY_AFTER", "VerifyNowClient"]
 
@@ -138,15 +139,23 @@ class VerifyNowClient:
 
     def _call(
         self, call: Call, method: str, params: Mapping[str, Any], deadline: Deadline
-    ) -> tuple[requests.Response, dict[str, Any] | None]:
+    ) -> Generator[Exchange, Any, tuple[Any, dict[str, Any] | None]]:
         """Make an authenticated call with the breaker, the connect-only retry and the
-        single refresh-and-replay on an auth failure, all within ``deadline``."""
+        single refresh-and-replay on an auth failure, all within ``deadline``.
+
+        A flow (:mod:`django_verifynow.executor`): it yields each HTTP
+        :class:`~.transport.Exchange` and is sent the response (or has the
+        :class:`~.transport.TransportFailure` thrown in), so the sync client and the
+        async one run this same code.
+        """
         endpoint = call.value
         path = PATHS[self.api_version][endpoint]
         # The breaker's state and the token in one round trip; the success path then
         # writes nothing (the breaker is clean, the token cached).
         state = self._read_state()
         self.breaker.before_call(endpoint, state)
+        # A token fetch (rare: once an hour per site) stays a blocking exchange; in the
+        # async API it runs in the executor's thread of this step.
         if state is None:
             token = self.tokens.get(deadline=deadline, admitted=True)
         else:
@@ -163,13 +172,13 @@ class VerifyNowClient:
             # refused connection, or a 401 refused before any work).
             deadline.require(endpoint)
             try:
-                response = self.transport.request(
+                response = yield Exchange(
                     endpoint,
                     method,
                     path,
                     params,
                     {"authToken": token},
-                    deadline=deadline,
+                    deadline,
                 )
             except TransportFailure as failure:
                 if failure.kind == "connect" and connect_retries:
@@ -184,7 +193,7 @@ class VerifyNowClient:
                 # Read timeout or dropped answer: the vendor may have acted (sent the
                 # SMS, counted the attempt). Never resend.
                 raise ProviderTimeout(endpoint=endpoint) from None
-            body = self.transport.json(response)
+            body = Transport.json(response)
             code = response_code_of(body) if body else None
             # Decide on the body when it has a code, on the HTTP status only without.
             if code in (401, 403) or (
@@ -202,6 +211,17 @@ class VerifyNowClient:
                 continue
             return response, body
 
+    def _perform(self, exchange: Exchange) -> requests.Response:
+        """Make one HTTP exchange of a flow with the blocking transport."""
+        return self.transport.request(
+            exchange.endpoint,
+            exchange.method,
+            exchange.path,
+            exchange.params,
+            exchange.headers,
+            deadline=exchange.deadline,
+        )
+
     def _read_state(self) -> Mapping[str, Any] | None:
         """The breaker's state and the cached token, or ``None`` if the cache failed
         (each part then reads, and falls back, on its own)."""
@@ -213,9 +233,7 @@ class VerifyNowClient:
             return None
         return state
 
-    def _fault(
-        self, endpoint: str, response: requests.Response, code: int | None
-    ) -> ProviderError:
+    def _fault(self, endpoint: str, response: Any, code: int | None) -> ProviderError:
         """The vendor failed (5xx, nonsense): counts towards the breaker."""
         self.breaker.record_failure()
         logger.error(
@@ -227,7 +245,7 @@ class VerifyNowClient:
         return ProviderError(endpoint=endpoint, response_code=code)
 
     def _rejected(
-        self, endpoint: str, response: requests.Response, code: int | None
+        self, endpoint: str, response: Any, code: int | None
     ) -> ProviderError:
         """The vendor refused this request: it is up, so the breaker closes."""
         self.breaker.record_success()
@@ -259,6 +277,26 @@ class VerifyNowClient:
         :raises OutOfCredit: the account has no credit left (508).
         :raises ProviderError: the vendor refused the request or answered nonsense.
         """
+        return drive(
+            self.send_flow(
+                country_code=country_code,
+                national_number=national_number,
+                flow_type=flow_type,
+                otp_length=otp_length,
+            ),
+            self._perform,
+        )
+
+    def send_flow(
+        self,
+        *,
+        country_code: str,
+        national_number: str,
+        flow_type: str = "SMS",
+        otp_length: int = 6,
+    ) -> Generator[Exchange, Any, SendResult]:
+        """:meth:`send` as a flow (see :mod:`django_verifynow.executor`); its deadline
+        starts at its first step."""
         params: dict[str, Any] = {
             "countryCode": country_code,
             "customerId": self.customer_id,
@@ -267,7 +305,9 @@ class VerifyNowClient:
             # Always explicit: the vendor default is 4 digits, 13 bits.
             "otpLength": otp_length,
         }
-        response, body = self._call(Call.SEND, "POST", params, Deadline(self.deadline))
+        response, body = yield from self._call(
+            Call.SEND, "POST", params, Deadline(self.deadline)
+        )
         code = response_code_of(body) if body else None
         if body is None or code is None:
             raise self._fault("send", response, None)
@@ -328,13 +368,33 @@ class VerifyNowClient:
             start within the deadline).
         :raises ProviderError: refused (505, 700, …) or nonsense; never "verified".
         """
+        return drive(
+            self.validate_flow(
+                verification_id=verification_id,
+                code=code,
+                country_code=country_code,
+                national_number=national_number,
+            ),
+            self._perform,
+        )
+
+    def validate_flow(
+        self,
+        *,
+        verification_id: str,
+        code: str,
+        country_code: str | None = None,
+        national_number: str | None = None,
+    ) -> Generator[Exchange, Any, ValidateResult]:
+        """:meth:`validate` as a flow (see :mod:`django_verifynow.executor`); its
+        deadline starts at its first step."""
         params: dict[str, Any] = {"verificationId": verification_id, "code": code}
         if self.api_version == "v2":
             params["customerId"] = self.customer_id
             if country_code and national_number:
                 params["countryCode"] = country_code
                 params["mobileNumber"] = national_number
-        response, body = self._call(
+        response, body = yield from self._call(
             Call.VALIDATE, "GET", params, Deadline(self.deadline)
         )
         response_code = response_code_of(body) if body else None

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext as _
 
 from ..conf import verifynow_settings
 from .calls import VerifyNowClient
 
-__all__ = ["get_client"]
+if TYPE_CHECKING:
+    from .aio import AsyncVerifyNowClient
+
+__all__ = ["get_async_client", "get_client"]
 
 #: Clients per configuration (see :func:`get_client`); cleared when it grows past 32.
 _clients: dict[tuple[Any, ...], VerifyNowClient] = {}
@@ -72,3 +79,44 @@ def get_client() -> VerifyNowClient:
                 _clients.clear()
             _clients[config] = client
         return client
+
+
+#: The async face of each cached client (dropped with it).
+_async_clients: weakref.WeakKeyDictionary[VerifyNowClient, AsyncVerifyNowClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_async_client() -> AsyncVerifyNowClient:
+    """Return the async client for the current ``VERIFYNOW`` settings.
+
+    It shares everything with :func:`get_client`'s client (token cache, breaker,
+    settings); only its HTTP goes through ``httpx``. With ``SANDBOX`` on it answers from
+    the in-process simulator, like the sync one.
+
+    :raises ImproperlyConfigured: ``httpx`` is missing (install
+        ``django-verifynow[async]``), or the settings are incomplete.
+    """
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise ImproperlyConfigured(
+            _(
+                "The async API of django-verifynow needs httpx: "
+                "pip install django-verifynow[async]"
+            )
+        ) from None
+    from .aio import AsyncVerifyNowClient
+
+    client = get_client()
+    with _clients_lock:
+        aclient = _async_clients.get(client)
+        if aclient is None:
+            factory = None
+            if verifynow_settings.SANDBOX:
+                from ..sandbox.aio import SandboxAsyncTransport
+
+                factory = SandboxAsyncTransport
+            aclient = AsyncVerifyNowClient(client, factory)
+            _async_clients[client] = aclient
+        return aclient

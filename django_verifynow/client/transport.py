@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -27,6 +28,7 @@ from .. import __version__
 from .deadline import Deadline, monotonic
 
 __all__ = [
+    "Exchange",
     "RedactQueryStringFilter",
     "Transport",
     "TransportFailure",
@@ -45,26 +47,52 @@ def redact(text: str) -> str:
     return _QUERY_RE.sub("?<redacted>", text)
 
 
+def _redacted_arg(arg: Any) -> Any:
+    if isinstance(arg, (int, float, type(None))):
+        return arg  # numbers stay numbers, for %d and %.0f
+    # Not only strings: httpx logs its request URL as an ``httpx.URL`` object.
+    return redact(arg if isinstance(arg, str) else str(arg))
+
+
 class RedactQueryStringFilter(logging.Filter):
     """Logging filter that strips query strings from a record's message and args.
 
     Installed on ``urllib3.connectionpool``, whose DEBUG lines carry the full request
-    line, token ``key`` and user ``code`` included.
+    line, token ``key`` and user ``code`` included, and on ``httpx``'s loggers (its
+    INFO line names the full URL).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact ``record`` in place; never drops it."""
         if record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+            record.args = tuple(_redacted_arg(a) for a in args)
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         return True
 
 
-_urllib3_logger = logging.getLogger("urllib3.connectionpool")
-if not any(isinstance(f, RedactQueryStringFilter) for f in _urllib3_logger.filters):
-    _urllib3_logger.addFilter(RedactQueryStringFilter())
+def install_redaction(name: str) -> None:
+    """Add a :class:`RedactQueryStringFilter` to the logger ``name`` (once)."""
+    target = logging.getLogger(name)
+    if not any(isinstance(f, RedactQueryStringFilter) for f in target.filters):
+        target.addFilter(RedactQueryStringFilter())
+
+
+install_redaction("urllib3.connectionpool")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP request a client flow needs made (the arguments of
+    :meth:`Transport.request`); the driver answers it with the response."""
+
+    endpoint: str
+    method: str
+    path: str
+    params: Mapping[str, Any]
+    headers: Mapping[str, str]
+    deadline: Deadline
 
 
 class TransportFailure(Exception):

@@ -8,6 +8,10 @@ Views, serializers, forms and commands call these functions and nothing below th
     attempt = services.validate_otp(attempt.pk, "123456", request=request)
     attempt.check_result      # a CheckResult: verified, wrong_code, locked, ...
 
+Under ASGI, the same calls awaited (``asend_otp``, ``avalidate_otp``, ``aresend_otp``,
+``aconsume_verification``; the ``async`` extra) run the same phases, holding no thread
+or database connection while the vendor answers (:mod:`.vendor`).
+
 One module per use case: :mod:`.send` (send and resend), :mod:`.check` (code checks),
 :mod:`.proof` (using a verification), and :mod:`.requester` (who is asking, and which
 attempts they may act on). Every "may this happen" is decided by
@@ -19,15 +23,19 @@ is in :mod:`.notify`. Refusals and failures raise from
 
 from __future__ import annotations
 
-from .check import CheckResult, validate_otp
+from .check import CheckResult, avalidate_otp, validate_otp
 from .notify import events
-from .proof import consume_verification, verified_attempt
+from .proof import aconsume_verification, consume_verification, verified_attempt
 from .requester import SESSION_BINDING_KEY, Requester, get_attempt, requester_for
-from .send import resend_available_at, resend_otp, send_otp
+from .send import aresend_otp, asend_otp, resend_available_at, resend_otp, send_otp
 
 __all__ = [
     "SESSION_BINDING_KEY",
     "CheckResult",
+    "aconsume_verification",
+    "aresend_otp",
+    "asend_otp",
+    "avalidate_otp",
     "Requester",
     "consume_verification",
     "events",

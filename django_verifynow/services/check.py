@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .. import phone, policy
-from ..client import ValidateResult, get_client
+from ..client import ValidateResult
 from ..codes import Outcome
 from ..conf import verifynow_settings
 from ..exceptions import (
@@ -31,14 +31,16 @@ from ..exceptions import (
     ProviderUnavailable,
     RateLimited,
 )
+from ..executor import Flow
 from ..models import AttemptStatus, CheckOutcome, VerificationAttempt, VerificationCheck
 from ..policy import pumping
 from ..reasons import Reason
 from ..signals import verification_locked, verification_verified
 from . import notify
 from .requester import Requester, requester_for, resolve
+from .vendor import VendorCall, arun, run
 
-__all__ = ["CheckResult", "validate_otp"]
+__all__ = ["CheckResult", "avalidate_otp", "validate_otp"]
 
 _S = AttemptStatus
 
@@ -111,6 +113,28 @@ def validate_otp(
         code.
     :raises ProviderError: the vendor refused; the check is recorded.
     """
+    return run(_validate_otp(attempt, code, request))
+
+
+async def avalidate_otp(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    code: object,
+    *,
+    request: HttpRequest | None = None,
+) -> VerificationAttempt:
+    """:func:`validate_otp`, awaited: same arguments, result, exceptions and signals.
+
+    The database and cache phases run in the async API's executor; the vendor call
+    is awaited without holding a thread or a database connection (``async`` extra).
+    """
+    return await arun(_validate_otp(attempt, code, request))
+
+
+def _validate_otp(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    code: object,
+    request: HttpRequest | None,
+) -> Flow[VerificationAttempt]:
     requester = requester_for(request, bind=False)
     if not requester.trusted:
         # Spent first, by every call: malformed codes and unknown ids included, so
@@ -129,13 +153,13 @@ def validate_otp(
             _("The code must be %(n)d digits.") % {"n": attempt.otp_length}
         )
     attempt.check_outcome = None
-    attempt.check_result = _check(attempt, cleaned, requester)
+    attempt.check_result = yield from _check(attempt, cleaned, requester)
     return attempt
 
 
 def _check(
     attempt: VerificationAttempt, code: str, requester: Requester
-) -> CheckResult:
+) -> Flow[CheckResult]:
     if attempt.status != _S.PENDING or not attempt.provider_verification_id:
         return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
     now = timezone.now()
@@ -168,7 +192,9 @@ def _check(
         return CheckResult.EXPIRED if attempt.is_expired else CheckResult.ALREADY_LOCKED
     attempt.check_count += 1
     try:
-        result = _vendor_check(attempt, code)
+        # The try is reserved: the vendor call is the one wait, and the async API
+        # holds no thread or connection across it.
+        result = yield _vendor_check(attempt, code)
     except ProviderTimeout:
         # The vendor may have counted it: keep the reservation. The user resubmits, and
         # a 703 then tells us this check had succeeded.
@@ -197,13 +223,16 @@ def _requester_key(requester: Requester) -> str:
     return requester.limit_keys["session"] or requester.limit_keys["ip"] or "server"
 
 
-def _vendor_check(attempt: VerificationAttempt, code: str) -> ValidateResult:
+def _vendor_check(attempt: VerificationAttempt, code: str) -> VendorCall:
     number = phone.split_for_vendor(attempt.phone_number)
-    return get_client().validate(
-        verification_id=attempt.provider_verification_id,
-        code=code,
-        country_code=number.country_code,
-        national_number=number.national_number,
+    return VendorCall(
+        "validate",
+        {
+            "verification_id": attempt.provider_verification_id,
+            "code": code,
+            "country_code": number.country_code,
+            "national_number": number.national_number,
+        },
     )
 
 

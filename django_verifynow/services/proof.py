@@ -20,12 +20,13 @@ from django.utils.translation import gettext_lazy as _
 from .. import phone
 from ..conf import verifynow_settings
 from ..exceptions import AttemptNotFound
+from ..executor import run_step
 from ..models import AttemptStatus, VerificationAttempt
 from ..signals import verification_consumed
 from . import notify
 from .requester import requester_for, resolve
 
-__all__ = ["consume_verification", "verified_attempt"]
+__all__ = ["aconsume_verification", "consume_verification", "verified_attempt"]
 
 _PROOF_MISSING = _(
     "Verify this phone number first: the verification is missing, used or too old."
@@ -117,3 +118,30 @@ def consume_verification(
         user=user if user is not None else attempt.user,
     )
     return attempt
+
+
+async def aconsume_verification(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    *,
+    phone_number: object,
+    purpose: str,
+    request: HttpRequest | None = None,
+    user: Any = None,
+) -> VerificationAttempt:
+    """:func:`consume_verification`, awaited: same arguments, result, exceptions and
+    signal.
+
+    No vendor call is involved: the whole of it is one step in the async API's
+    executor. To consume inside the transaction that saves the account, call
+    :func:`consume_verification` from that transaction's (sync) code instead: a
+    transaction belongs to one thread's connection.
+    """
+    return await run_step(
+        lambda: consume_verification(
+            attempt,
+            phone_number=phone_number,
+            purpose=purpose,
+            request=request,
+            user=user,
+        )
+    )

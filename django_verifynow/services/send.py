@@ -11,6 +11,10 @@ The order, so nothing costs money or budget before it has passed:
    released (nothing was sent), and the attempt settles;
 5. only when a new code went out is the requester's previous attempt retired, so a
    failed resend never kills the code the user already has.
+
+Steps 1-3 and 4's bookkeeping are one flow (:mod:`.vendor`) that yields the vendor
+call: ``send_otp`` makes it with the sync client, ``asend_otp`` awaits it with the
+async one, and both run the same phases.
 """
 
 from __future__ import annotations
@@ -39,14 +43,23 @@ from ..exceptions import (
     ProviderUnavailable,
     RateLimited,
 )
+from ..executor import Flow
 from ..models import AttemptStatus, PrefixBlock, VerificationAttempt
 from ..policy import pumping
 from ..reasons import Reason
 from ..signals import verification_sent
 from . import notify
 from .requester import Requester, requester_for, resolve
+from .vendor import VendorCall, arun, run
 
-__all__ = ["VENDOR_DEFAULT_VALIDITY", "resend_available_at", "resend_otp", "send_otp"]
+__all__ = [
+    "VENDOR_DEFAULT_VALIDITY",
+    "aresend_otp",
+    "asend_otp",
+    "resend_available_at",
+    "resend_otp",
+    "send_otp",
+]
 
 #: VerifyNow's default code life, assumed when a send's answer does not say (seconds).
 VENDOR_DEFAULT_VALIDITY = 60
@@ -98,6 +111,36 @@ def send_otp(
     :raises ProviderError: the vendor refused (``OutOfCredit`` for 508); recorded
         ``failed``, nothing counted.
     """
+    return run(_send_otp(phone_number, request, user, purpose, flow_type, region))
+
+
+async def asend_otp(
+    phone_number: object,
+    *,
+    request: HttpRequest | None = None,
+    user: Any = None,
+    purpose: str = "verify",
+    flow_type: str | None = None,
+    region: str | None = None,
+) -> VerificationAttempt:
+    """:func:`send_otp`, awaited: same arguments, result, exceptions and signals.
+
+    The database and cache phases run in the async API's executor; the vendor call
+    is awaited without holding a thread or a database connection (``async`` extra).
+    """
+    return await arun(
+        _send_otp(phone_number, request, user, purpose, flow_type, region)
+    )
+
+
+def _send_otp(
+    phone_number: object,
+    request: HttpRequest | None,
+    user: Any,
+    purpose: str,
+    flow_type: str | None,
+    region: str | None,
+) -> Flow[VerificationAttempt]:
     flow = _clean_flow_type(flow_type)
     purpose = _clean_purpose(purpose)
     e164 = phone.normalize(phone_number, region)
@@ -107,7 +150,9 @@ def send_otp(
     except PhoneNumberNotAllowed as exc:
         notify.blocked(e164, requester, exc.reason or Reason.COUNTRY, "send")
         raise
-    return _send(e164, requester, purpose=purpose, flow=flow, previous=None)
+    return (
+        yield from _send(e164, requester, purpose=purpose, flow=flow, previous=None)
+    )
 
 
 def resend_otp(
@@ -124,18 +169,35 @@ def resend_otp(
     :raises AttemptNotFound: unknown, or bound to another session or user.
     :raises InvalidInput: the attempt is already verified.
     """
+    return run(_resend_otp(attempt, request))
+
+
+async def aresend_otp(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    *,
+    request: HttpRequest | None = None,
+) -> VerificationAttempt:
+    """:func:`resend_otp`, awaited: same arguments, result, exceptions and signals."""
+    return await arun(_resend_otp(attempt, request))
+
+
+def _resend_otp(
+    attempt: VerificationAttempt | uuid.UUID | str, request: HttpRequest | None
+) -> Flow[VerificationAttempt]:
     requester = requester_for(request, bind=True)
     previous = resolve(attempt, requester)
     if previous.status == AttemptStatus.VERIFIED:
         raise InvalidInput(_("This phone number is already verified."))
     if requester.user is None and previous.user_id is not None:
         requester = requester.with_user(previous.user)
-    return _send(
-        previous.phone_number,
-        requester,
-        purpose=previous.purpose,
-        flow=previous.flow_type,
-        previous=previous,
+    return (
+        yield from _send(
+            previous.phone_number,
+            requester,
+            purpose=previous.purpose,
+            flow=previous.flow_type,
+            previous=previous,
+        )
     )
 
 
@@ -189,7 +251,7 @@ def _send(
     purpose: str,
     flow: str,
     previous: VerificationAttempt | None,
-) -> VerificationAttempt:
+) -> Flow[VerificationAttempt]:
     admission = _admit(e164, requester, previous)
     try:
         client = get_client()  # configuration errors surface before anything is written
@@ -210,12 +272,18 @@ def _send(
         session_binding=requester.binding,
     )
     number = phone.split_for_vendor(e164)
+    del client  # the driver makes the call, with the sync or the async client
     try:
-        result = client.send(
-            country_code=number.country_code,
-            national_number=number.national_number,
-            flow_type=flow,
-            otp_length=attempt.otp_length,
+        # The row is written and the admission held: the vendor call is the one
+        # wait, and the async API holds no thread or connection across it.
+        result = yield VendorCall(
+            "send",
+            {
+                "country_code": number.country_code,
+                "national_number": number.national_number,
+                "flow_type": flow,
+                "otp_length": attempt.otp_length,
+            },
         )
     except ProviderTimeout as exc:
         # An SMS may have gone out: every budget stays spent and the row stays

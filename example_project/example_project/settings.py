@@ -10,6 +10,7 @@ each with one environment variable; with none of them set, nothing changes:
 
 - ``EXAMPLE_DATABASE_URL`` (``postgres://user[:password]@host:port/name``): PostgreSQL
   instead of SQLite, with ``EXAMPLE_CONN_MAX_AGE`` seconds of persistent connections;
+- ``EXAMPLE_DB_POOL`` (``min,max``): with PostgreSQL, Django's connection pool;
 - ``EXAMPLE_REDIS_URL`` (``redis://host:port/db``): Redis as the shared cache;
 - ``EXAMPLE_ALLOWED_HOSTS``: comma-separated ``ALLOWED_HOSTS``; ``DJANGO_DEBUG=0``;
 - ``VERIFYNOW_SANDBOX`` (``0`` or ``1``) forces the in-process simulator off or on;
@@ -126,6 +127,14 @@ def _postgres(url: str) -> dict[str, Any]:
 
 if os.environ.get("EXAMPLE_DATABASE_URL"):
     DATABASES = {"default": _postgres(os.environ["EXAMPLE_DATABASE_URL"])}
+    if os.environ.get("EXAMPLE_DB_POOL"):
+        # Django's psycopg 3 pool (psycopg[pool]), the way to bound connections under
+        # ASGI: every thread hands its connection back when it closes it.
+        _min, _max = (int(n) for n in os.environ["EXAMPLE_DB_POOL"].split(","))
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {"min_size": _min, "max_size": _max, "timeout": 30}
+        }
 if os.environ.get("EXAMPLE_REDIS_URL"):
     # Shared by every worker process: the limits, the token and the breaker hold.
     CACHES = {

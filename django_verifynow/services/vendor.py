@@ -1,0 +1,59 @@
+"""The vendor call of a service, and running a service flow sync or async.
+
+Each service is written once as a flow (:mod:`django_verifynow.executor`): its
+prepare phase (parsing, admission, the ``unknown`` row), then ``yield``
+:class:`VendorCall`, then its finish phase (recording the answer, committing or
+releasing the admission), with the vendor's errors caught around the ``yield``.
+:func:`run` performs the call with the sync client in the caller's thread;
+:func:`arun` runs the phases in the executor and awaits the call with the async
+client, holding no thread or database connection meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..client import get_async_client, get_client
+from ..executor import Flow, adrive, drive
+
+__all__ = ["VendorCall", "arun", "run"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VendorCall:
+    """A call a service flow needs made: the client method (``"send"`` or
+    ``"validate"``) and its keyword arguments."""
+
+    method: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def run(flow: Flow[T]) -> T:
+    """Run a service flow in this thread with the sync client."""
+
+    def perform(call: VendorCall) -> Any:
+        return getattr(get_client(), call.method)(**call.kwargs)
+
+    return drive(flow, perform)
+
+
+async def arun(flow: Flow[T]) -> T:
+    """Run a service flow's phases in the executor, awaiting its vendor call.
+
+    The async client is looked up first, so a missing ``httpx`` raises
+    ``ImproperlyConfigured`` before anything is read, counted or written.
+    """
+    try:
+        client = get_async_client()
+    except BaseException:
+        flow.close()
+        raise
+
+    async def perform(call: VendorCall) -> Any:
+        return await getattr(client, call.method)(**call.kwargs)
+
+    return await adrive(flow, perform)
