@@ -22,7 +22,7 @@ from django_verifynow.models import AttemptStatus, VerificationAttempt
 from django_verifynow.policy.lift import lift_phone
 from django_verifynow.testing import last_code, sandbox_engine
 
-from .test_concurrency_postgres import race
+from .test_concurrency_postgres import thread_race
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -59,7 +59,9 @@ def test_two_right_codes_through_django_otp_log_in_once():
     challenge = device.challenge_id
     sandbox_engine().inject_fault("latency", endpoint="validate", times=2, delay=0.1)
 
-    results = race(2, lambda i: otp_verify_token(user, device.persistent_id, code))
+    results = thread_race(
+        2, lambda i, _api: otp_verify_token(user, device.persistent_id, code)
+    )
 
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sum(r is not None for r in results) == 1
@@ -73,12 +75,12 @@ def test_two_right_codes_on_unlocked_instances_verify_once():
     challenge = device.challenge_id
     sandbox_engine().inject_fault("latency", endpoint="validate", times=4, delay=0.1)
 
-    def verify(i: int) -> bool:
+    def verify(i: int, _api: object) -> bool:
         # Each thread loads its own instance and takes no row lock, as a caller of
         # the device outside django-otp's helpers would.
         return VerifyNowDevice.objects.get(pk=device.pk).verify_token(code)
 
-    results = race(2, verify)
+    results = thread_race(2, verify)
 
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sorted(results) == [False, True]

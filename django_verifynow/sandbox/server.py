@@ -201,8 +201,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _HTTPServer(ThreadingHTTPServer):
-    # socketserver's backlog of 5 drops connections of a burst of concurrent clients.
-    request_queue_size = 256
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
