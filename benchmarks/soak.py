@@ -181,27 +181,13 @@ class Services(ProcessGroup):
         a = self.args
         self.start(
             "gunicorn",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--chdir",
-                str(ROOT / "example_project"),
-                "--bind",
-                f"127.0.0.1:{a.site_port}",
-                "--workers",
-                str(a.workers),
-                "--worker-class",
-                "sync",
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "10",
-                "--capture-output",
-                "--log-level",
-                "info",
+            procs.gunicorn_command(
                 "example_project.wsgi:application",
-            ],
+                a.site_port,
+                a.workers,
+                log_level="info",
+                chdir=ROOT / "example_project",
+            ),
             self.site_env(),
             port=a.site_port,
         )

@@ -122,27 +122,9 @@ class Site(procs.ProcessGroup):
         a = self.args
         self.start(
             name,
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(a.workers),
-                "--worker-class",
-                "sync",
-                # Above the site's DEADLINE (15 s) for all vendor work of a request:
-                # docs/deployment.md explains the rule.
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "10",
-                "--capture-output",
-                "--log-level",
-                "warning",
-                "site_wsgi:application",
-            ],
+            procs.gunicorn_command(
+                "site_wsgi:application", port, a.workers, log_level="warning"
+            ),
             self.env(conn_max_age),
             port=port,
         )

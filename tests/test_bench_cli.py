@@ -210,3 +210,32 @@ def test_exit_status_of_a_run_that_ends_early(
     assert err.endswith("t: harness error\n")
     with pytest.raises(SystemExit):
         cli.exit_status("t", SystemExit(2))
+
+
+def test_gunicorn_command_is_the_one_each_harness_ran() -> None:
+    """soak.py serves the example project from its folder, throughput.py the
+    benchmark site from benchmarks/ (on PYTHONPATH): the same server otherwise."""
+    tail = [
+        "--workers", "4", "--worker-class", "sync", "--timeout", "30",
+        "--graceful-timeout", "10", "--capture-output", "--log-level",
+    ]  # fmt: skip
+    soak_cmd = procs.gunicorn_command(
+        "example_project.wsgi:application",
+        8912,
+        4,
+        log_level="info",
+        chdir=procs.ROOT / "example_project",
+    )
+    assert soak_cmd == [
+        sys.executable, "-m", "gunicorn",
+        "--chdir", str(procs.ROOT / "example_project"),
+        "--bind", "127.0.0.1:8912", *tail, "info",
+        "example_project.wsgi:application",
+    ]  # fmt: skip
+    site_cmd = procs.gunicorn_command(
+        "site_wsgi:application", 8842, 4, log_level="warning"
+    )
+    assert site_cmd == [
+        sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:8842",
+        *tail, "warning", "site_wsgi:application",
+    ]  # fmt: skip
