@@ -1,8 +1,8 @@
 """The command line and the guard rails of the production-shaped harnesses
 (``soak.py``, ``throughput.py``, ``asgi_concurrency.py``, ``million_rows.py``).
 
-One place for what each of them would otherwise write again: the options every one
-takes (the stores, the loopback ports, ``--max-seconds``, ``--seed``, ``--log-dir``,
+One place for what each of them would otherwise write again: the options they
+share (the stores, the loopback ports, ``--max-seconds``, ``--seed``, ``--log-dir``,
 ``--json``), SIGTERM handled as Ctrl-C, the watchdog that ends a hung run and what it
 started, the scratch log folder, and the exit status a failure maps to (4: setup,
 1: a harness bug, 130: interrupted). Each harness keeps its own defaults: they pick
