@@ -36,16 +36,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -54,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import cli  # noqa: E402
 import loadgen  # noqa: E402
 import procs  # noqa: E402
 from soak_flows import client_address, phone_numbers  # noqa: E402
@@ -63,10 +59,7 @@ EXPECTED = {"send": 201, "validate": 200}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``--help`` lists every option with its default)."""
-    p = argparse.ArgumentParser(
-        description="N concurrent flows on one uvicorn worker, slow vendor.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("N concurrent flows on one uvicorn worker, slow vendor.")
     p.add_argument(
         "--app",
         default="site_asgi:application",
@@ -87,27 +80,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="CONN_MAX_AGE of the site (0: Django's advice for async code)",
     )
-    p.add_argument(
-        "--max-seconds", type=float, default=300, help="hard bound on the whole run"
+    cli.add_max_seconds(p, 300)
+    cli.add_seed(p)
+    cli.add_stores(
+        p,
+        prefix="verifynow_bench",
+        database_env="VERIFYNOW_BENCH_ASGI_DATABASE_URL",
+        database_url="postgres://postgres@127.0.0.1:5432/verifynow_bench_asgi",
+        redis_env="VERIFYNOW_BENCH_REDIS_URL",
+        redis_url="redis://127.0.0.1:6379/5",
     )
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "VERIFYNOW_BENCH_ASGI_DATABASE_URL",
-            "postgres://postgres@127.0.0.1:5432/verifynow_bench_asgi",
-        ),
-        help="PostgreSQL database, dropped and created (name: verifynow_bench*)",
-    )
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("VERIFYNOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
-        help="Redis database, flushed at start (not db 0)",
-    )
-    p.add_argument("--sandbox-port", type=int, default=8846)
-    p.add_argument("--site-port", type=int, default=8847)
-    p.add_argument("--log-dir", default=None, help="keep the server logs here")
-    p.add_argument("--json", default=None, help="write the figures as JSON here")
+    cli.add_ports(p, sandbox=8846, site=8847)
+    cli.add_outputs(p)
     args = p.parse_args(argv)
     try:
         args.batches = [int(v) for v in args.concurrency.split(",") if v]
@@ -119,8 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--app takes module:attribute, e.g. site_asgi:application")
     if args.latency < 0 or args.baseline < 1 or args.max_seconds <= 0:
         p.error("--latency >= 0, --baseline >= 1 and --max-seconds > 0, please")
-    if args.seed is None:
-        args.seed = int(time.time())
+    cli.default_seed(args)
     return args
 
 
@@ -257,24 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the baseline and every batch; returns the exit status."""
     args = parse_args(argv)
     t0 = time.monotonic()
-    keep_logs = args.log_dir is not None
-    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="verifynow-asgi-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir, keep_logs = cli.log_dir(args.log_dir, "verifynow-asgi-")
     group = procs.ProcessGroup(log_dir)
     failed = True
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    def watchdog() -> None:
-        time.sleep(args.max_seconds + 30)
-        print("asgi: watchdog: over the time bound, stopping", flush=True)
-        group.stop()
-        os._exit(3)
-
-    threading.Thread(target=watchdog, daemon=True, name="watchdog").start()
+    cli.interrupt_on_sigterm()
+    cli.start_watchdog("asgi", args.max_seconds + 30, group.stop)
     print(
         f"asgi: app {args.app} on one uvicorn worker, vendor latency "
         f"{args.latency:g} s per call, batches {args.batches}, baseline "
@@ -402,24 +372,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print("OK")
         return 0
-    except procs.SetupError as exc:
-        print(f"asgi: setup failed: {exc}", file=sys.stderr, flush=True)
-        return 4
-    except Exception:  # a harness bug: say so, and still stop everything
-        traceback.print_exc()
-        return 1
-    except KeyboardInterrupt:
-        print("asgi: interrupted, stopping", file=sys.stderr, flush=True)
-        return 130
+    except BaseException as exc:  # stderr says what; SystemExit goes on up
+        return cli.exit_status("asgi", exc)
     finally:
         group.stop()  # first: nothing below may leave a server running
         if peaks is not None:
             peaks.finish()
         print(f"asgi: wall time {time.monotonic() - t0:.1f} s", flush=True)
-        if failed or keep_logs:
-            print(f"asgi: server logs in {log_dir}", flush=True)
-        else:
-            shutil.rmtree(log_dir, ignore_errors=True)
+        cli.finish_logs("asgi", log_dir, keep=keep_logs, failed=failed)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,7 @@ import os
 import re
 import statistics
 import sys
-import threading
 import time
-import traceback
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import cli  # noqa: E402
 import procs  # noqa: E402
 
 #: Steps of the hot path: what a visitor waits on, held to ``--hot-ms``.
@@ -64,10 +63,7 @@ _UUID = re.compile(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``--help`` lists every option with its default)."""
-    p = argparse.ArgumentParser(
-        description="EXPLAIN ANALYZE of the hot path's queries at 1,000 and 1,000,000.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("EXPLAIN ANALYZE of the hot path's queries at 1,000 and 1,000,000.")
     p.add_argument("--rows", type=int, default=1_000_000, help="the large size")
     p.add_argument("--small", type=int, default=1_000, help="the size to compare with")
     p.add_argument("--days", type=int, default=90, help="rows spread over this")
@@ -75,16 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--hot-ms", type=float, default=0.22, help="bound per hot-path statement"
     )
-    p.add_argument(
-        "--max-seconds", type=float, default=900, help="hard bound on the whole run"
-    )
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "VERIFYNOW_BENCH_MILLION_DATABASE_URL",
-            "postgres://postgres@127.0.0.1:5432/verifynow_bench_million",
-        ),
-        help="PostgreSQL database, dropped and created (name: verifynow_bench*)",
+    cli.add_max_seconds(p, 900)
+    cli.add_stores(
+        p,
+        prefix="verifynow_bench",
+        database_env="VERIFYNOW_BENCH_MILLION_DATABASE_URL",
+        database_url="postgres://postgres@127.0.0.1:5432/verifynow_bench_million",
     )
     p.add_argument("--json", default=None, help="write the plans' figures here")
     args = p.parse_args(argv)
@@ -320,13 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     """Seed, record and explain at both sizes; returns the exit status."""
     args = parse_args(argv)
     t0 = time.monotonic()
-
-    def watchdog() -> None:
-        time.sleep(args.max_seconds)
-        print("million_rows: over --max-seconds, stopping", flush=True)
-        os._exit(2)
-
-    threading.Thread(target=watchdog, daemon=True, name="watchdog").start()
+    # It starts no server: nothing to stop but itself, with the "over" status.
+    cli.start_watchdog("million_rows", args.max_seconds, code=2)
     print(
         f"million_rows: {args.small:,} then {args.rows:,} attempts over {args.days} "
         f"days, {args.repeat} EXPLAIN ANALYZE runs per statement, hot-path bound "
@@ -380,12 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("OK: index scans only on the package's tables, hot path within bound")
         return 0
-    except procs.SetupError as exc:
-        print(f"million_rows: setup failed: {exc}", file=sys.stderr, flush=True)
-        return 4
-    except Exception:  # a harness bug: say so
-        traceback.print_exc()
-        return 1
+    except Exception as exc:  # setup failed (4) or a harness bug (1): say which
+        return cli.exit_status("million_rows", exc)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ __all__ = [
     "children",
     "cpu_seconds",
     "flush_redis",
+    "gunicorn_command",
     "loopback",
     "migrate",
     "port_busy",
@@ -270,6 +271,35 @@ class ProcessGroup:
 
 
 # -- the benchmark site ----------------------------------------------------------------
+def gunicorn_command(
+    app: str, port: int, workers: int, *, log_level: str, chdir: Path | None = None
+) -> list[str]:
+    """The command line of gunicorn serving ``app`` with ``workers`` sync workers on
+    ``127.0.0.1:port``, the workers' output in its log."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        *(["--chdir", str(chdir)] if chdir is not None else []),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        # Above the site's DEADLINE (15 s by default, 5 s in the soak) for all vendor
+        # work of a request: docs/deployment.md explains the rule.
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "10",
+        "--capture-output",
+        "--log-level",
+        log_level,
+        app,
+    ]
+
+
 #: The default rules' shape (so a send costs the same cache work), a hundred times as
 #: generous: many flows share the documentation address ranges, and a 429 would end
 #: a flow early and make it look cheap.

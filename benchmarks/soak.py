@@ -32,14 +32,9 @@ import contextlib
 import json
 import os
 import random
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -50,14 +45,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+import cli  # noqa: E402
+import procs  # noqa: E402
 import requests  # noqa: E402
 import soak_accounting as acc  # noqa: E402
-from procs import (  # noqa: E402
-    ProcessGroup,
-    SetupError,
-    flush_redis,
-    prepare_database,
-)
+from procs import ProcessGroup, flush_redis, prepare_database  # noqa: E402
 from soak_flows import FLOW_KINDS, Flow, Recorder, client_address, phone_numbers  # noqa: E402
 
 from django_verifynow.sandbox import SANDBOX_CUSTOMER_ID, SANDBOX_PASSWORD  # noqa: E402
@@ -86,16 +78,11 @@ RESERVE = 20.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Soak and fault harness: gunicorn + PostgreSQL + Redis + sandbox.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("Soak and fault harness: gunicorn + PostgreSQL + Redis + sandbox.")
     p.add_argument("--flows", type=int, default=1000, help="user flows to run")
     p.add_argument("--concurrency", type=int, default=8, help="client threads")
     p.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    p.add_argument(
-        "--max-seconds", type=float, default=300, help="hard bound on the whole run"
-    )
+    cli.add_max_seconds(p, 300)
     p.add_argument(
         "--faults", action="store_true", help="inject vendor faults (sandbox)"
     )
@@ -106,22 +93,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of vendor send/validate requests that get a fault",
     )
     p.add_argument("--fuzz", type=int, default=0, help="schemathesis cases (0: none)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "VERIFYNOW_SOAK_DATABASE_URL",
-            "postgres://postgres@127.0.0.1:5432/verifynow_soak_dev",
-        ),
-        help="PostgreSQL database, dropped and created anew (name: verifynow_soak*)",
+    cli.add_seed(p)
+    cli.add_stores(
+        p,
+        prefix="verifynow_soak",
+        database_env="VERIFYNOW_SOAK_DATABASE_URL",
+        database_url="postgres://postgres@127.0.0.1:5432/verifynow_soak_dev",
+        redis_env="VERIFYNOW_SOAK_REDIS_URL",
+        redis_url="redis://127.0.0.1:6379/7",
     )
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("VERIFYNOW_SOAK_REDIS_URL", "redis://127.0.0.1:6379/7"),
-        help="Redis database, flushed at start (not db 0)",
-    )
-    p.add_argument("--sandbox-port", type=int, default=8811)
-    p.add_argument("--site-port", type=int, default=8812)
+    cli.add_ports(p, sandbox=8811, site=8812)
     p.add_argument(
         "--otp-timeout", type=int, default=6, help="sandbox code validity (s)"
     )
@@ -137,8 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="VERIFYNOW TIMEOUT of the site, connect,read (s)",
     )
     p.add_argument("--deadline", type=float, default=5.0, help="VERIFYNOW DEADLINE")
-    p.add_argument("--log-dir", default=None, help="keep the server logs here")
-    p.add_argument("--json", default=None, help="write the figures as JSON here")
+    cli.add_outputs(p)
     p.add_argument(
         "--sabotage",
         choices=["lose-attempt", "lose-check", "flip-status", "wrong-ip"],
@@ -146,8 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="self-test: damage the database before the accounting (must fail)",
     )
     args = p.parse_args(argv)
-    if args.seed is None:
-        args.seed = int(time.time())
+    cli.default_seed(args)
     return args
 
 
@@ -196,48 +175,19 @@ class Services(ProcessGroup):
         self.start_sandbox_server(a.sandbox_port, "--otp-timeout", str(a.otp_timeout))
 
     def migrate(self) -> None:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "example_project/manage.py",
-                "migrate",
-                "--noinput",
-                "-v0",
-            ],
-            cwd=ROOT,
-            env=self.site_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if done.returncode:
-            raise SetupError(f"migrate failed:\n{done.stdout}{done.stderr}")
+        procs.migrate(self.site_env())
 
     def start_site(self) -> None:
         a = self.args
         self.start(
             "gunicorn",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--chdir",
-                str(ROOT / "example_project"),
-                "--bind",
-                f"127.0.0.1:{a.site_port}",
-                "--workers",
-                str(a.workers),
-                "--worker-class",
-                "sync",
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "10",
-                "--capture-output",
-                "--log-level",
-                "info",
+            procs.gunicorn_command(
                 "example_project.wsgi:application",
-            ],
+                a.site_port,
+                a.workers,
+                log_level="info",
+                chdir=ROOT / "example_project",
+            ),
             self.site_env(),
             port=a.site_port,
         )
@@ -499,26 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     hard_deadline = t0 + args.max_seconds
     work_deadline = hard_deadline - RESERVE
-    keep_logs = args.log_dir is not None
-    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="verifynow-soak-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir, keep_logs = cli.log_dir(args.log_dir, "verifynow-soak-")
     services = Services(args, log_dir)
     stop = threading.Event()
     failed = True
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    def watchdog() -> None:
-        # The last resort: whatever hangs, the run ends, and so does what it started.
-        time.sleep(args.max_seconds + 45)
-        print("soak: watchdog: over the time bound, stopping everything", flush=True)
-        services.stop()
-        os._exit(3)
-
-    threading.Thread(target=watchdog, daemon=True, name="soak-watchdog").start()
+    cli.interrupt_on_sigterm()
+    cli.start_watchdog("soak", args.max_seconds + 45, services.stop)
     print(
         f"soak: {args.flows} flows x {args.concurrency} threads, {args.workers} "
         f"gunicorn workers, faults {'on' if args.faults else 'off'}"
@@ -577,24 +513,13 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(report, indent=2, default=str))
         failed = code != 0
         return code
-    except SetupError as exc:
-        print(f"soak: setup failed: {exc}", file=sys.stderr, flush=True)
-        return 4
-    except Exception:  # a harness bug: say so, and still stop everything
-        traceback.print_exc()
-        print("soak: harness error", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("soak: interrupted, stopping", file=sys.stderr, flush=True)
-        return 130
+    except BaseException as exc:  # stderr says what; SystemExit goes on up
+        return cli.exit_status("soak", exc)
     finally:
         stop.set()
         services.stop()
         print(f"soak: wall time {time.monotonic() - t0:.1f} s", flush=True)
-        if failed or keep_logs:
-            print(f"soak: server logs in {log_dir}", flush=True)
-        else:
-            shutil.rmtree(log_dir, ignore_errors=True)
+        cli.finish_logs("soak", log_dir, keep=keep_logs, failed=failed)
 
 
 def account(

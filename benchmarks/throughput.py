@@ -31,13 +31,9 @@ import json
 import math
 import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import cli  # noqa: E402
 import loadgen  # noqa: E402
 import procs  # noqa: E402
 from soak_flows import client_address, phone_numbers  # noqa: E402
@@ -55,10 +52,7 @@ EXPECTED = {"send": 201, "validate": 200, "noop": 200}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``--help`` lists every option with its default)."""
-    p = argparse.ArgumentParser(
-        description="Flows/s vs DRF no-op pairs/s under gunicorn + PostgreSQL + Redis.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("Flows/s vs DRF no-op pairs/s under gunicorn + PostgreSQL + Redis.")
     p.add_argument("--duration", type=float, default=60, help="seconds of load per row")
     p.add_argument(
         "--rounds", type=int, default=3, help="no-op/flow phase pairs per row"
@@ -76,29 +70,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--warmup", type=float, default=3, help="seconds of unmeasured load per row"
     )
-    p.add_argument(
-        "--max-seconds", type=float, default=600, help="hard bound on the whole run"
+    cli.add_max_seconds(p, 600)
+    cli.add_seed(p)
+    cli.add_stores(
+        p,
+        prefix="verifynow_bench",
+        database_env="VERIFYNOW_BENCH_THROUGHPUT_DATABASE_URL",
+        database_url="postgres://postgres@127.0.0.1:5432/verifynow_bench_throughput",
+        redis_env="VERIFYNOW_BENCH_REDIS_URL",
+        redis_url="redis://127.0.0.1:6379/5",
     )
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "VERIFYNOW_BENCH_THROUGHPUT_DATABASE_URL",
-            "postgres://postgres@127.0.0.1:5432/verifynow_bench_throughput",
-        ),
-        help="PostgreSQL database, dropped and created (name: verifynow_bench*)",
-    )
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("VERIFYNOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
-        help="Redis database, flushed at start (not db 0)",
-    )
-    p.add_argument("--sandbox-port", type=int, default=8841)
-    p.add_argument(
-        "--site-port", type=int, default=8842, help="the first row's; row i: + i"
-    )
-    p.add_argument("--log-dir", default=None, help="keep the server logs here")
-    p.add_argument("--json", default=None, help="write the figures as JSON here")
+    cli.add_ports(p, sandbox=8841, site=8842, site_help="the first row's; row i: + i")
+    cli.add_outputs(p)
     args = p.parse_args(argv)
     try:
         args.conn_max_ages = [int(v) for v in args.conn_max_age.split(",") if v]
@@ -110,8 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rounds, --concurrency, --workers and --flows must be >= 1")
     if args.duration <= 0 or args.max_seconds <= 0:
         p.error("--duration and --max-seconds must be > 0")
-    if args.seed is None:
-        args.seed = int(time.time())
+    cli.default_seed(args)
     return args
 
 
@@ -140,27 +122,9 @@ class Site(procs.ProcessGroup):
         a = self.args
         self.start(
             name,
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(a.workers),
-                "--worker-class",
-                "sync",
-                # Above the site's DEADLINE (15 s) for all vendor work of a request:
-                # docs/deployment.md explains the rule.
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "10",
-                "--capture-output",
-                "--log-level",
-                "warning",
-                "site_wsgi:application",
-            ],
+            procs.gunicorn_command(
+                "site_wsgi:application", port, a.workers, log_level="warning"
+            ),
             self.env(conn_max_age),
             port=port,
         )
@@ -393,25 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run every row; returns the exit status."""
     args = parse_args(argv)
     t0 = time.monotonic()
-    keep_logs = args.log_dir is not None
-    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="verifynow-throughput-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir, keep_logs = cli.log_dir(args.log_dir, "verifynow-throughput-")
     site = Site(args, log_dir)
     failed = True
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    def watchdog() -> None:
-        # Whatever hangs, the run ends, and so does what it started.
-        time.sleep(args.max_seconds + 30)
-        print("throughput: watchdog: over the time bound, stopping", flush=True)
-        site.stop()
-        os._exit(3)
-
-    threading.Thread(target=watchdog, daemon=True, name="watchdog").start()
+    cli.interrupt_on_sigterm()
+    cli.start_watchdog("throughput", args.max_seconds + 30, site.stop)
     print(
         f"throughput: rows CONN_MAX_AGE={args.conn_max_ages}, {args.duration:g} s "
         f"per row in {args.rounds} rounds, {args.concurrency} client threads, "
@@ -498,22 +448,12 @@ def main(argv: list[str] | None = None) -> int:
         failed = False
         print("OK")
         return 0
-    except procs.SetupError as exc:
-        print(f"throughput: setup failed: {exc}", file=sys.stderr, flush=True)
-        return 4
-    except Exception:  # a harness bug: say so, and still stop everything
-        traceback.print_exc()
-        return 1
-    except KeyboardInterrupt:
-        print("throughput: interrupted, stopping", file=sys.stderr, flush=True)
-        return 130
+    except BaseException as exc:  # stderr says what; SystemExit goes on up
+        return cli.exit_status("throughput", exc)
     finally:
         site.stop()
         print(f"throughput: wall time {time.monotonic() - t0:.1f} s", flush=True)
-        if failed or keep_logs:
-            print(f"throughput: server logs in {log_dir}", flush=True)
-        else:
-            shutil.rmtree(log_dir, ignore_errors=True)
+        cli.finish_logs("throughput", log_dir, keep=keep_logs, failed=failed)
 
 
 if __name__ == "__main__":
