@@ -795,7 +795,10 @@ def test_otp_authentication_form_rejects_another_users_device():
     )
     before = validates()
     assert not form.is_valid()
-    assert form.errors.as_data()["__all__"][0].code == "device_required"
+    # django-otp's own refusal: "device_required" since 1.7.1, "invalid_token" in 1.7.0
+    # (the declared floor). Either way no device is accepted and nothing is checked.
+    refusal = form.errors.as_data()["__all__"][0].code
+    assert refusal in {"device_required", "invalid_token"}
     assert form.get_user() == stranger and form.get_user().otp_device is None
     assert validates() == before
 
