@@ -161,6 +161,7 @@ def _build(cache: BaseCache, backend: Any) -> RedisStore | None:
     if type(cache).__module__ == "django.core.cache.backends.redis":
         # Django builds a new redis.Redis per call (get_client); one is enough.
         client = backend.get_client(write=True)
+        # Values read by a script decode as the cache's own get_many decodes them.
         return RedisStore(
             cache, client, cache.make_and_validate_key, backend._serializer.loads
         )
