@@ -43,9 +43,13 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 BASE = "/api/verify/"
 
 #: Round trips the app itself may make (the session's aside).
-SEND_BUDGET = 3
-VALIDATE_BUDGET = 5
-#: The Idempotency-Key's claim and its stored answer.
+SEND_BUDGET = 2
+VALIDATE_BUDGET = 2
+#: A wrong code: the check's script and counting the failure.
+WRONG_CODE_BUDGET = 2
+#: The Idempotency-Key's claim and its stored answer: the claim must come before the
+#: service runs (a replay runs nothing) and the answer exists only once the response
+#: is rendered, after the admission's commit, so neither shares a policy round trip.
 IDEMPOTENCY_EXTRA = 2
 #: SQL statements, session included (cache sessions: none).
 SEND_SQL = 3
@@ -107,9 +111,10 @@ def test_a_send_is_within_its_redis_and_sql_budgets(counter: RedisRoundTrips) ->
         response = _send(Client(REMOTE_ADDR="10.1.2.4"), _number())
     assert response.status_code == 201, response.content
     app = _app(trips)
-    # The admission script, the vendor call's token and breaker read, the commit.
+    # The admission script (which also reads the vendor call's token and breaker
+    # state) and the commit: no read of the client's own, none of the cooldown.
     assert len(app) <= SEND_BUDGET, [t.label for t in app]
-    assert _names(app).count("EVALSHA") == 2
+    assert _names(app) == ["EVALSHA", "EVALSHA"], [t.label for t in app]
     assert len(sql.captured_queries) <= SEND_SQL, sql.captured_queries
 
 
@@ -127,8 +132,10 @@ def test_a_validate_is_within_its_redis_and_sql_budgets(
     assert response.json()["status"] == "verified"
     app = _app(trips)
     assert len(app) <= VALIDATE_BUDGET, [t.label for t in app]
-    # Nothing failed, so nothing is forgotten: no DEL of the failure counters.
-    assert "DEL" not in _names(app), [t.label for t in app]
+    # The check's script (spend, failure cap, cooldown, the client's state) and the
+    # pumping "verified" counter. Nothing failed, so nothing is forgotten (no DEL),
+    # and the answer's cooldown came with the check (no GET).
+    assert _names(app) == ["EVALSHA", "EVALSHA"], [t.label for t in app]
     assert len(sql.captured_queries) <= VALIDATE_SQL, sql.captured_queries
 
 
@@ -166,8 +173,13 @@ def test_a_wrong_code_then_success_forgets_the_failure(
     code = last_code(number)
     assert code is not None
     wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
-    refused = _validate(client, attempt["id"], wrong)
+    with counter.recording() as failing:
+        refused = _validate(client, attempt["id"], wrong)
     assert refused.status_code == 400, refused.content
+    # The check's script and one for both failure counters.
+    wrong_trips = _app(failing)
+    assert len(wrong_trips) <= WRONG_CODE_BUDGET, [t.label for t in wrong_trips]
+    assert _names(wrong_trips) == ["EVALSHA", "EVALSHA"], [t.label for t in failing]
     with counter.recording() as trips:
         assert _validate(client, attempt["id"], code).json()["status"] == "verified"
     # A failure was counted: this time the counters are deleted.
@@ -238,3 +250,44 @@ def test_a_release_gives_every_counter_back_in_one_round_trip(
     again.commit(valid_for=60)
     assert again.resend_wait == 60
     assert cooldown.remaining(PHONE) == cooldown.Wait(60, True)
+
+
+# -- the vendor client's state, read with the policy's round trip ----------------------
+def test_an_open_breaker_stops_the_send_through_the_prefetched_state() -> None:
+    # The state the admission read for the client is the one it acts on: an open
+    # breaker refuses the send without reaching the vendor, and nothing is spent.
+    from django_verifynow.client import get_client
+
+    client = Client(REMOTE_ADDR="10.1.3.1")
+    assert _send(client, _number()).status_code == 201
+    breaker = get_client().breaker
+    for _ in range(breaker.fail_max):
+        breaker.record_failure()
+    number = _number()
+    refused = _send(Client(REMOTE_ADDR="10.1.3.2"), number)
+    assert refused.status_code == 503, refused.content
+    assert last_code(number) is None  # the vendor was not called
+    assert cooldown.remaining(number).seconds == 0  # the admission was released
+
+
+def test_a_validate_passes_the_prefetched_state_to_the_client(
+    monkeypatch: pytest.MonkeyPatch, counter: RedisRoundTrips
+) -> None:
+    from django_verifynow.client import VerifyNowClient
+
+    client = Client(REMOTE_ADDR="10.1.3.3")
+    number = _number()
+    attempt = _send(client, number).json()
+    code = last_code(number)
+    assert code is not None
+    seen: list[Any] = []
+    validate_flow = VerifyNowClient.validate_flow
+
+    def spy(self: VerifyNowClient, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("state"))
+        return validate_flow(self, **kwargs)
+
+    monkeypatch.setattr(VerifyNowClient, "validate_flow", spy)
+    assert _validate(client, attempt["id"], code).json()["status"] == "verified"
+    token_key = seen[0] and [k for k in seen[0] if k.startswith("verifynow:token:")]
+    assert token_key, seen  # the cached token came with the check's script

@@ -137,8 +137,22 @@ class VerifyNowClient:
 
     # -- authenticated calls -----------------------------------------------------------
 
+    def state_keys(self) -> tuple[str, ...]:
+        """The cache keys every call reads first (the breaker's state and the token).
+
+        A caller that makes a round trip to the same cache just before the call can
+        read them with it and pass the values as ``state`` to :meth:`send` or
+        :meth:`validate`, which then make no read of their own.
+        """
+        return (*self.breaker.state_keys, self.tokens.cache_key)
+
     def _call(
-        self, call: Call, method: str, params: Mapping[str, Any], deadline: Deadline
+        self,
+        call: Call,
+        method: str,
+        params: Mapping[str, Any],
+        deadline: Deadline,
+        state: Mapping[str, Any] | None = None,
     ) -> Generator[Exchange, Any, tuple[Any, dict[str, Any] | None]]:
         """Make an authenticated call with the breaker, the connect-only retry and the
         single refresh-and-replay on an auth failure, all within ``deadline``.
@@ -150,9 +164,10 @@ class VerifyNowClient:
         """
         endpoint = call.value
         path = PATHS[self.api_version][endpoint]
-        # The breaker's state and the token in one round trip; the success path then
-        # writes nothing (the breaker is clean, the token cached).
-        state = self._read_state()
+        # The breaker's state and the token in one round trip (or none: read by the
+        # caller with its own); the success path then writes nothing.
+        if state is None:
+            state = self._read_state()
         self.breaker.before_call(endpoint, state)
         # A token fetch (rare: once an hour per site) stays a blocking exchange; in the
         # async API it runs in the executor's thread of this step.
@@ -227,7 +242,7 @@ class VerifyNowClient:
         (each part then reads, and falls back, on its own)."""
         try:
             state: Mapping[str, Any] = self.tokens.cache.get_many(
-                [*self.breaker.state_keys, self.tokens.cache_key]
+                list(self.state_keys())
             )
         except Exception:  # noqa: BLE001 - a broken cache must not stop vendor calls
             return None
@@ -267,6 +282,7 @@ class VerifyNowClient:
         national_number: str,
         flow_type: str = "SMS",
         otp_length: int = 6,
+        state: Mapping[str, Any] | None = None,
     ) -> SendResult:
         """Ask VerifyNow to send a code to ``+<country_code><national_number>``.
 
@@ -276,6 +292,9 @@ class VerifyNowClient:
         :raises RateLimited: the vendor's own limit (800), reason VENDOR_LIMIT.
         :raises OutOfCredit: the account has no credit left (508).
         :raises ProviderError: the vendor refused the request or answered nonsense.
+
+        ``state``: the values of :meth:`state_keys` as the caller just read them from
+        the client's cache (absent keys left out); without it the call reads them.
         """
         return drive(
             self.send_flow(
@@ -283,6 +302,7 @@ class VerifyNowClient:
                 national_number=national_number,
                 flow_type=flow_type,
                 otp_length=otp_length,
+                state=state,
             ),
             self._perform,
         )
@@ -294,6 +314,7 @@ class VerifyNowClient:
         national_number: str,
         flow_type: str = "SMS",
         otp_length: int = 6,
+        state: Mapping[str, Any] | None = None,
     ) -> Generator[Exchange, Any, SendResult]:
         """:meth:`send` as a flow (see :mod:`django_verifynow.executor`); its deadline
         starts at its first step."""
@@ -306,7 +327,7 @@ class VerifyNowClient:
             "otpLength": otp_length,
         }
         response, body = yield from self._call(
-            Call.SEND, "POST", params, Deadline(self.deadline)
+            Call.SEND, "POST", params, Deadline(self.deadline), state
         )
         code = response_code_of(body) if body else None
         if body is None or code is None:
@@ -357,6 +378,7 @@ class VerifyNowClient:
         code: str,
         country_code: str | None = None,
         national_number: str | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> ValidateResult:
         """Ask VerifyNow whether ``code`` is right for ``verification_id``.
 
@@ -367,6 +389,8 @@ class VerifyNowClient:
         :raises ProviderUnavailable: the request never reached the vendor (or could not
             start within the deadline).
         :raises ProviderError: refused (505, 700, …) or nonsense; never "verified".
+
+        ``state``: as for :meth:`send`.
         """
         return drive(
             self.validate_flow(
@@ -374,6 +398,7 @@ class VerifyNowClient:
                 code=code,
                 country_code=country_code,
                 national_number=national_number,
+                state=state,
             ),
             self._perform,
         )
@@ -385,6 +410,7 @@ class VerifyNowClient:
         code: str,
         country_code: str | None = None,
         national_number: str | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> Generator[Exchange, Any, ValidateResult]:
         """:meth:`validate` as a flow (see :mod:`django_verifynow.executor`); its
         deadline starts at its first step."""
@@ -395,7 +421,7 @@ class VerifyNowClient:
                 params["countryCode"] = country_code
                 params["mobileNumber"] = national_number
         response, body = yield from self._call(
-            Call.VALIDATE, "GET", params, Deadline(self.deadline)
+            Call.VALIDATE, "GET", params, Deadline(self.deadline), state
         )
         response_code = response_code_of(body) if body else None
         if body is None or response_code is None:

@@ -34,8 +34,9 @@ import contextvars
 import enum
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import phone, ratelimit
 from ..conf import verifynow_settings
@@ -56,6 +57,7 @@ __all__ = [
     "LIMIT_REASONS",
     "Action",
     "Admission",
+    "CheckAdmission",
     "LiftFailed",
     "LiftResult",
     "PhoneState",
@@ -135,6 +137,9 @@ class Admission:
     pumped: int | None = None
     #: The Redis store that reserved it all in one script (None: the generic path).
     store: redis_store.RedisStore | None = field(default=None, repr=False)
+    #: The values of the ``prefetch`` keys, read with the admission (absent keys left
+    #: out); None when they were not read (the generic path).
+    prefetched: dict[str, Any] | None = field(default=None, repr=False)
 
     def commit(
         self, *, valid_for: int | None = None, country: str | None = None
@@ -208,6 +213,7 @@ def admit_send(
     *,
     resend: bool = False,
     code_usable: bool = True,
+    prefetch: Sequence[str] = (),
 ) -> Admission:
     """Admit one send to ``e164`` for the requester identified by ``keys``.
 
@@ -217,6 +223,9 @@ def admit_send(
     :param code_usable: whether the requester can still enter the code already sent
         (False for a locked attempt): only then does a cooldown refusal say that the
         code is still valid.
+    :param prefetch: keys of the limits cache the caller reads next (the vendor
+        client's state): where the store allows, they are read in the admission's
+        round trip, into :attr:`Admission.prefetched`.
     :returns: the :class:`Admission`; commit or release it.
     :raises RateLimited: refused by a rule (:attr:`~RateLimited.reason` says which);
         :class:`DailyCapReached` for the daily cap. Nothing is reserved.
@@ -227,7 +236,13 @@ def admit_send(
     try:
         store = _store()
         if store is None or not redis_admission.admit_send(
-            store, admission, e164, keys, resend=resend, code_usable=code_usable
+            store,
+            admission,
+            e164,
+            keys,
+            resend=resend,
+            code_usable=code_usable,
+            prefetch=prefetch,
         ):
             _admit_send(admission, e164, keys, resend=resend, code_usable=code_usable)
     except ratelimit.StoreUnavailable as exc:
@@ -380,7 +395,33 @@ def _requester_rules() -> list[ratelimit.Rule]:
     ]
 
 
-def admit_check(e164: str, requester: str) -> None:
+@dataclass
+class CheckAdmission:
+    """What :func:`admit_check` read on its way, for the rest of the check."""
+
+    #: The values of the ``prefetch`` keys (absent keys left out); None when they
+    #: were not read (the generic path).
+    prefetched: dict[str, Any] | None = None
+    #: The phone's cooldown record as the check found it (None: none, or not read).
+    cooldown: dict[str, Any] | None = None
+    #: Whether the record was read (False: ask :func:`resend_wait`).
+    read_cooldown: bool = False
+
+    def resend_wait(self) -> int | None:
+        """Seconds until a new code may go to the phone, from the record read with
+        the check (None: not read; ask :func:`resend_wait`)."""
+        if not self.read_cooldown:
+            return None
+        return cooldown.seconds_left(self.cooldown, ratelimit.now_or(None))
+
+
+def admit_check(
+    e164: str,
+    requester: str,
+    *,
+    spend_keys: Mapping[str, str | None] | None = None,
+    prefetch: Sequence[str] = (),
+) -> CheckAdmission:
     """Refuse a code check for ``e164`` once its daily failure cap is used up, unless
     this requester has no wrong code for the phone in that period.
 
@@ -389,9 +430,39 @@ def admit_check(e164: str, requester: str) -> None:
     user key) with no failure of its own on this phone may still check its own code.
     Each attempt needs an SMS, so the total stays bounded (see ``docs/security.md``).
 
-    :raises RateLimited: reason :attr:`~Reason.FAILURE_CAP`.
+    :param spend_keys: the requester's limit keys: first :func:`spend` the ``validate``
+        budget for them, in the same round trip where the store allows.
+    :param prefetch: keys of the limits cache the caller reads next (the vendor
+        client's state), read with the check where the store allows.
+    :raises RateLimited: the ``validate`` budget (as :func:`spend`), or reason
+        :attr:`~Reason.FAILURE_CAP`.
     """
     _no_failures.set(None)
+    admission = CheckAdmission()
+    try:
+        store = _store()
+    except ratelimit.StoreUnavailable:
+        store = None
+    if store is not None:
+        try:
+            clean = redis_admission.admit_check(
+                store, admission, e164, requester, spend=spend_keys, prefetch=prefetch
+            )
+        except RateLimited:
+            raise
+        except Exception as exc:  # noqa: BLE001 - both parts fail open
+            _store_down(Action.VALIDATE, ratelimit.StoreUnavailable(type(exc).__name__))
+            return CheckAdmission()
+        _no_failures.set(e164 if clean else None)
+        return admission
+    if spend_keys is not None:
+        spend(Action.VALIDATE, spend_keys)
+    _check_failures(e164, requester)
+    return admission
+
+
+def _check_failures(e164: str, requester: str) -> None:
+    """The failure cap of :func:`admit_check`, on the generic path."""
     try:
         clean = ratelimit.count_free(Action.VALIDATE_FAILURE.value, {"phone": e164})
         _no_failures.set(e164 if clean else None)
@@ -417,6 +488,21 @@ def record_failure(e164: str, requester: str) -> None:
     check."""
     _no_failures.set(None)  # there is one now
     try:
+        store = _store()
+        if store is not None:
+            # Both counts in one round trip; each is skipped when already over.
+            redis_store.hit_each(
+                store,
+                [
+                    (Action.VALIDATE_FAILURE.value, {"phone": e164}, None),
+                    (
+                        "validate_failure_requester",
+                        _failed_here(e164, requester),
+                        _requester_rules(),
+                    ),
+                ],
+            )
+            return
         with contextlib.suppress(ratelimit.LimitExceeded):
             # Over the cap: this check has been answered; the next one is refused.
             _hit(Action.VALIDATE_FAILURE.value, {"phone": e164})

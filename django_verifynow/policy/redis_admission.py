@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .. import phone, ratelimit
 from ..conf import verifynow_settings
-from ..exceptions import DailyCapReached, PrefixBlocked
+from ..exceptions import DailyCapReached, PrefixBlocked, RateLimited
+from ..reasons import Reason
 from . import caps, cooldown, pumping, redis_store, refusals
 
 if TYPE_CHECKING:
-    from . import Admission
+    from . import Admission, CheckAdmission
 
-__all__ = ["admit_send", "commit", "release"]
+__all__ = ["admit_check", "admit_send", "commit", "release"]
 
 logger = logging.getLogger("django_verifynow.ratelimit")
 
@@ -77,9 +78,11 @@ def admit_send(
     *,
     resend: bool,
     code_usable: bool,
+    prefetch: Sequence[str] = (),
 ) -> bool:
     """:func:`_admit_send` in one script; False when the generic path must decide
-    (the script met a record written by an earlier version)."""
+    (the script met a record written by an earlier version). An admitted send's
+    ``prefetch`` keys are read by the same script (:attr:`Admission.prefetched`)."""
     prefix = phone.prefix(e164)
     # The values of policy.Action.SEND and RESEND (the RATE_LIMITS keys).
     actions = ("send", "resend") if resend else ("send",)
@@ -100,6 +103,7 @@ def admit_send(
         jitter=cooldown._random.uniform(0.9, 1.1),
         memory=cooldown.COOLDOWN_MEMORY,
         daily_cap=cap,
+        prefetch=prefetch,
     )
     if verdict.kind == "legacy":
         return False
@@ -122,6 +126,8 @@ def admit_send(
     if cap is not None:
         caps.daily_alerts(ratelimit.cache(), verdict.daily, cap, moment)
     admission.store = store
+    if prefetch:
+        admission.prefetched = store.values(prefetch, verdict.prefetched)
     admission.ticket = cooldown.Ticket(phone=e164, previous=verdict.previous)
     reserved = verdict.reserved
     if cap is not None:
@@ -183,3 +189,70 @@ def release(admission: Admission, valid_for: int | None) -> None:
             "Rate-limit cache failed restoring a cooldown (%s)", type(exc).__name__
         )
     admission.resend_wait = cooldown.seconds_left(state, moment)
+
+
+def admit_check(
+    store: redis_store.RedisStore,
+    admission: CheckAdmission,
+    e164: str,
+    requester: str,
+    *,
+    spend: Mapping[str, str | None] | None,
+    prefetch: Sequence[str],
+) -> bool:
+    """:func:`~django_verifynow.policy.admit_check` with the spend in one script,
+    which also reads the phone's cooldown (for the answer) and the ``prefetch`` keys.
+
+    Decides as the generic path does; returns whether the phone's failure counters
+    were all empty (nothing for ``forget_failures`` to do).
+
+    :raises RateLimited: the spend's rule (as ``spend``) or the failure cap.
+    """
+    from . import _failed_here, _requester_rules  # the generic path's own
+
+    moment = ratelimit.now_or(None)
+    spent = ratelimit._buckets("validate", spend, moment) if spend else []
+    failed = ratelimit._buckets("validate_failure", {"phone": e164}, moment)
+    marked = ratelimit._buckets(
+        "validate_failure_requester",
+        _failed_here(e164, requester),
+        moment,
+        _requester_rules(),
+    )
+    spend_keys, spend_args = redis_store._bucket_args(spent)
+    # (previous, current) per bucket: the order redis_store._over reads counts in.
+    reads = [k for b in (*failed, *marked) for k in (b.previous, b.current)]
+    reads += [cooldown._key(e164), *prefetch]
+    answer = store.run("check", [*spend_keys, *reads], [len(spent), *spend_args])
+    if not int(answer[0]):
+        exc = redis_store._over("validate", spent, answer[1:])
+        assert exc is not None  # the script and _over apply the same sum
+        raise refusals.refusal(exc)
+    values = answer[1:]
+    counts = [int(v or 0) for v in values[: 2 * (len(failed) + len(marked))]]
+    over = redis_store._over("validate_failure", failed, counts)
+    if over is not None and (
+        redis_store._over(
+            "validate_failure_requester", marked, counts[2 * len(failed) :]
+        )
+        is not None
+    ):
+        raise RateLimited(retry_after=over.retry_after, reason=Reason.FAILURE_CAP)
+    raw = values[len(reads) - len(prefetch) - 1]
+    admission.cooldown = _record(raw)
+    # An older pickled record is not read here: the answer then reads it as before.
+    admission.read_cooldown = raw is None or admission.cooldown is not None
+    admission.prefetched = store.values(prefetch, values[len(values) - len(prefetch) :])
+    return not any(counts[: 2 * len(failed)])
+
+
+def _record(raw: bytes | None) -> dict[str, object] | None:
+    """A cooldown record the scripts wrote; None for none, or an older pickle (the
+    answer then reads the cooldown as before)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

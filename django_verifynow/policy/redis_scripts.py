@@ -8,7 +8,7 @@ serializer stores an ``int``), the cooldown record is JSON.
 
 from __future__ import annotations
 
-__all__ = ["ADMIT_SEND", "COMMIT", "HIT", "INCR", "RELEASE"]
+__all__ = ["ADMIT_SEND", "CHECK", "COMMIT", "HIT", "HITS", "INCR", "RELEASE"]
 
 #: Atomic "add one, set the TTL of a new key": Django's ``incr`` takes two commands
 #: and cannot create the key. KEYS[1]: the counter. ARGV[1]: TTL in seconds.
@@ -76,6 +76,48 @@ return counts
 """
 )
 
+#: Several independent ``ratelimit.hit``: each group is counted unless one of its
+#: buckets would be over. KEYS: (current, previous) per bucket, group after group;
+#: ARGV[1] number of groups, then per group its bucket count and the buckets'
+#: (limit, period, elapsed, ttl). Returns 1.
+HITS = (
+    _WINDOWS
+    + """
+local key, arg = 1, 2
+for g = 1, tonumber(ARGV[1]) do
+  local nb = tonumber(ARGV[arg])
+  local buckets, counts, over, next_arg = group(key, arg + 1, nb)
+  key, arg = key + 2 * nb, next_arg
+  if not over then count(buckets) end
+end
+return 1
+"""
+)
+
+#: A code check's admission: spend the per-IP budget (a ``ratelimit.hit``), then
+#: read what the failure cap and the answer need, and the caller's prefetch keys.
+#: KEYS: the spend's (current, previous) per bucket, then the keys to read.
+#: ARGV[1] the spend's bucket count, then its buckets' (limit, period, elapsed, ttl).
+#: Returns {0, prev, cur, ...} (the spend is over: nothing counted, as HIT), or
+#: {1, value of each key to read (nil when absent)...}.
+CHECK = (
+    _WINDOWS
+    + """
+local n = tonumber(ARGV[1])
+if n > 0 then
+  local buckets, counts, over = group(1, 2, n)
+  if over then
+    table.insert(counts, 1, 0)
+    return counts
+  end
+  count(buckets)
+end
+local out = {1}
+for i = 2 * n + 1, #KEYS do table.insert(out, redis.call('GET', KEYS[i])) end
+return out
+"""
+)
+
 #: A send's admission, all or nothing. Nothing is written unless every rule passes.
 #:
 #: KEYS[1] cooldown record, KEYS[2] in-flight marker, KEYS[3] prefix block,
@@ -94,7 +136,9 @@ return counts
 #:   {"daily", count}                  the daily cap is used up
 #:   {"legacy"}                        a value the script cannot read (the generic
 #:                                     path handles this send)
-#:   {"ok", previous record or "", daily count, one "1" (over) or "0" per share}
+#:   {"ok", previous record or "", daily count, one "1" (over) or "0" per share,
+#:    then the value of each key after the buckets' (the caller's prefetch keys,
+#:    nil when absent)}
 ADMIT_SEND = (
     _RECORD
     + _WINDOWS
@@ -187,7 +231,9 @@ local ends = math.max(now + wait, valid_until, now)
 redis.call('SET', KEYS[1], record(n, now, now + wait, valid_until), 'EX',
            math.floor(tonumber(ARGV[6]) + ends - now) + tonumber(ARGV[7]))
 redis.call('SET', KEYS[2], 1, 'EX', ARGV[2])
-return {'ok', raw or '', daily, dropped}
+local out = {'ok', raw or '', daily, dropped}
+for i = key, #KEYS do table.insert(out, redis.call('GET', KEYS[i])) end
+return out
 """
 )
 

@@ -43,7 +43,7 @@ from typing import Any
 from django.core.cache import BaseCache
 
 from .. import ratelimit
-from .redis_scripts import ADMIT_SEND, COMMIT, HIT, INCR, RELEASE
+from .redis_scripts import ADMIT_SEND, CHECK, COMMIT, HIT, HITS, INCR, RELEASE
 
 __all__ = [
     "Group",
@@ -54,6 +54,7 @@ __all__ = [
     "count",
     "for_cache",
     "hit",
+    "hit_each",
     "incr",
     "read_json",
 ]
@@ -66,15 +67,20 @@ _stores: weakref.WeakKeyDictionary[Any, RedisStore | None] = weakref.WeakKeyDict
 class RedisStore:
     """The Redis server behind a Django cache, with the policy's scripts loaded."""
 
-    def __init__(self, cache: BaseCache, client: Any, make_key: Any) -> None:
+    def __init__(
+        self, cache: BaseCache, client: Any, make_key: Any, decode: Any
+    ) -> None:
         self.cache = cache
         self.client = client
         self._make_key = make_key
+        self._decode = decode
         self._scripts = {
             name: client.register_script(source)
             for name, source in (
                 ("incr", INCR),
                 ("hit", HIT),
+                ("hits", HITS),
+                ("check", CHECK),
                 ("admit_send", ADMIT_SEND),
                 ("commit", COMMIT),
                 ("release", RELEASE),
@@ -90,6 +96,17 @@ class RedisStore:
         return self._scripts[script](
             keys=[self.key(k) if k else "" for k in keys], args=list(args)
         )
+
+    def decode(self, raw: bytes) -> Any:
+        """A value the cache stored (a pickle or a plain integer), as ``get`` reads."""
+        return self._decode(raw)
+
+    def values(self, keys: Sequence[str], raws: Sequence[Any]) -> dict[str, Any]:
+        """Raw values a script read for ``keys``, decoded, the absent ones left out
+        (what the cache's ``get_many`` returns)."""
+        return {
+            k: self.decode(r) for k, r in zip(keys, raws, strict=True) if r is not None
+        }
 
     def get_raw(self, key: str) -> bytes | None:
         """The bytes stored at ``key``, undecoded."""
@@ -144,9 +161,12 @@ def _build(cache: BaseCache, backend: Any) -> RedisStore | None:
     if type(cache).__module__ == "django.core.cache.backends.redis":
         # Django builds a new redis.Redis per call (get_client); one is enough.
         client = backend.get_client(write=True)
-        return RedisStore(cache, client, cache.make_and_validate_key)
+        # Values read by a script decode as the cache's own get_many decodes them.
+        return RedisStore(
+            cache, client, cache.make_and_validate_key, backend._serializer.loads
+        )
     client = backend.get_client(write=True)
-    return RedisStore(cache, client, backend.make_key)
+    return RedisStore(cache, client, backend.make_key, backend.decode)
 
 
 # -- the calls the policy makes --------------------------------------------------------
@@ -217,6 +237,27 @@ def hit(
 
 
 @ratelimit.guarded
+def hit_each(
+    store: RedisStore,
+    hits: Sequence[
+        tuple[str, Mapping[str, str | None], Sequence[ratelimit.Rule] | None]
+    ],
+) -> None:
+    """Several :func:`hit` whose refusals the caller ignores, in one round trip:
+    each (action, keys, rules) is counted unless one of its rules would be over."""
+    moment = ratelimit.now_or(None)
+    keys: list[str] = []
+    args: list[Any] = [len(hits)]
+    for action, values, rules in hits:
+        bucket_keys, bucket_args = _bucket_args(
+            ratelimit._buckets(action, values, moment, rules)
+        )
+        keys += bucket_keys
+        args += [len(bucket_keys) // 2, *bucket_args]
+    store.run("hits", keys, args)
+
+
+@ratelimit.guarded
 def incr(store: RedisStore, key: str, timeout: int) -> int:
     """:func:`ratelimit.incr` in one round trip."""
     return int(store.run("incr", [key], [timeout]))
@@ -258,6 +299,8 @@ class SendVerdict:
     previous: dict[str, Any] | None = None
     reserved: tuple[str, ...] = ()
     daily: int = 0
+    #: "ok": the prefetch keys' raw values (None: absent), in their order.
+    prefetched: tuple[Any, ...] = ()
 
 
 @ratelimit.guarded
@@ -276,6 +319,7 @@ def admit_send(
     jitter: float,
     memory: int,
     daily_cap: int | None,
+    prefetch: Sequence[str] = (),
 ) -> SendVerdict:
     """Run the send admission script; nothing is reserved unless ``kind == "ok"``."""
     keys = [cooldown_key, inflight_key, block_key, daily_key]
@@ -296,6 +340,8 @@ def admit_send(
         bucket_keys, bucket_args = _bucket_args(g.buckets)
         keys += bucket_keys
         args += [kind, len(g.buckets), g.prefix, *bucket_args]
+    # Read last, in the same round trip: keys of the caller's next step.
+    keys += prefetch
     answer = store.run("admit_send", keys, args)
     kind = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
     if kind == "cooldown":
@@ -332,4 +378,5 @@ def admit_send(
         previous=previous if isinstance(previous, dict) else None,
         reserved=tuple(dict.fromkeys(reserved)),
         daily=daily,
+        prefetched=tuple(answer[4:]),
     )

@@ -38,7 +38,7 @@ from ..reasons import Reason
 from ..signals import verification_locked, verification_verified
 from . import notify
 from .requester import Requester, requester_for, resolve
-from .vendor import VendorCall, arun, run
+from .vendor import VendorCall, arun, prefetch_keys, run, with_state
 
 __all__ = ["CheckResult", "avalidate_otp", "validate_otp"]
 
@@ -136,34 +136,54 @@ def _validate_otp(
     request: HttpRequest | None,
 ) -> Flow[VerificationAttempt]:
     requester = requester_for(request, bind=False)
-    if not requester.trusted:
-        # Spent first, by every call: malformed codes and unknown ids included, so
-        # guessing ids or codes hits the limit too.
-        try:
-            policy.spend(policy.Action.VALIDATE, requester.limit_keys)
-        except RateLimited as exc:
-            notify.event(
-                "blocked", None, requester, reason=exc.reason, action="validate"
+    # Every call spends the per-IP budget, malformed codes and unknown ids included,
+    # so guessing ids or codes hits the limit too. A check that reaches the policy
+    # spends it there, with the failure cap in the same round trip.
+    spend_keys = None if requester.trusted else requester.limit_keys
+    try:
+        cleaned = _clean_code(code)
+        attempt = resolve(attempt, requester)
+        if len(cleaned) != attempt.otp_length:
+            raise InvalidInput(
+                _("The code must be %(n)d digits.") % {"n": attempt.otp_length}
             )
-            raise
-    cleaned = _clean_code(code)
-    attempt = resolve(attempt, requester)
-    if len(cleaned) != attempt.otp_length:
-        raise InvalidInput(
-            _("The code must be %(n)d digits.") % {"n": attempt.otp_length}
-        )
+    except Exception:
+        _spend(spend_keys, requester, None)  # its refusal, if any, comes first
+        raise
     attempt.check_outcome = None
-    attempt.check_result = yield from _check(attempt, cleaned, requester)
+    attempt.check_result = yield from _check(attempt, cleaned, requester, spend_keys)
     return attempt
 
 
+def _spend(
+    spend_keys: dict[str, str | None] | None,
+    requester: Requester,
+    attempt: VerificationAttempt | None,
+) -> None:
+    """Spend the validate budget alone (a check that never reaches the policy)."""
+    if spend_keys is None:
+        return
+    try:
+        policy.spend(policy.Action.VALIDATE, spend_keys)
+    except RateLimited as exc:
+        notify.event(
+            "blocked", attempt, requester, reason=exc.reason, action="validate"
+        )
+        raise
+
+
 def _check(
-    attempt: VerificationAttempt, code: str, requester: Requester
+    attempt: VerificationAttempt,
+    code: str,
+    requester: Requester,
+    spend_keys: dict[str, str | None] | None,
 ) -> Flow[CheckResult]:
     if attempt.status != _S.PENDING or not attempt.provider_verification_id:
+        _spend(spend_keys, requester, attempt)
         return _SETTLED.get(attempt.status, CheckResult.ALREADY_SETTLED)
     now = timezone.now()
     if attempt.is_expired:
+        _spend(spend_keys, requester, attempt)
         if not _expire(attempt) and _settled_meanwhile(attempt):
             # A check reserved in time was still waiting for the vendor (a double
             # click across the expiry): its answer is this one's too.
@@ -171,7 +191,14 @@ def _check(
         notify.failed(attempt, requester, Reason.EXPIRED)
         return CheckResult.EXPIRED
     try:
-        policy.admit_check(attempt.phone_number, _requester_key(requester))
+        # The spend, the failure cap, the cooldown for the answer and the vendor
+        # client's state: one round trip where the store allows.
+        admitted = policy.admit_check(
+            attempt.phone_number,
+            _requester_key(requester),
+            spend_keys=spend_keys,
+            prefetch=prefetch_keys(),
+        )
     except RateLimited as exc:
         notify.event(
             "blocked", attempt, requester, reason=exc.reason, action="validate"
@@ -194,7 +221,7 @@ def _check(
     try:
         # The try is reserved: the vendor call is the one wait, and the async API
         # holds no thread or connection across it.
-        result = yield _vendor_check(attempt, code)
+        result = yield _vendor_check(attempt, code, admitted.prefetched)
     except ProviderTimeout:
         # The vendor may have counted it: keep the reservation. The user resubmits, and
         # a 703 then tells us this check had succeeded.
@@ -215,7 +242,11 @@ def _check(
         _record(attempt, requester, CheckOutcome.ERROR, exc.response_code)
         notify.failed(attempt, requester, exc.reason or Reason.PROVIDER_ERROR)
         raise
-    return _apply(attempt, result, requester)
+    checked = _apply(attempt, result, requester)
+    # The answer's resend_available_at, from the record the check read: no second
+    # read of the cooldown (None: not read, the serializer reads it).
+    attempt.resend_wait = admitted.resend_wait()
+    return checked
 
 
 def _requester_key(requester: Requester) -> str:
@@ -223,16 +254,21 @@ def _requester_key(requester: Requester) -> str:
     return requester.limit_keys["session"] or requester.limit_keys["ip"] or "server"
 
 
-def _vendor_check(attempt: VerificationAttempt, code: str) -> VendorCall:
+def _vendor_check(
+    attempt: VerificationAttempt, code: str, state: dict[str, Any] | None
+) -> VendorCall:
     number = phone.split_for_vendor(attempt.phone_number)
     return VendorCall(
         "validate",
-        {
-            "verification_id": attempt.provider_verification_id,
-            "code": code,
-            "country_code": number.country_code,
-            "national_number": number.national_number,
-        },
+        with_state(
+            {
+                "verification_id": attempt.provider_verification_id,
+                "code": code,
+                "country_code": number.country_code,
+                "national_number": number.national_number,
+            },
+            state,
+        ),
     )
 
 

@@ -50,7 +50,7 @@ from ..reasons import Reason
 from ..signals import verification_sent
 from . import notify
 from .requester import Requester, requester_for, resolve
-from .vendor import VendorCall, arun, run
+from .vendor import VendorCall, arun, prefetch_keys, run, with_state
 
 __all__ = [
     "VENDOR_DEFAULT_VALIDITY",
@@ -214,7 +214,11 @@ def _admit(
     usable = previous is None or previous.state == AttemptStatus.PENDING
     try:
         return policy.admit_send(
-            e164, requester.limit_keys, resend=previous is not None, code_usable=usable
+            e164,
+            requester.limit_keys,
+            resend=previous is not None,
+            code_usable=usable,
+            prefetch=prefetch_keys(),
         )
     except (RateLimited, LimitsUnavailable) as exc:
         notify.blocked(e164, requester, exc.reason or Reason.PHONE_LIMIT, action)
@@ -278,12 +282,15 @@ def _send(
         # wait, and the async API holds no thread or connection across it.
         result = yield VendorCall(
             "send",
-            {
-                "country_code": number.country_code,
-                "national_number": number.national_number,
-                "flow_type": flow,
-                "otp_length": attempt.otp_length,
-            },
+            with_state(
+                {
+                    "country_code": number.country_code,
+                    "national_number": number.national_number,
+                    "flow_type": flow,
+                    "otp_length": attempt.otp_length,
+                },
+                admission.prefetched,  # read by the admission's round trip
+            ),
         )
     except ProviderTimeout as exc:
         # An SMS may have gone out: every budget stays spent and the row stays

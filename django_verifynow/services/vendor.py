@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..client import get_async_client, get_client
+from ..conf import verifynow_settings
 from ..executor import Flow, adrive, drive
 
-__all__ = ["VendorCall", "arun", "run"]
+__all__ = ["VendorCall", "arun", "prefetch_keys", "run", "with_state"]
 
 T = TypeVar("T")
 
@@ -30,6 +31,33 @@ class VendorCall:
 
     method: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def prefetch_keys() -> tuple[str, ...]:
+    """The cache keys the vendor call reads first, when they are in the limits cache:
+    the policy's round trip before the call can read them too (see :func:`with_state`).
+
+    None (an empty tuple) when the client cannot say or keeps them elsewhere; its
+    call then reads them itself. A client that cannot be built raises later, where
+    the service asks for it.
+    """
+    try:
+        client = get_client()
+    except Exception:  # noqa: BLE001 - the service reports it in its own place
+        return ()
+    state_keys = getattr(client, "state_keys", None)
+    if state_keys is None or getattr(client, "cache_alias", None) != (
+        verifynow_settings.CACHE
+    ):
+        return ()
+    return tuple(state_keys())
+
+
+def with_state(
+    kwargs: Mapping[str, Any], state: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A call's keyword arguments plus the client state read for it, if any."""
+    return {**kwargs, "state": state} if state is not None else dict(kwargs)
 
 
 def run(flow: Flow[T]) -> T:
