@@ -121,6 +121,11 @@ def test_nothing_is_held_while_the_vendor_answers(paused, call):
         assert done.status == AttemptStatus.VERIFIED
 
 
+async def _all_waiting(n: int) -> None:
+    while PausedTransport.waiting < n:
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_many_concurrent_flows_use_only_the_executors_threads(paused):
     """Forty sends waiting for the vendor at once add no thread beyond the fixed
@@ -133,9 +138,9 @@ def test_many_concurrent_flows_use_only_the_executors_threads(paused):
         PausedTransport.release = asyncio.Event()
         PausedTransport.waiting = 0
         tasks = [asyncio.ensure_future(services.asend_otp(n)) for n in numbers]
-        async with asyncio.timeout(60):  # bounded: a hang fails instead of stalling
-            while PausedTransport.waiting < len(numbers):
-                await asyncio.sleep(0.01)
+        # Bounded: a hang fails instead of stalling (wait_for, not asyncio.timeout,
+        # which Python 3.10 lacks).
+        await asyncio.wait_for(_all_waiting(len(numbers)), timeout=60)
         seen["busy"] = executor.busy_steps()
         names = [t.name for t in threading.enumerate()]
         seen["workers"] = sum(
