@@ -30,7 +30,6 @@ never sent; a check bounded by the database cap may still run).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import enum
 import logging
 import math
@@ -375,13 +374,6 @@ def _hit(
     return ratelimit.hit(action, keys, rules=rules)
 
 
-#: The phone whose failure counters :func:`admit_check` found empty in this context
-#: (this request): :func:`forget_failures` then has nothing to forget.
-_no_failures: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "verifynow_no_failures", default=None
-)
-
-
 def _failed_here(e164: str, requester: str) -> dict[str, str | None]:
     return {"session": f"{e164}|{requester}"}
 
@@ -406,6 +398,9 @@ class CheckAdmission:
     cooldown: dict[str, Any] | None = None
     #: Whether the record was read (False: ask :func:`resend_wait`).
     read_cooldown: bool = False
+    #: False when the check found the phone's failure counters all empty: a success
+    #: then has nothing for :func:`forget_failures` to forget (True when unknown).
+    failures_counted: bool = True
 
     def resend_wait(self) -> int | None:
         """Seconds until a new code may go to the phone, from the record read with
@@ -437,7 +432,6 @@ def admit_check(
     :raises RateLimited: the ``validate`` budget (as :func:`spend`), or reason
         :attr:`~Reason.FAILURE_CAP`.
     """
-    _no_failures.set(None)
     admission = CheckAdmission()
     try:
         store = _store()
@@ -453,19 +447,19 @@ def admit_check(
         except Exception as exc:  # noqa: BLE001 - both parts fail open
             _store_down(Action.VALIDATE, ratelimit.StoreUnavailable(type(exc).__name__))
             return CheckAdmission()
-        _no_failures.set(e164 if clean else None)
+        admission.failures_counted = not clean
         return admission
     if spend_keys is not None:
         spend(Action.VALIDATE, spend_keys)
-    _check_failures(e164, requester)
+    admission.failures_counted = _check_failures(e164, requester)
     return admission
 
 
-def _check_failures(e164: str, requester: str) -> None:
-    """The failure cap of :func:`admit_check`, on the generic path."""
+def _check_failures(e164: str, requester: str) -> bool:
+    """The failure cap of :func:`admit_check`, on the generic path; whether the
+    phone may have failures counted (True unless its counters were read empty)."""
     try:
-        clean = ratelimit.count_free(Action.VALIDATE_FAILURE.value, {"phone": e164})
-        _no_failures.set(e164 if clean else None)
+        return not ratelimit.count_free(Action.VALIDATE_FAILURE.value, {"phone": e164})
     except ratelimit.LimitExceeded as exc:
         try:
             ratelimit.check(
@@ -481,12 +475,12 @@ def _check_failures(e164: str, requester: str) -> None:
             _store_down(Action.VALIDATE_FAILURE, store_exc)
     except ratelimit.StoreUnavailable as exc:
         _store_down(Action.VALIDATE_FAILURE, exc)
+    return True
 
 
 def record_failure(e164: str, requester: str) -> None:
     """Count a wrong code for ``e164`` by ``requester``; the cap applies to the *next*
     check."""
-    _no_failures.set(None)  # there is one now
     try:
         store = _store()
         if store is not None:
@@ -516,15 +510,15 @@ def record_failure(e164: str, requester: str) -> None:
         logger.error("Rate-limit cache failed counting a wrong code (%s)", exc)
 
 
-def forget_failures(e164: str) -> None:
+def forget_failures(e164: str, *, counted: bool = True) -> None:
     """Forget the wrong codes of ``e164`` after it was verified.
 
-    Nothing to do (and no round trip) when this request's :func:`admit_check` found
-    no failure counted for the phone. A wrong code another requester entered in
+    ``counted=False`` (the check's :attr:`CheckAdmission.failures_counted`): its
+    :func:`admit_check` found no failure counted for the phone, so there is nothing
+    to forget and no round trip is made. A wrong code another requester entered in
     between then stays counted: the strict side.
     """
-    if _no_failures.get() == e164:
-        _no_failures.set(None)
+    if not counted:
         return
     try:
         ratelimit.reset(Action.VALIDATE_FAILURE.value, {"phone": e164})

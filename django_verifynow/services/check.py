@@ -242,7 +242,7 @@ def _check(
         _record(attempt, requester, CheckOutcome.ERROR, exc.response_code)
         notify.failed(attempt, requester, exc.reason or Reason.PROVIDER_ERROR)
         raise
-    checked = _apply(attempt, result, requester)
+    checked = _apply(attempt, result, requester, admitted)
     # The answer's resend_available_at, from the record the check read: no second
     # read of the cooldown (None: not read, the serializer reads it).
     attempt.resend_wait = admitted.resend_wait()
@@ -273,7 +273,10 @@ def _vendor_check(
 
 
 def _apply(
-    attempt: VerificationAttempt, result: ValidateResult, requester: Requester
+    attempt: VerificationAttempt,
+    result: ValidateResult,
+    requester: Requester,
+    admitted: policy.CheckAdmission,
 ) -> CheckResult:
     """Record the vendor's verdict and move the attempt accordingly."""
     code = result.response_code
@@ -288,7 +291,7 @@ def _apply(
         notify.failed(attempt, requester, Reason.VENDOR_REFUSED)
         return CheckResult.ALREADY_SETTLED
     if outcome in (Outcome.VERIFIED, Outcome.ALREADY_VERIFIED):
-        return _verified(attempt, code, requester)
+        return _verified(attempt, code, requester, admitted)
     if outcome is Outcome.WRONG_CODE:
         _record(attempt, requester, CheckOutcome.WRONG_CODE, code)
         policy.record_failure(attempt.phone_number, _requester_key(requester))
@@ -329,7 +332,10 @@ def _apply(
 
 
 def _verified(
-    attempt: VerificationAttempt, code: int, requester: Requester
+    attempt: VerificationAttempt,
+    code: int,
+    requester: Requester,
+    admitted: policy.CheckAdmission,
 ) -> CheckResult:
     # From locked too: the vendor accepted this code, so a concurrent wrong code that
     # used the last try meanwhile must not undo it.
@@ -340,7 +346,7 @@ def _verified(
         last_response_code=code,
         verified_at=timezone.now(),
     ):
-        policy.forget_failures(attempt.phone_number)
+        policy.forget_failures(attempt.phone_number, counted=admitted.failures_counted)
         pumping.record_verified(attempt.country)
         notify.event("verified", attempt, requester)
         verification_verified.send(
