@@ -20,12 +20,13 @@ from typing import Any
 import httpx
 
 from .engine import SandboxEngine, SimResponse
+from .transport import EngineLookup
 from .wsgi import parse_form, parse_query
 
 __all__ = ["SandboxAsyncTransport"]
 
 
-class SandboxAsyncTransport(httpx.AsyncBaseTransport):
+class SandboxAsyncTransport(EngineLookup, httpx.AsyncBaseTransport):
     """An ``httpx`` transport answering from a :class:`SandboxEngine`, no network.
 
     With ``engine=None`` the process-wide default engine is looked up on every
@@ -34,15 +35,6 @@ class SandboxAsyncTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, engine: SandboxEngine | None = None) -> None:
         self._engine = engine
-
-    @property
-    def engine(self) -> SandboxEngine:
-        """The engine used for the next request."""
-        if self._engine is not None:
-            return self._engine
-        from . import get_default_engine
-
-        return get_default_engine()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` from the engine (see the module docstring for faults)."""

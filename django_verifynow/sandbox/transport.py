@@ -74,7 +74,24 @@ def _body_bytes(body: Any) -> bytes:
     return bytes(body)
 
 
-class SandboxAdapter(BaseAdapter):
+class EngineLookup:
+    """The engine of an in-process transport: the one given, else the process-wide
+    default looked up on every request (so ``reset_default_engine()`` takes effect
+    at once). Shared by the ``requests`` adapter and the ``httpx`` transport."""
+
+    _engine: SandboxEngine | None
+
+    @property
+    def engine(self) -> SandboxEngine:
+        """The engine used for the next request."""
+        if self._engine is not None:
+            return self._engine
+        from . import get_default_engine
+
+        return get_default_engine()
+
+
+class SandboxAdapter(EngineLookup, BaseAdapter):
     """A ``requests`` adapter answering from a :class:`SandboxEngine`, no network.
 
     With ``engine=None`` the process-wide default engine
@@ -95,15 +112,6 @@ class SandboxAdapter(BaseAdapter):
     def __init__(self, engine: SandboxEngine | None = None) -> None:
         super().__init__()
         self._engine = engine
-
-    @property
-    def engine(self) -> SandboxEngine:
-        """The engine used for the next request."""
-        if self._engine is not None:
-            return self._engine
-        from . import get_default_engine
-
-        return get_default_engine()
 
     def send(
         self,
