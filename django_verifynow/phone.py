@@ -9,6 +9,7 @@ Indian numbers that start with 91).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import phonenumbers
@@ -166,10 +167,23 @@ def normalize(value: object, region: str | None = None) -> str:
 
 
 def _as_number(number: str | phonenumbers.PhoneNumber) -> phonenumbers.PhoneNumber:
-    """A parsed number as is; an E.164 string (already normalised) parsed."""
+    """A parsed number as is; an E.164 string (already normalised) parsed.
+
+    The result is shared (see :func:`_parse_e164`): callers only read it.
+    """
     if isinstance(number, phonenumbers.PhoneNumber):
         return number
-    return phonenumbers.parse(number)
+    return _parse_e164(number)
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_e164(text: str) -> phonenumbers.PhoneNumber:
+    # One request reads the same stored number's region, type, split and mask several
+    # times (the policy, the vendor call, the row, the events, the answer), and
+    # phonenumbers' parse is the costly part of each. Parsing is a pure function of
+    # the text; the cached object is only ever passed to phonenumbers' read-only
+    # functions, never handed out.
+    return phonenumbers.parse(text)
 
 
 def check_allowed(number: str | phonenumbers.PhoneNumber) -> None:
@@ -232,7 +246,7 @@ def mask(e164: str | None, *, keep: int = 2) -> str:
     if not e164:
         return ""
     try:
-        number = phonenumbers.parse(e164)
+        number = _parse_e164(str(e164))
         cc = f"+{number.country_code}"
         national = phonenumbers.national_significant_number(number)
     except phonenumbers.NumberParseException:

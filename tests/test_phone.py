@@ -271,6 +271,7 @@ def test_check_allowed_does_not_parse_a_parsed_number_again(monkeypatch):
     monkeypatch.setattr(
         phonenumbers, "parse", lambda *a, **k: calls.append(a) or real(*a, **k)
     )
+    phone._parse_e164.cache_clear()
     number = phone.parse("+91 98765 43210")
     assert len(calls) == 1
     phone.check_allowed(number)
@@ -278,6 +279,27 @@ def test_check_allowed_does_not_parse_a_parsed_number_again(monkeypatch):
     assert len(calls) == 1
     phone.check_allowed("+919876543210")  # text: parsed, as before
     assert len(calls) == 2
+
+
+def test_a_stored_number_is_parsed_once_for_all_its_reads(monkeypatch):
+    """The policy, the vendor call, the row and the answer all read the same E.164
+    text: phonenumbers parses it once."""
+    calls = []
+    real = phonenumbers.parse
+    monkeypatch.setattr(
+        phonenumbers, "parse", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    phone._parse_e164.cache_clear()
+    e164 = "+919876543299"
+    phone.check_allowed(e164)
+    assert phone.region_of(e164) == "IN"
+    assert phone.split_for_vendor(e164) == ("91", "9876543299")
+    assert phone.mask(e164) == "+91********99"
+    assert len(calls) == 1
+    # Not a way to keep junk: text that does not parse is not cached, and masks.
+    assert phone.mask("12345") == "***45"
+    assert phone.mask("12345") == "***45"
+    assert phone._parse_e164.cache_info().currsize == 1
 
 
 @pytest.mark.django_db
