@@ -820,3 +820,52 @@ def test_every_error_code_is_documented():
 
 def test_the_error_handler_leaves_real_bugs_to_django():
     assert errors.exception_handler(RuntimeError("bug"), {}) is None
+
+
+# -- the attempt representation -------------------------------------------------------
+def _generic_representation(attempt: VerificationAttempt) -> dict[str, Any]:
+    """DRF's own Serializer.to_representation: every field bound and deep-copied."""
+    from rest_framework import serializers as drf
+
+    from django_verifynow.api.serializers import AttemptSerializer
+
+    return dict(drf.Serializer.to_representation(AttemptSerializer(), attempt))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "status", ["pending", "verified", "expired", "locked", "failed", "unknown"]
+)
+def test_the_fast_attempt_answer_equals_drfs_generic_one(status):
+    from django_verifynow.api.serializers import AttemptSerializer
+
+    attempt = VerificationAttempt.objects.create(
+        phone_number="+919876543210",
+        country="IN",
+        status=status,
+        expires_at=None if status == "unknown" else timezone.now(),
+        check_count=1,
+        code_sent=status != "failed",
+    )
+    attempt.resend_wait = 17
+    with time_machine.travel(timezone.now(), tick=False):  # resend_available_at
+        fast = dict(AttemptSerializer(attempt).data)
+        assert fast == _generic_representation(attempt)
+        assert list(fast) == list(_generic_representation(attempt))  # same order
+        assert fast["phone_number"] == "+91********10"
+        assert fast["id"] == str(attempt.pk)
+        # Read back without the admission's wait: the cooldown is read instead.
+        fresh = VerificationAttempt.objects.get(pk=attempt.pk)
+        assert dict(AttemptSerializer(fresh).data) == _generic_representation(fresh)
+
+
+def test_the_fast_attempt_answer_refuses_a_field_it_cannot_format():
+    from rest_framework import serializers as drf
+
+    from django_verifynow.api.serializers import AttemptSerializer
+
+    class Nested(AttemptSerializer):
+        extra = drf.CharField(source="user.username", read_only=True)
+
+    with pytest.raises(TypeError, match="Nested.extra"):
+        _ = Nested(VerificationAttempt(phone_number="+919876543210")).data
