@@ -29,9 +29,11 @@ from django.test.utils import CaptureQueriesContext
 
 from django_verifynow import phone, policy, ratelimit
 from django_verifynow.exceptions import LimitsUnavailable, PrefixBlocked, RateLimited
+from django_verifynow.models import VerificationAttempt
 from django_verifynow.policy import caps, cooldown, redis_store
+from django_verifynow.policy.lift import lift_phone
 from django_verifynow.reasons import Reason
-from django_verifynow.testing import last_code
+from django_verifynow.testing import last_code, sandbox_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -51,8 +53,11 @@ WRONG_CODE_BUDGET = 2
 #: service runs (a replay runs nothing) and the answer exists only once the response
 #: is rendered, after the admission's commit, so neither shares a policy round trip.
 IDEMPOTENCY_EXTRA = 2
-#: SQL statements, session included (cache sessions: none).
+#: SQL statements, session included (cache sessions: none). A session's first send
+#: has no earlier attempt to retire (its binding is new): the row's INSERT and the
+#: UPDATE that makes it live. A later send from that session also retires the last.
 SEND_SQL = 3
+FIRST_SEND_SQL = 2
 VALIDATE_SQL = 4
 
 
@@ -115,7 +120,29 @@ def test_a_send_is_within_its_redis_and_sql_budgets(counter: RedisRoundTrips) ->
     # state) and the commit: no read of the client's own, none of the cooldown.
     assert len(app) <= SEND_BUDGET, [t.label for t in app]
     assert _names(app) == ["EVALSHA", "EVALSHA"], [t.label for t in app]
+    assert len(sql.captured_queries) <= FIRST_SEND_SQL, sql.captured_queries
+
+
+def test_a_returning_sessions_send_retires_its_last_attempt_in_one_statement(
+    counter: RedisRoundTrips,
+) -> None:
+    client = Client(REMOTE_ADDR="10.1.2.6")
+    number = _number()
+    first = _send(client, number).json()
+    # The vendor's window and the app's cooldown are over: the number may get a new
+    # code, and the session's earlier attempt (still pending) must be retired.
+    sandbox_engine().expire(
+        VerificationAttempt.objects.get(pk=first["id"]).provider_verification_id
+    )
+    lift_phone(number)
+    with CaptureQueriesContext(connection) as sql:
+        response = _send(client, number)
+    assert response.status_code == 201, response.content
+    assert response.json()["code_sent"] is True
     assert len(sql.captured_queries) <= SEND_SQL, sql.captured_queries
+    assert VerificationAttempt.objects.get(pk=first["id"]).status == "expired"
+    second = VerificationAttempt.objects.get(pk=response.json()["id"])
+    assert second.status == "pending"
 
 
 def test_a_validate_is_within_its_redis_and_sql_budgets(

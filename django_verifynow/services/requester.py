@@ -51,6 +51,9 @@ class Requester:
     #: SHA-256 of the session's binding token, or ``""`` without a session.
     binding: str
     ip: str | None
+    #: The binding token was made by this call (a session's first send): no attempt
+    #: can carry it yet, so nothing bound to it needs retiring.
+    new_binding: bool = False
 
     @property
     def user_id(self) -> Any:
@@ -73,7 +76,11 @@ class Requester:
     def with_user(self, user: Any) -> Requester:
         """The same requester acting for ``user``."""
         return Requester(
-            request=self.request, user=user, binding=self.binding, ip=self.ip
+            request=self.request,
+            user=user,
+            binding=self.binding,
+            ip=self.ip,
+            new_binding=self.new_binding,
         )
 
     def owns(self, attempt: VerificationAttempt) -> bool:
@@ -100,6 +107,7 @@ def requester_for(
         if candidate is not None and getattr(candidate, "is_authenticated", False):
             user = candidate
     binding = ""
+    new_binding = False
     session = getattr(request, "session", None) if request is not None else None
     if session is not None:
         token = session.get(SESSION_BINDING_KEY)
@@ -108,10 +116,13 @@ def requester_for(
             # rotates on login (cycle_key), the token travels with the session data.
             token = secrets.token_urlsafe(32)
             session[SESSION_BINDING_KEY] = token
+            new_binding = True
         if token:
             binding = hashlib.sha256(str(token).encode()).hexdigest()
     ip = client_ip(request) if request is not None else None
-    return Requester(request=request, user=user, binding=binding, ip=ip)
+    return Requester(
+        request=request, user=user, binding=binding, ip=ip, new_binding=new_binding
+    )
 
 
 def resolve(

@@ -470,13 +470,16 @@ def _retire_previous(
     previous: VerificationAttempt | None,
 ) -> None:
     """Only the newest attempt for a phone and a requester is live."""
+    # A session's first send has nothing to retire: its binding was made by this
+    # request, so no row carries it. That skips a statement for every new visitor.
+    binding = "" if requester.new_binding else requester.binding
+    if previous is None and not binding and requester.user_id is None:
+        return
     stale = Q(pk=previous.pk) if previous is not None else Q(pk__in=[])
-    if requester.binding:
-        stale |= Q(session_binding=requester.binding)
+    if binding:
+        stale |= Q(session_binding=binding)
     if requester.user_id is not None:
         stale |= Q(user_id=requester.user_id)
-    if previous is None and not requester.binding and requester.user_id is None:
-        return
     VerificationAttempt.objects.filter(
         stale, phone_number=attempt.phone_number
     ).exclude(pk=attempt.pk).transition(AttemptStatus.EXPIRED)
