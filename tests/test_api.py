@@ -664,6 +664,24 @@ def test_an_anonymous_post_with_the_csrf_token_works():
     assert response.status_code == 200
 
 
+def test_the_csrf_cookie_is_handed_out_only_to_a_caller_without_a_valid_one():
+    browser = APIClient(enforce_csrf_checks=True)
+    first = browser.get(f"{BASE}{uuid.uuid4()}/")
+    assert "csrftoken" in first.cookies  # none yet: one is handed out
+    token = browser.cookies["csrftoken"].value
+    sent = browser.post(
+        BASE, {"phone_number": PHONE}, format="json", HTTP_X_CSRFTOKEN=token
+    )
+    assert sent.status_code == 201
+    # It has a valid one: the same cookie is not sent again (nor masked anew).
+    assert "csrftoken" not in sent.cookies
+    assert browser.cookies["csrftoken"].value == token
+    # A malformed one is replaced.
+    browser.cookies["csrftoken"] = "not a token"
+    again = browser.get(f"{BASE}{uuid.uuid4()}/")
+    assert again.cookies["csrftoken"].value not in ("", "not a token")
+
+
 def test_a_foreign_origin_is_refused_even_with_a_token():
     browser = APIClient(enforce_csrf_checks=True)
     browser.get(f"{BASE}{uuid.uuid4()}/")

@@ -196,8 +196,13 @@ class VerifyNowAPIView(APIView):
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
-        """Hand out the ``csrftoken`` cookie with every answer (for browser callers)."""
-        get_token(request._request)
+        """Hand out the ``csrftoken`` cookie to a caller that has none (for browser
+        callers), with any answer."""
+        # Django's CSRF middleware put a valid cookie's secret in META: that caller
+        # already holds a token. get_token() would only mask it anew (32 random
+        # characters, one system call each) and send the same cookie back.
+        if "CSRF_COOKIE" not in request._request.META:
+            get_token(request._request)
         return super().finalize_response(request, response, *args, **kwargs)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
