@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
+from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.utils.crypto import salted_hmac
 
@@ -110,8 +111,17 @@ def hashed(value: str) -> str:
 
     HMAC-SHA256 under ``SECRET_KEY``, truncated to 128 bits.
     """
+    return _hashed(value, settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hashed(value: str, secret: str) -> str:
+    # One request hashes the same phone, IP and session for every rule and key it
+    # touches (about 18 per send and validate); salted_hmac derives its key anew
+    # each time. The secret is part of the cache key, so a changed SECRET_KEY (a
+    # rotation, a test's override) never reuses an old digest.
     return salted_hmac(
-        "django_verifynow.ratelimit", value, algorithm="sha256"
+        "django_verifynow.ratelimit", value, secret=secret, algorithm="sha256"
     ).hexdigest()[:32]
 
 

@@ -522,6 +522,11 @@ def test_hashed_is_a_keyed_128_bit_hex_digest() -> None:
     assert PHONE[1:] not in digest
     with override_settings(SECRET_KEY="another-secret"):
         assert ratelimit.hashed(PHONE) != digest
+    assert ratelimit.hashed(PHONE) == digest  # memoised per secret, not stale
+    from django.utils.crypto import salted_hmac
+
+    expected = salted_hmac("django_verifynow.ratelimit", PHONE, algorithm="sha256")
+    assert digest == expected.hexdigest()[:32]
 
 
 # -- store failures -----------------------------------------------------------------
