@@ -80,6 +80,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="CONN_MAX_AGE of the site (0: Django's advice for async code)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="EXAMPLE_ASGI_THREADS for the example's ASGI module (with --app "
+        "example_project.asgi:application): requests share this many sync threads "
+        "(0: Django's default, one per in-flight request)",
+    )
+    p.add_argument(
+        "--db-pool",
+        default="",
+        metavar="MIN,MAX",
+        help="EXAMPLE_DB_POOL: Django's PostgreSQL connection pool (e.g. 2,16; "
+        "empty: no pool)",
+    )
     cli.add_max_seconds(p, 300)
     cli.add_seed(p)
     cli.add_stores(
@@ -248,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"asgi: app {args.app} on one uvicorn worker, vendor latency "
         f"{args.latency:g} s per call, batches {args.batches}, baseline "
-        f"{args.baseline} flows, CONN_MAX_AGE={args.conn_max_age}, seed {args.seed}, "
+        f"{args.baseline} flows, CONN_MAX_AGE={args.conn_max_age}, "
+        f"threads {args.threads or 'per request'}, pool {args.db_pool or 'none'}, "
+        f"seed {args.seed}, "
         f"max {args.max_seconds:g} s, logs {log_dir}",
         flush=True,
     )
@@ -268,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             conn_max_age=args.conn_max_age,
             # One vendor call takes --latency: well inside the read timeout.
             VERIFYNOW_TIMEOUT=f"3,{max(10.0, args.latency * 4):g}",
+            **({"EXAMPLE_ASGI_THREADS": str(args.threads)} if args.threads else {}),
+            **({"EXAMPLE_DB_POOL": args.db_pool} if args.db_pool else {}),
         )
         procs.migrate(env)
         group.start(
