@@ -226,14 +226,27 @@ def summarise_batch(
     }
 
 
+def cpu_figures(n: int, cpu_seconds: float, single: float) -> dict[str, Any]:
+    """The server process's CPU over a batch, per flow, and the wall time it alone
+    imposes: one process runs Python on one core at a time (the GIL), so N flows
+    cannot finish before N × its CPU per flow, however the waits overlap."""
+    per_flow = cpu_seconds / n if n else 0.0
+    return {
+        "server_cpu_seconds": round(cpu_seconds, 2),
+        "server_cpu_ms_per_flow": round(per_flow * 1000, 1),
+        "cpu_floor_ratio": round(loadgen.ratio(max(n * per_flow, single), single), 2),
+    }
+
+
 def format_report(single: float, rows: list[dict[str, Any]]) -> list[str]:
     """The report's lines."""
     out = [
         f"one flow alone: {single:.2f} s",
         "",
         "| N | verified | wall s | wall / one flow | errors | peak threads "
-        "| peak PG connections | send p50/p99 ms | validate p50/p99 ms |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| peak PG connections | send p50/p99 ms | validate p50/p99 ms "
+        "| server CPU ms/flow | CPU floor / one flow |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lat = r["latency"]
@@ -246,7 +259,9 @@ def format_report(single: float, rows: list[dict[str, Any]]) -> list[str]:
         out.append(
             f"| {r['concurrency']} | {r['verified']} | {r['seconds']:.2f} "
             f"| {r['ratio_to_one_flow']:.2f} | {errors} | {r['peak_threads']} "
-            f"| {r['peak_db_connections']} | {pp('send')} | {pp('validate')} |"
+            f"| {r['peak_db_connections']} | {pp('send')} | {pp('validate')} "
+            f"| {r.get('server_cpu_ms_per_flow', '-')} "
+            f"| {r.get('cpu_floor_ratio', '-')} |"
         )
     return out
 
@@ -358,10 +373,14 @@ def main(argv: list[str] | None = None) -> int:
                 print("asgi: no time left for the next batch", flush=True)
                 break
             peaks.reset()
+            server = group.pid("uvicorn")
+            cpu_before = procs.cpu_seconds([server])
             samples, verified, seconds = batch(n, site, sim, phones, first, rng)
+            cpu = procs.cpu_seconds([server]) - cpu_before
             first += n
             time.sleep(0.1)  # one more sample after the last answer
             row = summarise_batch(n, samples, verified, seconds, single, peaks.read())
+            row.update(cpu_figures(n, cpu, single))
             print(
                 f"asgi: {n} at once: {verified} verified in {seconds:.2f} s, "
                 f"statuses {row['statuses']}",

@@ -209,6 +209,24 @@ def test_asgi_batch_summary_and_report() -> None:
     lines = asgi_concurrency.format_report(2.1, [row])
     assert lines[0] == "one flow alone: 2.10 s"
     assert lines[-1].startswith("| 4 | 3 | 6.30 | 3.00 | send 500: 1 | 7 | 5 |")
+    assert lines[-1].endswith("| - | - |")  # no CPU figures given
+
+
+def test_asgi_cpu_floor_is_n_flows_of_server_cpu_over_one_flow() -> None:
+    # 256 flows at 20 ms of the server's CPU each: 5.12 s, at least, in one process.
+    cpu = asgi_concurrency.cpu_figures(256, 5.12, 2.0)
+    assert cpu == {
+        "server_cpu_seconds": 5.12,
+        "server_cpu_ms_per_flow": 20.0,
+        "cpu_floor_ratio": 2.56,
+    }
+    # Little CPU: the floor is the flow itself.
+    assert asgi_concurrency.cpu_figures(4, 0.02, 2.0)["cpu_floor_ratio"] == 1.0
+    row = {
+        **asgi_concurrency.summarise_batch(1, loadgen.Samples(), 1, 2.0, 2.0, (3, 1)),
+        **cpu,
+    }
+    assert asgi_concurrency.format_report(2.0, [row])[-1].endswith("| 20.0 | 2.56 |")
 
 
 # -- million_rows.py ----------------------------------------------------------------
