@@ -13,6 +13,7 @@ what the round trips were, so a regression names itself.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import uuid
 from collections.abc import Iterator
@@ -224,6 +225,51 @@ def test_the_redis_client_is_built_once_per_cache() -> None:
     assert store is not None
     assert redis_store.for_cache(cache) is store
     assert redis_store.for_cache(LocMemCache("x", {})) is None
+
+
+def test_every_instance_of_a_cache_shares_one_client_and_pool() -> None:
+    """Django makes a cache instance per thread, and under ASGI per request: each must
+    not open (and keep) its own connection pool to Redis."""
+    store = redis_store.for_cache(caches["default"])
+    assert store is not None
+    before = len(redis_store._stores)
+    for _ in range(20):  # what 20 ASGI requests get from caches["default"]
+        fresh = caches.create_connection("default")
+        assert fresh is not caches["default"]
+        assert redis_store.for_cache(fresh) is store
+    assert len(redis_store._stores) == before
+    # Another key prefix is another store.
+    other = caches.create_connection("default")
+    other.key_prefix = "elsewhere"
+    assert redis_store.for_cache(other) is not store
+
+
+def test_a_request_in_a_context_of_its_own_opens_no_redis_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Django's ASGI handler runs each request in a new context, where
+    ``caches["default"]`` is a new instance: the policy still uses the one pool."""
+    store = redis_store.for_cache(caches["default"])
+    assert store is not None
+    store.client.ping()  # the pool has its connection
+    created: list[Any] = []
+    real = redis.connection.ConnectionPool.make_connection
+    monkeypatch.setattr(
+        redis.connection.ConnectionPool,
+        "make_connection",
+        lambda pool: created.append(pool) or real(pool),
+    )
+
+    def request() -> Any:
+        cache = caches["default"]
+        assert cache is not store.cache  # what an ASGI request gets
+        request_store = redis_store.for_cache(cache)
+        assert request_store is not None
+        return request_store.client.ping()
+
+    for _ in range(10):
+        assert contextvars.Context().run(request)
+    assert created == []
 
 
 def test_a_pickled_cooldown_from_an_earlier_version_still_refuses() -> None:

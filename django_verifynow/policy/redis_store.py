@@ -35,7 +35,6 @@ all, so an error never leaves half a reservation behind.
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +58,13 @@ __all__ = [
     "read_json",
 ]
 
-# The Django cache clients we have a store for, and the store of each: built once
-# per process (redis-py clients are thread-safe and share the cache's pool).
-_stores: weakref.WeakKeyDictionary[Any, RedisStore | None] = weakref.WeakKeyDictionary()
+# The store of each cache configuration, built once per process: redis-py clients
+# are thread-safe, and the first cache's client (with its connection pool) serves
+# every later instance of the same cache. Django makes a cache instance per thread,
+# and under ASGI per request (its handler runs each request in a new context): keyed
+# by instance, every request would open its own pool and connection to Redis, and
+# keep them, since a store refers to its cache.
+_stores: dict[tuple[Any, ...], RedisStore] = {}
 
 
 class RedisStore:
@@ -139,13 +142,27 @@ def for_cache(cache: BaseCache) -> RedisStore | None:
     backend = _backend_client(cache)
     if backend is None:
         return None
-    try:
-        return _stores[backend]
-    except KeyError:
-        pass
-    store = _build(cache, backend)
-    _stores[backend] = store
+    identity = _identity(cache)
+    store = _stores.get(identity)
+    if store is None:
+        # Two threads may both build one; the last kept wins, both work.
+        store = _stores[identity] = _build(cache, backend)
     return store
+
+
+def _identity(cache: BaseCache) -> tuple[Any, ...]:
+    """What makes two cache instances the same Redis database with the same keys:
+    the backend, its servers and options, and the key function, prefix and version."""
+    servers = getattr(cache, "_servers", None) or getattr(cache, "_server", None)
+    options = getattr(cache, "_options", None) or getattr(cache, "_params", None) or {}
+    return (
+        type(cache),
+        repr(servers),
+        repr(sorted(options.items(), key=lambda item: str(item[0]))),
+        cache.key_prefix,
+        cache.version,
+        cache.key_func,
+    )
 
 
 def _backend_client(cache: BaseCache) -> Any:
@@ -157,7 +174,7 @@ def _backend_client(cache: BaseCache) -> Any:
     return None
 
 
-def _build(cache: BaseCache, backend: Any) -> RedisStore | None:
+def _build(cache: BaseCache, backend: Any) -> RedisStore:
     if type(cache).__module__ == "django.core.cache.backends.redis":
         # Django builds a new redis.Redis per call (get_client); one is enough.
         client = backend.get_client(write=True)
