@@ -17,6 +17,7 @@ import time_machine
 from django.core import checks
 from django.test import override_settings
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from django_verifynow import channels, signals
 from django_verifynow import client as client_module
@@ -353,3 +354,91 @@ def test_a_resend_on_a_channel_the_site_does_not_allow_is_refused(svc):
         with pytest.raises(InvalidInput):
             svc.resend_otp(first.pk, flow_type="WHATSAPP")
     assert sends() == ["SMS"]
+
+
+# -- the HTTP API ---------------------------------------------------------------------
+
+API = "/api/verify/"
+
+
+@pytest.fixture
+def api(server):
+    """The API through the WSGI views and through the ASGI ones (``server``)."""
+    return APIClient()
+
+
+def test_the_api_sends_on_the_channel_asked_and_says_when_it_fell_back(api):
+    sandbox_engine().configure(no_whatsapp=[PHONE])
+    with whatsapp_first():
+        response = api.post(
+            API, {"phone_number": PHONE, "channel": "WHATSAPP"}, format="json"
+        )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["channel"], body["flow_type"], body["fallback_from"]) == (
+        "SMS",
+        "SMS",
+        "WHATSAPP",
+    )
+    assert sends() == ["WHATSAPP", "SMS"]
+    # Polling the attempt says the same.
+    polled = api.get(f"{API}{body['id']}/").json()
+    assert polled["fallback_from"] == "WHATSAPP" and polled["channel"] == "SMS"
+
+
+def test_the_api_keeps_flow_type_and_refuses_two_different_channels(api):
+    with whatsapp_first():
+        legacy = api.post(
+            API, {"phone_number": PHONE, "flow_type": "SMS"}, format="json"
+        )
+        assert legacy.status_code == 201
+        assert legacy.json()["fallback_from"] is None
+        both = api.post(
+            API,
+            {"phone_number": PHONE, "channel": "SMS", "flow_type": "WHATSAPP"},
+            format="json",
+        )
+    assert both.status_code == 400 and both.json()["code"] == "invalid_input"
+    assert "channel" in both.json()["fields"]
+    assert sends() == ["SMS"]
+
+
+def test_the_api_refuses_a_channel_the_site_does_not_allow(api):
+    with vn(CHANNELS=["SMS"]):
+        response = api.post(
+            API, {"phone_number": PHONE, "channel": "WHATSAPP"}, format="json"
+        )
+    assert response.status_code == 400 and response.json()["code"] == "invalid_input"
+    assert sends() == []
+
+
+def test_the_api_answers_502_when_the_last_channel_is_refused(api):
+    sandbox_engine().configure(no_whatsapp=[PHONE])
+    with vn(CHANNELS=["WHATSAPP"]):
+        response = api.post(API, {"phone_number": PHONE}, format="json")
+    assert response.status_code == 502
+    assert response.json() == {
+        "code": "provider_error",
+        "detail": "A code cannot be sent by WhatsApp to this number.",
+    }
+
+
+def test_the_api_resends_on_another_channel(api):
+    with whatsapp_first(), clock() as skip:
+        first = api.post(API, {"phone_number": PHONE}, format="json").json()
+        assert first["channel"] == "WHATSAPP"
+        skip()
+        response = api.post(
+            f"{API}{first['id']}/resend/", {"channel": "SMS"}, format="json"
+        )
+        assert response.status_code == 201, response.content
+        assert response.json()["channel"] == "SMS"
+        skip()
+        # Without a body: the channel of the previous code.
+        again = api.post(f"{API}{response.json()['id']}/resend/")
+        assert again.status_code == 201 and again.json()["channel"] == "SMS"
+        bad = api.post(
+            f"{API}{first['id']}/resend/", {"channel": "EMAIL"}, format="json"
+        )
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_input"
+    assert sends() == ["WHATSAPP", "SMS", "SMS"]
