@@ -58,6 +58,7 @@ class Codes:
     RATE_LIMITS_INVALID = "django_verifynow.E002"
     SETTING_INVALID = "django_verifynow.E003"
     CACHE_CLIENT_MISSING = "django_verifynow.E004"
+    CHANNELS_NEED_V3 = "django_verifynow.E005"
     OTP_TOO_SHORT = "django_verifynow.W001"
     SANDBOX_WITHOUT_DEBUG = "django_verifynow.W002"
     CACHE_NOT_SHARED = "django_verifynow.W003"
@@ -78,6 +79,10 @@ class Messages:
         "be sent."
     )
     RATE_LIMITS_INVALID = 'VERIFYNOW["RATE_LIMITS"]["{action}"]: {error}.'
+    CHANNELS_NEED_V3 = (
+        'VERIFYNOW["API_VERSION"] is "v2", whose send documents SMS only, but the '
+        "channels include WhatsApp ({channels})."
+    )
     SETTING_INVALID_FALLBACK = 'VERIFYNOW["{key}"] has an invalid value ({type}).'
     OTP_TOO_SHORT = (
         'VERIFYNOW["OTP_LENGTH"] is {length}: a {length}-digit code carries {bits} '
@@ -148,6 +153,10 @@ class Messages:
 
 class Hints:
     """How to fix what each check reports."""
+
+    CHANNELS_NEED_V3 = (
+        'Use API_VERSION "v3" (the default) for WhatsApp, or set CHANNELS = ["SMS"].'
+    )
 
     CREDENTIALS_MISSING = (
         "Read CUSTOMER_ID and PASSWORD from the environment into the VERIFYNOW dict "

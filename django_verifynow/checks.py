@@ -44,6 +44,7 @@ __all__ = [
     "check_allowed_countries",
     "check_cache",
     "check_cache_client",
+    "check_channels_api_version",
     "check_database_connections",
     "check_database_sessions",
     "check_credentials",
@@ -162,6 +163,28 @@ def _setting_properties() -> list[str]:
         k
         for k in DEFAULTS
         if isinstance(getattr(cls, k, None), (property, setting_property))
+    ]
+
+
+def check_channels_api_version(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E005: WhatsApp among the channels (``CHANNELS`` or ``FLOW_TYPE``) on the v2 API,
+    which documents ``flowType`` as SMS only: every WhatsApp send would be refused."""
+    version, channels = _read("API_VERSION"), _read("CHANNELS")
+    if (
+        not _applies(app_configs)
+        or version != "v2"
+        or channels is _UNREADABLE  # E003 says so
+        or "WHATSAPP" not in channels
+    ):
+        return []
+    return [
+        checks.Error(
+            Messages.CHANNELS_NEED_V3.format(channels=", ".join(channels)),
+            hint=Hints.CHANNELS_NEED_V3,
+            id=Codes.CHANNELS_NEED_V3,
+        )
     ]
 
 
@@ -437,6 +460,7 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_rate_limits,
     check_setting_values,
     check_cache_client,
+    check_channels_api_version,
     check_otp_length,
     check_sandbox_debug,
     check_cache,

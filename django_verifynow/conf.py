@@ -274,11 +274,47 @@ class VerifyNowSettings:
 
     @setting_property
     def FLOW_TYPE(self) -> str:
-        """Default channel: ``"SMS"`` or ``"WHATSAPP"``."""
+        """Default channel, ``"SMS"`` or ``"WHATSAPP"``, when :attr:`CHANNELS` is unset.
+
+        ``FLOW_TYPE = "WHATSAPP"`` is ``CHANNELS = ["WHATSAPP"]``: WhatsApp only, no
+        fallback. Set ``CHANNELS`` instead to fall back to SMS.
+        """
         value = self._raw("FLOW_TYPE")
         if value not in FLOW_TYPES:
             raise _bad("FLOW_TYPE", " or ".join(FLOW_TYPES), value)
         return value
+
+    @setting_property
+    def CHANNELS(self) -> tuple[str, ...]:
+        """The channels the site allows, most preferred first (``["WHATSAPP", "SMS"]``).
+
+        The first is the default channel; when VerifyNow refuses a channel as not
+        deliverable (a number or an account without WhatsApp), the same send goes out
+        on the next one. A requested channel (a user's choice, the API's ``channel``)
+        must be in the list; the send then starts there and falls back only to the
+        channels listed after it, so a user who picks SMS never gets WhatsApp.
+
+        Unset (``None``), it is ``[FLOW_TYPE]``: one channel, no fallback, as before
+        ``CHANNELS`` existed. Set, it wins over ``FLOW_TYPE``. Values are drawn from
+        ``"SMS"`` and ``"WHATSAPP"``, each at most once, at least one.
+        """
+        value = self._raw("CHANNELS")
+        if value is None:
+            return (self.FLOW_TYPE,)
+        expected = (
+            f"a non-empty list drawn from {FLOW_TYPES}, each once, "
+            'e.g. ["WHATSAPP", "SMS"]'
+        )
+        if isinstance(value, (str, bytes, dict)) or not _iterable(value):
+            raise _bad("CHANNELS", expected, value)
+        channels = tuple(value)
+        if (
+            not channels
+            or not all(isinstance(c, str) and c in FLOW_TYPES for c in channels)
+            or len(set(channels)) != len(channels)
+        ):
+            raise _bad("CHANNELS", expected, value)
+        return channels
 
     @setting_property
     def CODE_TTL(self) -> int:

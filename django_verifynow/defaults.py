@@ -57,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "SANDBOX_OPTIONS": {},
     "OTP_LENGTH": 6,
     "FLOW_TYPE": "SMS",
+    # None: [FLOW_TYPE]. An ordered list of FLOW_TYPES: the first is the default
+    # channel, the next ones are the fallbacks (see docs/channels.md).
+    "CHANNELS": None,
     "TIMEOUT": (3.05, 10),
     "DEADLINE": 15,
     "CODE_TTL": 600,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import Promise
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .reasons import Reason
 
 __all__ = [
     "AttemptNotFound",
+    "ChannelRefused",
     "DailyCapReached",
     "InvalidInput",
     "InvalidPhoneNumber",
@@ -180,6 +182,36 @@ class ProviderError(VerifyNowError):
     def __str__(self) -> str:
         detail = f" [{self.endpoint} responseCode={self.response_code}]"
         return str(self.message) + (detail if self.endpoint else "")
+
+
+class ChannelRefused(ProviderError):
+    """VerifyNow refused to send on :attr:`channel`: the number or the account cannot
+    receive codes there (no WhatsApp). Nothing was sent.
+
+    The send service then tries the next channel of ``CHANNELS``; this reaches the
+    caller only when no channel is left. Which vendor answers mean it is decided in
+    one place, :func:`django_verifynow.client.results.refuses_channel`.
+    """
+
+    default_reason = Reason.CHANNEL_REFUSED
+
+    def __init__(
+        self,
+        message: str | Promise | None = None,
+        *,
+        channel: str = "",
+        response_code: int | None = None,
+        endpoint: str = "send",
+    ) -> None:
+        if message is None:
+            from . import channels  # the channel's translated name
+
+            message = format_lazy(
+                _("A code cannot be sent by {channel} to this number."),
+                channel=channels.label(channel) if channel else "",
+            )
+        super().__init__(message, response_code=response_code, endpoint=endpoint)
+        self.channel = channel
 
 
 class ProviderAuthError(ProviderError):

@@ -62,6 +62,9 @@ class VerifiedPhoneNumberField(forms.Field):
         for the widget's code request and for :meth:`clean` alike.
     :param as_phone_number: clean to a phonenumber_field ``PhoneNumber`` instead of
         E.164 text (the default, unchanged).
+    :param channel_choice: let the user pick the channel (SMS or WhatsApp) among the
+        site's ``CHANNELS`` when it allows several; False (the default) follows the
+        site's order, falling back automatically (see the widget).
 
     The form must hand the field its request (:class:`VerifiedPhoneFormMixin` does, or
     :func:`bind_request`): without one the session binding cannot be checked and
@@ -82,17 +85,21 @@ class VerifiedPhoneNumberField(forms.Field):
         countries: list[str] | None = None,
         default_country: str | None = None,
         as_phone_number: bool = False,
+        channel_choice: bool = False,
         widget: Any = None,
         **kwargs: Any,
     ) -> None:
+        options: dict[str, Any] = {
+            "purpose": purpose,
+            "countries": countries,
+            "default_country": default_country,
+        }
+        if channel_choice:  # a site's own widget class need not know the option
+            options["channel_choice"] = True
         if widget is None:
-            widget = PhoneVerificationWidget(
-                purpose=purpose, countries=countries, default_country=default_country
-            )
+            widget = PhoneVerificationWidget(**options)
         elif isinstance(widget, type):
-            widget = widget(
-                purpose=purpose, countries=countries, default_country=default_country
-            )
+            widget = widget(**options)
         # A site's own text replaces the parser's (which names the country and gives
         # an example number of it).
         self._own_invalid_message = "invalid_phone" in (

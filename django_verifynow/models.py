@@ -118,6 +118,16 @@ class VerificationAttempt(models.Model):
     flow_type = models.CharField(
         _("channel"), max_length=16, choices=FlowType.choices, default=FlowType.SMS
     )
+    #: The channel VerifyNow refused as not deliverable before :attr:`flow_type`
+    #: delivered (a fallback, see ``CHANNELS``), or ``""`` when the first channel
+    #: tried was the one used. On a failed attempt, the channel refused first.
+    refused_flow_type = models.CharField(
+        _("refused channel"),
+        max_length=16,
+        choices=FlowType.choices,
+        blank=True,
+        default="",
+    )
     otp_length = models.PositiveSmallIntegerField(_("code length"), default=6)
     provider_verification_id = models.CharField(
         _("VerifyNow verification id"), max_length=64, blank=True

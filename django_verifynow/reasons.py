@@ -59,6 +59,9 @@ class Reason(str, enum.Enum):
     VENDOR_CODE_PENDING = "vendor_code_pending"
     #: VerifyNow refused the request (bad parameters, account or configuration).
     VENDOR_REFUSED = "vendor_refused"
+    #: VerifyNow refused the channel as not deliverable (a number or an account
+    #: without WhatsApp); nothing was sent, the next channel of ``CHANNELS`` is tried.
+    CHANNEL_REFUSED = "channel_refused"
     #: VerifyNow refused our credentials, or a fresh token.
     CREDENTIALS_REFUSED = "credentials_refused"
     #: VerifyNow's account has no credit left (508): every send fails until a top-up.
@@ -104,6 +107,7 @@ FAILED_REASONS: frozenset[Reason] = frozenset(
         Reason.VENDOR_CODE_LOCKED,
         Reason.VENDOR_CODE_PENDING,
         Reason.VENDOR_REFUSED,
+        Reason.CHANNEL_REFUSED,
         Reason.CREDENTIALS_REFUSED,
         Reason.OUT_OF_CREDIT,
         Reason.PROVIDER_ERROR,

@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 #: A code was sent, or VerifyNow kept the one it had sent (``attempt.code_sent`` is
-#: then False). Provides args: attempt, request.
+#: then False). Provides args: attempt, request, fallback_from (the channel VerifyNow
+#: refused before ``attempt.flow_type`` delivered, or ``None``: see ``CHANNELS``).
 verification_sent = Signal()
 
 #: The right code was entered. Provides args: attempt, request.

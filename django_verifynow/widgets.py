@@ -24,6 +24,7 @@ from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from . import channels
 from . import phone as phone_utils
 from .conf import verifynow_settings
 from .countries import active_language, country_label, country_names, sort_key
@@ -50,11 +51,20 @@ DEFAULT_TIMEOUT = 20.0
 #: (a phrase of :func:`wait_units`) are filled in.
 DEFAULT_MESSAGES: dict[str, Any] = {
     "sending": _("Sending a code…"),
-    "sent": _("We sent a code to {phone}. Enter it below."),
-    # VerifyNow kept the code it had already sent (no new SMS went out).
-    "still_valid": _(
-        "The code already sent to {phone} is still valid. Enter it below."
+    # {channel}: "SMS" or "WhatsApp" (the channel the code went out on).
+    "sent": _("We sent a code by {channel} to {phone}. Enter it below."),
+    # VerifyNow refused {refused} (no WhatsApp for this number or account), and the
+    # same send went out on the next channel of CHANNELS.
+    "sent_fallback": _(
+        "{refused} is not available for {phone}, so we sent a code by {channel} "
+        "instead. Enter it below."
     ),
+    # VerifyNow kept the code it had already sent (no new message went out).
+    "still_valid": _(
+        "The code already sent by {channel} to {phone} is still valid. Enter it below."
+    ),
+    # Offered once the resend cooldown is over, for each other channel allowed.
+    "switch": _("Send by {channel} instead"),
     "verifying": _("Checking the code…"),
     "verified": _("Phone number {phone} verified."),
     "enter_phone": _("Enter your phone number first."),
@@ -230,6 +240,11 @@ class PhoneVerificationWidget(forms.Widget):
     :param messages: overrides of :data:`DEFAULT_MESSAGES` (same keys).
     :param timeout: seconds the script waits for an API answer before it gives up
         (rendered as ``data-timeout`` on the widget's root).
+    :param channel_choice: when the site allows several channels (``CHANNELS``), let
+        the user pick the first one to try (a radio group, the site's first channel
+        selected); False (the default) sends on the site's order automatically.
+        Either way, once the resend cooldown is over, the user is offered the other
+        channels ("Send by SMS instead").
     """
 
     template_name = "django_verifynow/widgets/phone_verification.html"
@@ -248,8 +263,10 @@ class PhoneVerificationWidget(forms.Widget):
         api_namespace: str = "verifynow",
         messages: dict[str, Any] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        channel_choice: bool = False,
     ) -> None:
         super().__init__(attrs)
+        self.channel_choice = channel_choice
         self.purpose = purpose
         self.countries = countries
         self.default_country = default_country
@@ -275,6 +292,7 @@ class PhoneVerificationWidget(forms.Widget):
             phone=typed_phone(data.get(name)),
             country=(data.get(f"{name}_country") or "").strip().upper(),
             attempt=(data.get(f"{name}_attempt") or "").strip(),
+            channel=(data.get(f"{name}_channel") or "").strip().upper(),
         )
 
     def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
@@ -361,6 +379,15 @@ class PhoneVerificationWidget(forms.Widget):
             return number.as_national, region
         return number.as_international, ""
 
+    def channel_choices(self) -> list[tuple[str, str]]:
+        """``(channel, "WhatsApp")`` pairs of the channels the site allows, in its
+        order: the radio group when :attr:`channel_choice` is on and there are
+        several, else ``[]`` (the site's order applies)."""
+        allowed = channels.allowed()
+        if not self.channel_choice or len(allowed) < 2:
+            return []
+        return [(channel, channels.label(channel)) for channel in allowed]
+
     def api_urls(self) -> dict[str, str]:
         """URLs of the API endpoints; attempt URLs carry :data:`URL_PLACEHOLDER`."""
         ns = self.api_namespace
@@ -384,10 +411,11 @@ class PhoneVerificationWidget(forms.Widget):
         context."""
         context = super().get_context(name, value, attrs)
         widget = context["widget"]
-        phone, country, attempt = "", "", ""
+        phone, country, attempt, channel = "", "", "", ""
         choices = self.country_choices()
         if isinstance(value, dict):
             phone, country = value.get("phone", ""), value.get("country", "")
+            channel = value.get("channel", "")
         elif value:
             phone, country = self.initial_phone(value, [code for code, _ in choices])
         if not country:
@@ -404,7 +432,14 @@ class PhoneVerificationWidget(forms.Widget):
             verified = None
         base_id = widget["attrs"].get("id") or f"id_{name}"
         length = verifynow_settings.OTP_LENGTH
+        channel_choices = self.channel_choices()
+        offered = [code for code, _ in channel_choices]
         widget.update(
+            channel_choices=channel_choices,
+            # A choice posted back (a form error) stays chosen; else the first.
+            channel=channel if channel in offered else (offered[0] if offered else ""),
+            # Every channel allowed, for "Send by SMS instead" after the cooldown.
+            channels=" ".join(channels.allowed()),
             phone=phone,
             country=country,
             countries=choices,
@@ -433,6 +468,9 @@ class PhoneVerificationWidget(forms.Widget):
                     for n in range(1, verifynow_settings.MAX_ATTEMPTS + 1)
                 },
                 "wait_units": wait_units(),
+                "channel_names": {
+                    code: channels.label(code) for code in channels.allowed()
+                },
             },
             messages_id=f"{base_id}_messages",
         )

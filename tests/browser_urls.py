@@ -77,8 +77,23 @@ def two_phones(request: HttpRequest) -> HttpResponse:
     return HttpResponse(TWO_PAGE.render({"form": form}, request))
 
 
+class ChannelForm(VerifiedPhoneFormMixin, forms.Form):
+    """The user picks the channel among the site's ``CHANNELS``."""
+
+    phone = VerifiedPhoneNumberField(
+        purpose="signup", label="Phone number", channel_choice=True
+    )
+
+
+def channel_choice(request: HttpRequest) -> HttpResponse:
+    """A phone verified on the channel the user picked."""
+    form = ChannelForm(request.POST or None, request=request)
+    return HttpResponse(TWO_PAGE.render({"form": form}, request))
+
+
 urlpatterns = [
     path("signup/", signup, name="signup"),
+    path("channels/", channel_choice, name="channels"),
     path("two-phones/", two_phones, name="two_phones"),
     path("api/verify/", include("django_verifynow.urls")),
 ]

@@ -43,6 +43,8 @@ ATTEMPT_KEYS = {
     "resend_available_at",
     "otp_length",
     "flow_type",
+    "channel",
+    "fallback_from",
 }
 BASE_SETTINGS = {"SANDBOX": True, "ALLOWED_COUNTRIES": ["IN", "GB", "US", "DE"]}
 

@@ -911,3 +911,83 @@ def test_example_sandbox_inbox_fits_the_screen(
     assert widths["table"] <= widths["window"], widths
     shot(pg, f"34-example-sandbox-inbox-{viewport}")
     context.close()
+
+
+# -- channels -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def channel_page(
+    browser: Any, live_server: Any, transactional_db: None, vn_settings: Any
+) -> Iterator[Any]:
+    """A page whose field offers the channels of a WhatsApp-first site."""
+    vn_settings.VERIFYNOW = {**vn_settings.VERIFYNOW, "CHANNELS": ["WHATSAPP", "SMS"]}
+    context = browser.new_context(
+        base_url=live_server.url, viewport=VIEWPORTS["desktop"]
+    )
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.set_default_timeout(WAIT)
+    pg.goto("/channels/")
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def channel_sends() -> list[str]:
+    return [
+        r.params["flowType"] for r in sandbox_engine().requests if r.endpoint == "send"
+    ]
+
+
+def test_the_fallback_message_names_both_channels(channel_page: Any) -> None:
+    page = channel_page
+    sandbox_engine().configure(no_whatsapp=[PHONE])
+    # The choice is a labelled radio group, the site's first channel picked.
+    assert page.inner_text("[data-verifynow-channels] legend") == "Send the code by"
+    whatsapp = page.get_by_label("WhatsApp")
+    assert whatsapp.is_checked() and not page.get_by_label("SMS").is_checked()
+    send_code(page)
+    text = wait_text(page, "instead")
+    assert text == (
+        "WhatsApp is not available for +91********10, so we sent a code by SMS "
+        "instead. Enter it below."
+    )
+    assert channel_sends() == ["WHATSAPP", "SMS"]
+    shot(page, "20-channel-fallback")
+    page.wait_for_function(
+        "() => !document.querySelector('[data-verifynow-resend]').disabled"
+    )
+    # The only other channel was just refused: it is not offered.
+    assert page.is_hidden("[data-verifynow-switch]")
+    # "Resend code" stays on the channel that delivered: WhatsApp is not tried again.
+    page.click("[data-verifynow-resend]")
+    wait_text(page, "We sent a code by SMS")
+    assert channel_sends() == ["WHATSAPP", "SMS", "SMS"]
+    enter_code(page, last_code(PHONE))
+    wait_text(page, "verified")
+
+
+def test_the_user_picks_sms_then_switches_to_whatsapp(channel_page: Any) -> None:
+    page = channel_page
+    page.get_by_label("SMS").check()
+    send_code(page)
+    text = wait_text(page, "We sent a code")
+    assert text == "We sent a code by SMS to +91********10. Enter it below."
+    switch = page.locator("[data-verifynow-switch]")
+    assert switch.is_hidden()  # not before the cooldown is over
+    page.wait_for_function(
+        "() => !document.querySelector('[data-verifynow-switch]').hidden"
+    )
+    assert switch.inner_text() == "Send by WhatsApp instead"
+    shot(page, "21-channel-switch")
+    switch.click()
+    wait_text(page, "by WhatsApp")
+    assert channel_sends() == ["SMS", "WHATSAPP"]
+    assert sandbox_engine().outbox[-1].flow_type == "WHATSAPP"
+    assert switch.is_hidden()  # a new cooldown runs
+    enter_code(page, last_code(PHONE))
+    wait_text(page, "verified")
+    attempt = VerificationAttempt.objects.get(status="verified")
+    assert attempt.flow_type == "WHATSAPP"

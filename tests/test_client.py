@@ -149,6 +149,8 @@ def test_send_wire_format(vendor):
         "flowType": ["SMS"],
         "mobileNumber": ["9876543210"],
         "otpLength": ["6"],
+        # v3 documents type=OTP for VerifyNow sends (MessageNow uses type=SMS).
+        "type": ["OTP"],
     }
     assert result.verification_id == "2949"
     assert result.timeout == 60
@@ -204,6 +206,8 @@ def test_v2_paths_send_customer_id_everywhere(vendor):
     q = query(vendor.calls[2])
     assert q["customerId"] == ["C-TEST"] and q["mobileNumber"] == ["9876543210"]
     assert q["countryCode"] == ["91"]
+    # v2 documents no "type" parameter: only v3 sends type=OTP.
+    assert "type" not in query(vendor.calls[1])
 
 
 @pytest.mark.parametrize(

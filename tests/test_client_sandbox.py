@@ -24,6 +24,7 @@ from django_verifynow.client import VerifyNowClient
 from django_verifynow.client.aio import AsyncVerifyNowClient
 from django_verifynow.codes import Outcome
 from django_verifynow.exceptions import (
+    ChannelRefused,
     OutOfCredit,
     ProviderAuthError,
     ProviderError,
@@ -447,3 +448,50 @@ def test_a_hanging_send_times_out_at_the_deadline(hung):
     # The send reached the vendor (an SMS went out): the outcome is unknown.
     assert info.value.reason is Reason.PROVIDER_TIMEOUT
     assert engine.count("send") == 1
+
+
+# -- channels -------------------------------------------------------------------------
+
+
+def test_whatsapp_refused_for_a_number_is_channel_refused_over_http(sim):
+    engine, server = sim
+    # Over the wire, as the control API takes it: this number has no WhatsApp.
+    config = requests.post(
+        server.url + "/__sim__/config",
+        json={"no_whatsapp": ["+919876543210"]},
+        timeout=5,
+    )
+    assert config.json()["no_whatsapp"] == ["+919876543210"]
+    client = make_client(server)
+    with pytest.raises(ChannelRefused) as info:
+        client.send(**NUMBER, flow_type="WHATSAPP", otp_length=6)
+    assert info.value.reason is Reason.CHANNEL_REFUSED
+    assert (info.value.channel, info.value.response_code) == ("WHATSAPP", 400)
+    assert engine.outbox == []  # nothing sent, no credit spent
+    # The same number by SMS works; so does WhatsApp for another number.
+    assert client.send(**NUMBER, flow_type="SMS", otp_length=6).verification_id
+    other = {"country_code": "91", "national_number": "9812345678"}
+    assert client.send(**other, flow_type="WHATSAPP", otp_length=6).verification_id
+    assert [m.flow_type for m in engine.outbox] == ["SMS", "WHATSAPP"]
+    # Every v3 send carries type=OTP, as the vendor documents.
+    assert {r.query.get("type") for r in engine.requests if r.endpoint == "send"} == {
+        "OTP"
+    }
+
+
+def test_an_account_without_whatsapp_is_channel_refused(sim):
+    engine, server = sim
+    engine.configure(flow_types=["SMS"])
+    with pytest.raises(ChannelRefused):
+        make_client(server).send(**NUMBER, flow_type="WHATSAPP", otp_length=6)
+
+
+def test_whatsapp_on_v2_is_channel_refused_and_an_sms_400_is_not(sim):
+    engine, server = sim
+    client = make_client(server, api_version="v2")
+    with pytest.raises(ChannelRefused):
+        client.send(**NUMBER, flow_type="WHATSAPP", otp_length=6)
+    with pytest.raises(ProviderError) as info:
+        client.send(country_code="91", national_number="12", otp_length=6)
+    assert not isinstance(info.value, ChannelRefused)
+    assert info.value.reason is Reason.VENDOR_REFUSED

@@ -394,6 +394,40 @@ def test_send_whatsapp_and_configured_flow_types():
     )
 
 
+def test_send_whatsapp_to_a_number_without_it_is_400_and_costs_nothing():
+    engine, _ = make(no_whatsapp=["+91" + MOBILE], credits=5)
+    token = get_token(engine)
+    assert code_of(send(engine, token, flowType="WHATSAPP")) == 400
+    assert engine.outbox == [] and engine.config()["balance"] == {
+        SANDBOX_CUSTOMER_ID: 5
+    }
+    assert engine.config()["no_whatsapp"] == ["+91" + MOBILE]
+    # SMS to it works, and no code was live to make it a 506.
+    assert code_of(send(engine, token, flowType="SMS")) == 200
+    engine.configure(no_whatsapp=[])
+    assert (
+        code_of(send(engine, token, flowType="WHATSAPP", mobileNumber="9876543211"))
+        == 200
+    )
+
+
+def test_send_whatsapp_on_v2_is_400():
+    engine, _ = make()
+    token = get_token(engine)
+    response = engine.handle(
+        "POST",
+        "/verification/v2/verification/send",
+        query={
+            "countryCode": CC,
+            "mobileNumber": MOBILE,
+            "flowType": "WHATSAPP",
+            "customerId": SANDBOX_CUSTOMER_ID,
+        },
+        headers={"authToken": token},
+    )
+    assert response.json()["responseCode"] == 400 and engine.outbox == []
+
+
 @pytest.mark.parametrize("length", ["3", "9", "x", "-4", "4.0"])
 def test_send_invalid_otp_length_is_400(env, length):
     engine, _, token = env
@@ -1143,6 +1177,8 @@ def test_configure_and_config():
         {"profile": "lenient"},
         {"accounts": {}},
         {"accounts": {"C-X": ""}},
+        {"no_whatsapp": ["not a number"]},
+        {"no_whatsapp": ["+91"]},
     ],
 )
 def test_configure_rejects_bad_values_and_changes_nothing(options):

@@ -33,6 +33,7 @@ from rest_framework.views import set_rollback
 
 from ..exceptions import (
     AttemptNotFound,
+    ChannelRefused,
     DailyCapReached,
     InvalidInput,
     InvalidPhoneNumber,
@@ -230,6 +231,9 @@ SERVICE_ANSWERS: dict[type[VerifyNowError], _Answer] = {
     ProviderUnavailable: _Answer(
         503, ProviderUnavailable.code, text_of=ProviderUnavailable
     ),
+    # Our own text naming the channel (never the vendor's): the user can act on it,
+    # by asking for another channel the site offers.
+    ChannelRefused: _Answer(502, ProviderError.code, own_message=True),
     # OutOfCredit too: the user cannot act on the site's billing, the operator is told.
     ProviderError: _Answer(502, ProviderError.code, text_of=ProviderError),
 }

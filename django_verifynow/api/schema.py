@@ -78,6 +78,7 @@ def register() -> None:
     from .serializers import (
         AttemptSerializer,
         ErrorSerializer,
+        ResendSerializer,
         SendSerializer,
         ValidateSerializer,
     )
@@ -136,7 +137,12 @@ def register() -> None:
                 "Sends a one-time code to the number and returns the new attempt. The "
                 "answer is the same for every valid number. code_sent is false when "
                 "VerifyNow kept the code it had already sent to the number (no new "
-                "message went out: the user enters that code)." + csrf_note
+                "message went out: the user enters that code). channel picks the "
+                "first channel to try (one of the site's CHANNELS); when VerifyNow "
+                "refuses it as not deliverable, the same request sends on the next "
+                "channel listed and fallback_from names the refused one (one send "
+                "counted). A refusal on the last channel is 502 provider_error, "
+                "nothing counted." + csrf_note
             ),
             "request": SendSerializer,
             "examples": [
@@ -182,9 +188,11 @@ def register() -> None:
                 "Returns a new attempt; the previous one stops working once the new "
                 "code went out (a failed resend leaves it valid). The resend cooldown, "
                 "which lasts at least as long as the code already sent is valid, and "
-                "the send limits apply." + csrf_note
+                "the send limits apply. The new code goes out on the channel that "
+                'delivered the previous one, or on channel ("Send by SMS '
+                'instead").' + csrf_note
             ),
-            "request": None,
+            "request": ResendSerializer,
             "responses": {
                 201: AttemptSerializer,
                 **errors(400, 404, 409, 422, *common),

@@ -23,6 +23,7 @@ __all__ = [
     "AttemptSerializer",
     "CountryField",
     "ErrorSerializer",
+    "ResendSerializer",
     "SendSerializer",
     "StrictCharField",
     "ValidateSerializer",
@@ -65,6 +66,31 @@ class CountryField(StrictCharField):
         return code
 
 
+class ChannelField(serializers.ChoiceField):
+    """A delivery channel, ``"SMS"`` or ``"WHATSAPP"``; whether the site allows it is
+    the service's decision (``CHANNELS``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("choices", FLOW_TYPES)
+        kwargs.setdefault("required", False)
+        # DRF's default message echoes the input back; ours does not.
+        kwargs.setdefault(
+            "error_messages", {"invalid_choice": _("Choose SMS or WhatsApp.")}
+        )
+        super().__init__(**kwargs)
+
+
+def _one_channel(data: dict[str, Any]) -> dict[str, Any]:
+    """``channel`` and its former name ``flow_type`` name one channel, or none."""
+    channel, flow_type = data.get("channel"), data.pop("flow_type", None)
+    if channel and flow_type and channel != flow_type:
+        raise serializers.ValidationError(
+            {"channel": [_("channel and flow_type name different channels.")]}
+        )
+    data["channel"] = channel or flow_type or None
+    return data
+
+
 class SendSerializer(serializers.Serializer):
     """Body of ``POST ""``: the number to verify, and optionally its country, channel
     and purpose."""
@@ -83,12 +109,16 @@ class SendSerializer(serializers.Serializer):
             '"98765 43210"; a number with + ignores it.'
         ),
     )
-    flow_type = serializers.ChoiceField(
-        choices=FLOW_TYPES,
-        required=False,
-        help_text=_("Delivery channel; defaults to the site's VERIFYNOW FLOW_TYPE."),
-        # DRF's default message echoes the input back; ours does not.
-        error_messages={"invalid_choice": _("Choose SMS or WhatsApp.")},
+    channel = ChannelField(
+        help_text=_(
+            "The channel to send on first, one of the site's VERIFYNOW CHANNELS; "
+            "when VerifyNow refuses it as not deliverable (no WhatsApp for this "
+            "number or account), the code goes out on the channels listed after it "
+            "(fallback_from in the answer says so). Defaults to the first channel."
+        ),
+    )
+    flow_type = ChannelField(
+        help_text=_("The former name of channel, still accepted."),
     )
     purpose = StrictCharField(
         max_length=64,
@@ -97,6 +127,25 @@ class SendSerializer(serializers.Serializer):
         help_text=_(
             "What the verification is for (lowercase letters, digits, _ . : -), "
             'e.g. "signup".'
+        ),
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """One channel: ``channel``, or ``flow_type`` (its former name)."""
+        return _one_channel(attrs)
+
+
+class ResendSerializer(serializers.Serializer):
+    """Body of ``POST "<id>/resend/"`` (optional): the channel of the new code."""
+
+    class Meta:
+        ref_name = "VerifyNowResendRequest"
+
+    channel = ChannelField(
+        help_text=_(
+            'Send the new code on this channel ("Send by SMS instead"), one of '
+            "the site's VERIFYNOW CHANNELS, falling back along the channels listed "
+            "after it. Defaults to the channel that delivered the previous code."
         ),
     )
 
@@ -133,6 +182,13 @@ class ResendAvailableAtField(serializers.DateTimeField):
             else:
                 value = services.resend_available_at(value)
         return super().to_representation(value)
+
+
+class BlankAsNullChoiceField(serializers.ChoiceField):
+    """A read-only choice whose blank value (the database's "none") renders as null."""
+
+    def to_representation(self, value: Any) -> Any:
+        return super().to_representation(value) if value else None
 
 
 class AttemptSerializer(serializers.Serializer):
@@ -183,7 +239,25 @@ class AttemptSerializer(serializers.Serializer):
         read_only=True, min_value=4, max_value=8, help_text=_("Digits in the code.")
     )
     flow_type = serializers.ChoiceField(
-        choices=FlowType.choices, read_only=True, help_text=_("Delivery channel.")
+        choices=FlowType.choices,
+        read_only=True,
+        help_text=_("The channel the code went out on."),
+    )
+    channel = serializers.ChoiceField(
+        source="flow_type",
+        choices=FlowType.choices,
+        read_only=True,
+        help_text=_("The channel the code went out on (same as flow_type)."),
+    )
+    fallback_from = BlankAsNullChoiceField(
+        source="refused_flow_type",
+        choices=FlowType.choices,
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "The channel VerifyNow refused as not deliverable before the code went "
+            "out on channel, or null when the first channel tried delivered."
+        ),
     )
     code_sent = serializers.BooleanField(
         read_only=True,

@@ -42,7 +42,12 @@ from .. import services
 from ..exceptions import InvalidInput, InvalidPhoneNumber
 from ..models import VerificationAttempt
 from . import errors, idempotency
-from .serializers import AttemptSerializer, SendSerializer, ValidateSerializer
+from .serializers import (
+    AttemptSerializer,
+    ResendSerializer,
+    SendSerializer,
+    ValidateSerializer,
+)
 
 __all__ = [
     "CHECK_ANSWERS",
@@ -300,12 +305,16 @@ class SendView(VerifyNowAPIView):
             {
                 "request": request,
                 "purpose": data["purpose"],
-                "flow_type": data.get("flow_type"),
+                "flow_type": data["channel"],
                 "region": data.get("country") or None,
             },
             answer=lambda attempt: self.render_attempt(attempt, 201),
             field=(InvalidPhoneNumber, "phone_number"),
-            idempotent=("send", data),
+            # Without a channel, the fingerprint is the one such requests always had.
+            idempotent=(
+                "send",
+                {k: v for k, v in data.items() if k != "channel" or v is not None},
+            ),
         )
 
 
@@ -383,13 +392,19 @@ class ResendView(VerifyNowAPIView):
         return self.carry_out(self.plan_post(request, pk))
 
     def plan_post(self, request: Request, pk: str) -> Plan:
-        """The ``resend_otp`` call of this request."""
+        """The ``resend_otp`` call of this request (an empty body is fine)."""
+        serializer = ResendSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        channel = serializer.validated_data.get("channel")
+        fingerprint = {"attempt": str(pk)}
+        if channel:  # requests without one keep the fingerprint they always had
+            fingerprint["channel"] = channel
         return Plan(
             "resend_otp",
             (pk,),
-            {"request": request},
+            {"request": request, "flow_type": channel},
             answer=lambda attempt: self.render_attempt(attempt, 201),
-            idempotent=("resend", {"attempt": str(pk)}),
+            idempotent=("resend", fingerprint),
         )
 
 

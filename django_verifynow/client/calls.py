@@ -10,6 +10,7 @@ What each failure raises (every exception carries a
 
 ============================================  ========================================
 vendor refused (400, 501, 505, 511, …)        :class:`ProviderError`, VENDOR_REFUSED
+channel not deliverable (400 on WhatsApp)     :class:`ChannelRefused`, CHANNEL_REFUSED
 account out of credit (508, send)             :class:`OutOfCredit`, OUT_OF_CREDIT
 vendor limit (800, send)                      :class:`RateLimited`, VENDOR_LIMIT
 vendor fault (500, 5xx, no JSON, no id)       :class:`ProviderError`, PROVIDER_ERROR
@@ -32,6 +33,7 @@ from requests.adapters import BaseAdapter
 
 from ..codes import Call, Outcome, ResponseCode, outcome_for
 from ..exceptions import (
+    ChannelRefused,
     OutOfCredit,
     ProviderAuthError,
     ProviderError,
@@ -43,7 +45,14 @@ from ..executor import drive
 from ..reasons import Reason
 from .breaker import CircuitBreaker
 from .deadline import Deadline
-from .results import SendResult, ValidateResult, as_id, as_seconds, response_code_of
+from .results import (
+    SendResult,
+    ValidateResult,
+    as_id,
+    as_seconds,
+    refuses_channel,
+    response_code_of,
+)
 from .token import TokenSource
 from .transport import Exchange, Transport, TransportFailure
 
@@ -283,6 +292,7 @@ class VerifyNowClient:
         flow_type: str = "SMS",
         otp_length: int = 6,
         state: Mapping[str, Any] | None = None,
+        deadline: Deadline | None = None,
     ) -> SendResult:
         """Ask VerifyNow to send a code to ``+<country_code><national_number>``.
 
@@ -291,10 +301,14 @@ class VerifyNowClient:
             the deadline used up before the send could start, by the token for one).
         :raises RateLimited: the vendor's own limit (800), reason VENDOR_LIMIT.
         :raises OutOfCredit: the account has no credit left (508).
+        :raises ChannelRefused: the channel cannot deliver to this number or on this
+            account (see :func:`~.results.refuses_channel`); nothing was sent.
         :raises ProviderError: the vendor refused the request or answered nonsense.
 
         ``state``: the values of :meth:`state_keys` as the caller just read them from
         the client's cache (absent keys left out); without it the call reads them.
+        ``deadline``: a budget shared with an earlier call (a send falling back to
+        another channel stays within the first one's); without it a new one starts.
         """
         return drive(
             self.send_flow(
@@ -303,6 +317,7 @@ class VerifyNowClient:
                 flow_type=flow_type,
                 otp_length=otp_length,
                 state=state,
+                deadline=deadline,
             ),
             self._perform,
         )
@@ -315,9 +330,10 @@ class VerifyNowClient:
         flow_type: str = "SMS",
         otp_length: int = 6,
         state: Mapping[str, Any] | None = None,
+        deadline: Deadline | None = None,
     ) -> Generator[Exchange, Any, SendResult]:
         """:meth:`send` as a flow (see :mod:`django_verifynow.executor`); its deadline
-        starts at its first step."""
+        starts at its first step, unless one is given."""
         params: dict[str, Any] = {
             "countryCode": country_code,
             "customerId": self.customer_id,
@@ -326,8 +342,16 @@ class VerifyNowClient:
             # Always explicit: the vendor default is 4 digits, 13 bits.
             "otpLength": otp_length,
         }
+        if self.api_version == "v3":
+            # v3 lists ``type`` with OTP as VerifyNow's value (MessageNow uses SMS on
+            # the same endpoint); v2 documents no such parameter.
+            params["type"] = "OTP"
         response, body = yield from self._call(
-            Call.SEND, "POST", params, Deadline(self.deadline), state
+            Call.SEND,
+            "POST",
+            params,
+            deadline if deadline is not None else Deadline(self.deadline),
+            state,
         )
         code = response_code_of(body) if body else None
         if body is None or code is None:
@@ -369,6 +393,17 @@ class VerifyNowClient:
             raise OutOfCredit(endpoint="send", response_code=code)
         if outcome is Outcome.PROVIDER_FAULT or response.status_code >= 500:
             raise self._fault("send", response, code)
+        if refuses_channel(code, flow_type):
+            # The vendor is up and refused before sending: the caller may try another
+            # channel. INFO, not ERROR: a number without WhatsApp is no fault.
+            self.breaker.record_success()
+            logger.info(
+                "VerifyNow send refused on %s: responseCode %s (%s)",
+                flow_type,
+                code,
+                ResponseCode.name_of(code),
+            )
+            raise ChannelRefused(channel=flow_type, response_code=code)
         raise self._rejected("send", response, code)
 
     def validate(

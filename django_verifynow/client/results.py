@@ -12,9 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..codes import Outcome
+from ..codes import Outcome, ResponseCode
 
-__all__ = ["SendResult", "ValidateResult", "as_id", "as_seconds", "response_code_of"]
+__all__ = [
+    "SendResult",
+    "ValidateResult",
+    "as_id",
+    "as_seconds",
+    "refuses_channel",
+    "response_code_of",
+]
 
 
 @dataclass(frozen=True)
@@ -73,3 +80,25 @@ def response_code_of(body: Mapping[str, Any]) -> int | None:
         return int(code) if not isinstance(code, bool) else None
     except (TypeError, ValueError):
         return None
+
+
+#: The channels whose refusal may mean "not deliverable there". SMS is the vendor's
+#: baseline (v2 documents nothing else): its refusals are about the number, the
+#: account or our parameters, and another channel would not fix them.
+_FALLIBLE_CHANNELS = frozenset({"WHATSAPP"})
+
+
+def refuses_channel(code: int | None, flow_type: str) -> bool:
+    """Whether a send's answer ``code`` means "this channel cannot deliver here".
+
+    VerifyNow documents no answer for a number without WhatsApp or an account
+    without the WhatsApp channel. The assumption, chosen to be safe: a WhatsApp send
+    answered ``400 BAD_REQUEST`` was refused before any work (the vendor checks its
+    parameters, the channel among them, first), so nothing went out and another
+    channel may be tried. Nothing else counts: not a timeout or a dropped answer (a
+    code may have gone out), not 506 (a code is live), 508 (out of credit: every
+    channel fails), 511 (the country), 800 (a limit) or 501 (the account), and not an
+    unknown code. If the vendor ever answers otherwise, the send fails as before
+    (recorded ``failed``, nothing counted) instead of falling back.
+    """
+    return flow_type in _FALLIBLE_CHANNELS and code == ResponseCode.BAD_REQUEST

@@ -55,6 +55,7 @@ REASON_LABELS: Mapping[Reason, str | Promise] = {
     Reason.VENDOR_CODE_LOCKED: _("VerifyNow code locked (tries used up)"),
     Reason.VENDOR_CODE_PENDING: _("VerifyNow code pending for another requester"),
     Reason.VENDOR_REFUSED: _("Refused by VerifyNow"),
+    Reason.CHANNEL_REFUSED: _("Channel refused by VerifyNow (no WhatsApp)"),
     Reason.CREDENTIALS_REFUSED: _("VerifyNow credentials refused"),
     Reason.OUT_OF_CREDIT: _("VerifyNow account out of credit"),
     Reason.PROVIDER_ERROR: _("VerifyNow error"),

@@ -400,7 +400,13 @@ class SandboxEngine:
     :param validate_post: ``"405"`` (a POST to validateOtp gets HTTP 405) or
         ``"accept"``.
     :param flow_types: accepted ``flowType`` values (``RCS``/``SAUTH`` answer 400
-        unless listed here).
+        unless listed here). ``["SMS"]`` is an account without the WhatsApp channel:
+        its WhatsApp sends answer 400 BAD_REQUEST.
+    :param no_whatsapp: numbers that are not on WhatsApp (``"+919876543210"`` or the
+        digits ``"919876543210"``): a WhatsApp send to one answers 400 BAD_REQUEST,
+        sends nothing and costs no credit; SMS works. The vendor documents no answer
+        for either case; 400 is the assumption the client's fallback to another
+        channel is built on (``client.results.refuses_channel``).
     :param announce: called with the one-line notice of each delivered code (masked
         number, code); default: logged at INFO on ``django_verifynow.sandbox``.
     """
@@ -416,6 +422,7 @@ class SandboxEngine:
     country_codes: frozenset[str] | None
     validate_post: str
     flow_types: tuple[str, ...]
+    no_whatsapp: frozenset[str]
 
     def __init__(
         self,
@@ -433,6 +440,7 @@ class SandboxEngine:
         credits: int | None = None,
         validate_post: str = "405",
         flow_types: Iterable[str] = _FLOW_TYPES,
+        no_whatsapp: Iterable[str] = (),
         announce: Callable[[str], None] | None = None,
     ) -> None:
         self._lock = threading.RLock()
@@ -458,6 +466,7 @@ class SandboxEngine:
             credits=credits,
             validate_post=validate_post,
             flow_types=flow_types,
+            no_whatsapp=no_whatsapp,
         )
         # Ids look like the vendor's 7-8 digit ones and never repeat, even over reset().
         self._next_id = 1_000_000
@@ -474,7 +483,7 @@ class SandboxEngine:
         unknown = set(options) - {
             "profile", "accounts", "otp_timeout", "max_attempts", "sends_per_window",
             "send_window", "token_ttl", "fixed_code", "country_codes", "credits",
-            "validate_post", "flow_types",
+            "validate_post", "flow_types", "no_whatsapp",
         }  # fmt: skip
         if unknown:
             raise TypeError(f"Unknown sandbox option(s): {', '.join(sorted(unknown))}.")
@@ -523,6 +532,16 @@ class SandboxEngine:
             new["validate_post"] = str(options["validate_post"])
         if "flow_types" in options:
             new["flow_types"] = tuple(str(f) for f in options["flow_types"])
+        if "no_whatsapp" in options:
+            numbers = options["no_whatsapp"]
+            if isinstance(numbers, str):
+                numbers = [numbers]
+            digits = frozenset(str(n).strip().lstrip("+") for n in numbers)
+            if not all(_is_digits(d, 7, 18) for d in digits):
+                raise ValueError(
+                    "no_whatsapp must list phone numbers in E.164 (+ and digits)."
+                )
+            new["no_whatsapp"] = digits
         accounts: dict[str, str] | None = None
         if "accounts" in options:
             accounts = self._parse_accounts(options["accounts"])
@@ -581,6 +600,7 @@ class SandboxEngine:
                 "balance": dict(self._balance) if self._credits is not None else None,
                 "validate_post": self.validate_post,
                 "flow_types": list(self.flow_types),
+                "no_whatsapp": sorted(f"+{d}" for d in self.no_whatsapp),
                 "fake_clock": isinstance(self.clock, FakeClock),
             }
 
@@ -977,6 +997,12 @@ class SandboxEngine:
         ):
             return self._answer(_C.INVALID_COUNTRY_CODE)
         if not _is_digits(mobile, 6, 14) or flow_type not in self.flow_types:
+            return self._answer(_C.BAD_REQUEST)
+        if flow_type == "WHATSAPP" and (
+            # v2 documents flowType as "SMS only for now".
+            version == "v2" or country_code + mobile in self.no_whatsapp
+        ):
+            # Not deliverable on this channel: refused before any work (assumed).
             return self._answer(_C.BAD_REQUEST)
         otp_length_raw = params.get("otpLength", "") or "4"
         if not _is_digits(otp_length_raw, 1, 2) or not 4 <= int(otp_length_raw) <= 8:

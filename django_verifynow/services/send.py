@@ -12,6 +12,12 @@ The order, so nothing costs money or budget before it has passed:
 5. only when a new code went out is the requester's previous attempt retired, so a
    failed resend never kills the code the user already has.
 
+The channel: ``CHANNELS`` orders them (:mod:`django_verifynow.channels`). When
+VerifyNow refuses one as not deliverable (:class:`ChannelRefused`), step 4 makes a
+second vendor call on the next channel, within the first call's deadline, for the
+same admission and the same attempt row: the policy counts one send, the row records
+the channel that delivered and the one refused.
+
 Steps 1-3 and 4's bookkeeping are one flow (:mod:`.vendor`) that yields the vendor
 call: ``send_otp`` makes it with the sync client, ``asend_otp`` awaits it with the
 async one, and both run the same phases.
@@ -30,10 +36,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import phone, policy, ratelimit
-from ..client import SendResult, get_client
-from ..conf import FLOW_TYPES, verifynow_settings
+from .. import channels, phone, policy, ratelimit
+from ..client import Deadline, SendResult, get_client
+from ..conf import verifynow_settings
 from ..exceptions import (
+    ChannelRefused,
     InvalidInput,
     LimitsUnavailable,
     PhoneNumberNotAllowed,
@@ -42,6 +49,7 @@ from ..exceptions import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    VerifyNowError,
 )
 from ..executor import Flow
 from ..models import AttemptStatus, PrefixBlock, VerificationAttempt
@@ -65,13 +73,6 @@ __all__ = [
 VENDOR_DEFAULT_VALIDITY = 60
 
 _PURPOSE_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
-
-
-def _clean_flow_type(flow_type: str | None) -> str:
-    flow = flow_type or verifynow_settings.FLOW_TYPE
-    if flow not in FLOW_TYPES:
-        raise InvalidInput(_("Choose SMS or WhatsApp."))
-    return flow
 
 
 def _clean_purpose(purpose: str) -> str:
@@ -99,7 +100,9 @@ def send_otp(
     :param request: binds the attempt to the session and user and keys the IP limits.
     :param user: binds the attempt to this user (defaults to ``request.user``).
     :param purpose: what the proof is for (``"signup"``, ``"phone_change"``, …).
-    :param flow_type: ``"SMS"`` or ``"WHATSAPP"``; defaults to ``FLOW_TYPE``.
+    :param flow_type: ``"SMS"`` or ``"WHATSAPP"``, one of ``CHANNELS``: the send
+        starts there and falls back only to the channels listed after it; ``None``
+        (the default) follows ``CHANNELS`` from the first.
     :param region: ISO 3166 alpha-2 region of a number typed without ``+`` (the
         country the user picked); a number with ``+`` ignores it.
     :raises InvalidPhoneNumber, PhoneNumberNotAllowed, InvalidInput: before anything.
@@ -108,7 +111,8 @@ def send_otp(
     :raises ProviderUnavailable: nothing was sent (``LimitsUnavailable`` when the
         limits cache is down); a :class:`ProviderTimeout` when a code may have gone out
         (recorded ``unknown``).
-    :raises ProviderError: the vendor refused (``OutOfCredit`` for 508); recorded
+    :raises ProviderError: the vendor refused (``OutOfCredit`` for 508,
+        ``ChannelRefused`` when no channel was left to fall back to); recorded
         ``failed``, nothing counted.
     """
     return run(_send_otp(phone_number, request, user, purpose, flow_type, region))
@@ -141,7 +145,7 @@ def _send_otp(
     flow_type: str | None,
     region: str | None,
 ) -> Flow[VerificationAttempt]:
-    flow = _clean_flow_type(flow_type)
+    order = channels.order(flow_type)
     purpose = _clean_purpose(purpose)
     e164 = phone.normalize(phone_number, region)
     requester = requester_for(request, user, bind=True)
@@ -151,7 +155,7 @@ def _send_otp(
         notify.blocked(e164, requester, exc.reason or Reason.COUNTRY, "send")
         raise
     return (
-        yield from _send(e164, requester, purpose=purpose, flow=flow, previous=None)
+        yield from _send(e164, requester, purpose=purpose, order=order, previous=None)
     )
 
 
@@ -159,6 +163,7 @@ def resend_otp(
     attempt: VerificationAttempt | uuid.UUID | str,
     *,
     request: HttpRequest | None = None,
+    flow_type: str | None = None,
 ) -> VerificationAttempt:
     """Send a new code to the phone of ``attempt``; return the new attempt.
 
@@ -166,24 +171,45 @@ def resend_otp(
     resend that fails leaves the code the user has working). The cooldown and every
     send limit apply, plus the ``resend`` limits.
 
+    :param flow_type: the channel of the new code ("Send by SMS instead"), one of
+        ``CHANNELS``; ``None`` resends on the channel that delivered ``attempt``. The
+        send falls back from there along ``CHANNELS`` as :func:`send_otp` does.
     :raises AttemptNotFound: unknown, or bound to another session or user.
-    :raises InvalidInput: the attempt is already verified.
+    :raises InvalidInput: the attempt is already verified, or the channel is not
+        allowed.
     """
-    return run(_resend_otp(attempt, request))
+    return run(_resend_otp(attempt, request, flow_type))
 
 
 async def aresend_otp(
     attempt: VerificationAttempt | uuid.UUID | str,
     *,
     request: HttpRequest | None = None,
+    flow_type: str | None = None,
 ) -> VerificationAttempt:
     """:func:`resend_otp`, awaited: same arguments, result, exceptions and signals."""
-    return await arun(_resend_otp(attempt, request))
+    return await arun(_resend_otp(attempt, request, flow_type))
+
+
+def _resend_channels(
+    previous: VerificationAttempt, flow_type: str | None
+) -> tuple[str, ...]:
+    """A resend's order: the channel asked for, else the one that delivered the
+    previous code (a fallback is not tried again), else the site's order."""
+    if flow_type:
+        return channels.order(flow_type)
+    if previous.flow_type in channels.allowed():
+        return channels.order(previous.flow_type)
+    return channels.order()  # the site no longer offers that channel
 
 
 def _resend_otp(
-    attempt: VerificationAttempt | uuid.UUID | str, request: HttpRequest | None
+    attempt: VerificationAttempt | uuid.UUID | str,
+    request: HttpRequest | None,
+    flow_type: str | None = None,
 ) -> Flow[VerificationAttempt]:
+    if flow_type:
+        channels.order(flow_type)  # a bad channel is refused before any lookup
     requester = requester_for(request, bind=True)
     previous = resolve(attempt, requester)
     if previous.status == AttemptStatus.VERIFIED:
@@ -195,7 +221,7 @@ def _resend_otp(
             previous.phone_number,
             requester,
             purpose=previous.purpose,
-            flow=previous.flow_type,
+            order=_resend_channels(previous, flow_type),
             previous=previous,
         )
     )
@@ -253,7 +279,7 @@ def _send(
     requester: Requester,
     *,
     purpose: str,
-    flow: str,
+    order: tuple[str, ...],
     previous: VerificationAttempt | None,
 ) -> Flow[VerificationAttempt]:
     admission = _admit(e164, requester, previous)
@@ -268,7 +294,7 @@ def _send(
         country=phone.region_of(e164),
         status=AttemptStatus.UNKNOWN,
         purpose=purpose,
-        flow_type=flow,
+        flow_type=order[0],
         otp_length=settings.OTP_LENGTH,
         max_attempts=settings.MAX_ATTEMPTS,
         user=requester.user if requester.user_id is not None else None,
@@ -276,45 +302,61 @@ def _send(
         session_binding=requester.binding,
     )
     number = phone.split_for_vendor(e164)
+    # With a fallback possible, every channel shares one call's budget: a user never
+    # waits longer than one send may take (DEADLINE), whatever the vendor refuses.
+    deadline = (
+        Deadline(getattr(client, "deadline", settings.DEADLINE))
+        if len(order) > 1
+        else None
+    )
     del client  # the driver makes the call, with the sync or the async client
-    try:
-        # The row is written and the admission held: the vendor call is the one
-        # wait, and the async API holds no thread or connection across it.
-        result = yield VendorCall(
-            "send",
-            with_state(
-                {
-                    "country_code": number.country_code,
-                    "national_number": number.national_number,
-                    "flow_type": flow,
-                    "otp_length": attempt.otp_length,
-                },
-                admission.prefetched,  # read by the admission's round trip
-            ),
-        )
-    except ProviderTimeout as exc:
-        # An SMS may have gone out: every budget stays spent and the row stays
-        # "unknown"; the user may ask again once the cooldown is over. The previous
-        # attempt stays live: its code may be the only one that arrives.
-        admission.commit(valid_for=VENDOR_DEFAULT_VALIDITY)
-        exc.retry_after = max(policy.resend_wait(e164), 1)
-        notify.failed(attempt, requester, Reason.PROVIDER_TIMEOUT)
-        raise
-    except (ProviderUnavailable, ProviderError, RateLimited) as exc:
-        # Nothing was sent: the user keeps every budget (cooldown, limits, daily cap).
-        admission.release()
-        VerificationAttempt.objects.filter(pk=attempt.pk).transition(
-            AttemptStatus.FAILED,
-            from_=(AttemptStatus.UNKNOWN,),
-            last_response_code=getattr(exc, "response_code", None),
-        )
-        attempt.status = AttemptStatus.FAILED
-        attempt.last_response_code = getattr(exc, "response_code", None)
-        notify.failed(attempt, requester, exc.reason or Reason.PROVIDER_ERROR)
-        raise
-    except BaseException:
-        admission.commit()  # unexpected: assume the worst (an SMS may have gone out)
-        raise
+    for index, channel in enumerate(order):
+        call: dict[str, Any] = {
+            "country_code": number.country_code,
+            "national_number": number.national_number,
+            "flow_type": channel,
+            "otp_length": attempt.otp_length,
+        }
+        if deadline is not None:
+            call["deadline"] = deadline
+        try:
+            # The row is written and the admission held: the vendor call is the one
+            # wait, and the async API holds no thread or connection across it.
+            result = yield VendorCall(
+                "send",
+                # The state read by the admission's round trip is fresh for the first
+                # call only; a fallback's call reads its own.
+                with_state(call, admission.prefetched if index == 0 else None),
+            )
+        except ChannelRefused as exc:
+            # Nothing was sent on this channel: the same admission and row go on to
+            # the next one. The row says so at once, in case the process dies.
+            refused = attempt.refused_flow_type or channel
+            if index + 1 < len(order):
+                attempt.flow_type = order[index + 1]
+                attempt.refused_flow_type = refused
+                VerificationAttempt.objects.filter(pk=attempt.pk).update(
+                    flow_type=attempt.flow_type, refused_flow_type=refused
+                )
+                continue
+            attempt.refused_flow_type = refused
+            _give_up(attempt, requester, admission, exc)
+            raise
+        except ProviderTimeout as exc:
+            # An SMS may have gone out: every budget stays spent and the row stays
+            # "unknown"; the user may ask again once the cooldown is over. The previous
+            # attempt stays live: its code may be the only one that arrives.
+            admission.commit(valid_for=VENDOR_DEFAULT_VALIDITY)
+            exc.retry_after = max(policy.resend_wait(e164), 1)
+            notify.failed(attempt, requester, Reason.PROVIDER_TIMEOUT)
+            raise
+        except (ProviderUnavailable, ProviderError, RateLimited) as exc:
+            _give_up(attempt, requester, admission, exc)
+            raise
+        except BaseException:
+            admission.commit()  # unexpected: assume the worst (a code may have gone)
+            raise
+        break
     if result.reused:
         _reuse(attempt, result, requester, admission)
     else:
@@ -323,17 +365,43 @@ def _send(
         _watch_pumping(attempt, requester, admission.pumped)
     attempt.resend_wait = admission.resend_wait  # the serializer need not read it back
     _go_live(attempt, result, requester, previous)
+    fallback_from = attempt.refused_flow_type or None
     notify.event(
         "sent",
         attempt,
         requester,
         code_sent=attempt.code_sent,
         channel=attempt.flow_type,
+        fallback_from=fallback_from,
     )
     verification_sent.send(
-        sender=VerificationAttempt, attempt=attempt, request=requester.request
+        sender=VerificationAttempt,
+        attempt=attempt,
+        request=requester.request,
+        fallback_from=fallback_from,
     )
     return attempt
+
+
+def _give_up(
+    attempt: VerificationAttempt,
+    requester: Requester,
+    admission: policy.Admission,
+    exc: VerifyNowError,
+) -> None:
+    """Nothing was sent: the user keeps every budget (cooldown, limits, daily cap),
+    and the row says ``failed`` with the vendor's code and any channel refused."""
+    admission.release()
+    code = getattr(exc, "response_code", None)
+    VerificationAttempt.objects.filter(pk=attempt.pk).transition(
+        AttemptStatus.FAILED,
+        from_=(AttemptStatus.UNKNOWN,),
+        last_response_code=code,
+        refused_flow_type=attempt.refused_flow_type,
+    )
+    attempt.status = AttemptStatus.FAILED
+    attempt.last_response_code = code
+    notify.failed(attempt, requester, exc.reason or Reason.PROVIDER_ERROR)
 
 
 def _watch_pumping(

@@ -13,7 +13,11 @@ from django_verifynow.forms import VerifiedPhoneFormMixin, VerifiedPhoneNumberFi
 class SignupForm(VerifiedPhoneFormMixin, UserCreationForm):
     """Django's user creation plus a phone number proven by a code."""
 
-    phone = VerifiedPhoneNumberField(purpose="signup", label="Phone number")
+    # The user picks WhatsApp or SMS (the site's CHANNELS); a refused WhatsApp falls
+    # back to SMS by itself.
+    phone = VerifiedPhoneNumberField(
+        purpose="signup", label="Phone number", channel_choice=True
+    )
 
 
 class PhoneChangeForm(VerifiedPhoneFormMixin, forms.Form):

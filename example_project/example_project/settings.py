@@ -202,6 +202,9 @@ VERIFYNOW = {
     "SANDBOX": SANDBOX,
     "ALLOWED_COUNTRIES": ["IN", "GB", "US", "DE", "FR", "AU", "CA", "SG", "AE"],
     "RESEND_COOLDOWN": int(os.environ.get("VERIFYNOW_RESEND_COOLDOWN", "30")),
+    # WhatsApp first, SMS when WhatsApp cannot deliver; the signup lets the user pick.
+    # VERIFYNOW_CHANNELS=SMS (comma-separated) for an account without WhatsApp.
+    "CHANNELS": os.environ.get("VERIFYNOW_CHANNELS", "WHATSAPP,SMS").split(","),
 }
 if not SANDBOX:
     VERIFYNOW.update(CUSTOMER_ID=_customer_id, PASSWORD=_password)

@@ -57,6 +57,10 @@
     this.code = q("[data-verifynow-code]");
     this.verifyButton = q("[data-verifynow-verify]");
     this.resendButton = q("[data-verifynow-resend]");
+    this.switchButton = q("[data-verifynow-switch]");
+    this.channelInputs = root.querySelectorAll("[data-verifynow-channel]");
+    // The channels the site allows, most preferred first ("WHATSAPP SMS").
+    this.channels = (root.getAttribute("data-channels") || "").split(/\s+/).filter(Boolean);
     this.changeButton = q("[data-verifynow-change]");
     this.attemptInput = q("[data-verifynow-attempt]");
     this.status = q("[data-verifynow-status]");
@@ -108,6 +112,31 @@
     return format(table.forms[index[i]] || table.forms[0], { n: n });
   };
 
+  /* A channel's name for users ("WhatsApp"), from the server's translations. */
+  Widget.prototype.channelName = function (channel) {
+    var names = this.messages.channel_names || {};
+    return names[channel] || channel || "";
+  };
+
+  /* The channel picked in the radio group, or "" (the site's order). */
+  Widget.prototype.chosenChannel = function () {
+    for (var i = 0; i < this.channelInputs.length; i++) {
+      if (this.channelInputs[i].checked) return this.channelInputs[i].value;
+    }
+    return "";
+  };
+
+  /* The channel "Send by … instead" offers for the current code: the first other
+   * channel the site allows that VerifyNow did not just refuse, or "". */
+  Widget.prototype.otherChannel = function () {
+    var current = this.attempt && (this.attempt.channel || this.attempt.flow_type);
+    var refused = this.attempt && this.attempt.fallback_from;
+    for (var i = 0; i < this.channels.length; i++) {
+      if (this.channels[i] !== current && this.channels[i] !== refused) return this.channels[i];
+    }
+    return "";
+  };
+
   Widget.prototype.waitValues = function (seconds, extra) {
     var values = { n: Math.max(1, Math.ceil(seconds)), wait: this.wait(seconds) };
     for (var key in extra || {}) {
@@ -152,6 +181,11 @@
     this.sendButton.addEventListener("click", function () { self.send(); });
     this.verifyButton.addEventListener("click", function () { self.verify(); });
     this.resendButton.addEventListener("click", function () { self.resend(); });
+    if (this.switchButton) {
+      this.switchButton.addEventListener("click", function () {
+        self.resend(self.switchButton.getAttribute("data-channel"));
+      });
+    }
     this.changeButton.addEventListener("click", function () { self.reset(true); });
     // Enter in our inputs acts on the widget instead of submitting the whole form.
     this.phone.addEventListener("keydown", function (event) {
@@ -266,6 +300,8 @@
     var body = { phone_number: typed, purpose: this.purpose };
     var region = this.region();
     if (region) body.country = region;
+    var channel = this.chosenChannel();
+    if (channel) body.channel = channel;
     var self = this;
     this.setBusy(true);
     this.say(this.t("sending"), "info");
@@ -298,13 +334,15 @@
     this.say(this.t("just_sent", this.waitValues(left, { phone: this.recent.phone })), "info", "recent");
   };
 
-  Widget.prototype.resend = function () {
+  /* A new code for the same number: on the channel that delivered the last one, or
+   * on ``channel`` ("Send by SMS instead"). */
+  Widget.prototype.resend = function (channel) {
     if (this.busy || !this.attempt) return;
     if (Date.now() < this.resendAt) return;
     var self = this;
     this.setBusy(true);
     this.say(this.t("sending"), "info");
-    this.request(this.url("resend", this.attempt.id), {})
+    this.request(this.url("resend", this.attempt.id), channel ? { channel: channel } : {})
       .then(function (result) { self.afterSend(result); })
       .catch(function () { self.say(self.t("network"), "error"); })
       .then(function () { self.setBusy(false); });
@@ -325,8 +363,14 @@
       this.code.setAttribute("maxlength", String(result.data.otp_length || this.otpLength));
       this.otpLength = result.data.otp_length || this.otpLength;
       // code_sent false: VerifyNow kept the code it had sent; no new message went out.
-      var sentKey = result.data.code_sent === false ? "still_valid" : "sent";
-      this.say(this.t(sentKey, { phone: result.data.phone_number }), "sent", "sent");
+      // fallback_from: VerifyNow refused that channel, the code went out on the next.
+      var sentKey = result.data.code_sent === false ? "still_valid" :
+        (result.data.fallback_from ? "sent_fallback" : "sent");
+      this.say(this.t(sentKey, {
+        phone: result.data.phone_number,
+        channel: this.channelName(result.data.channel || result.data.flow_type),
+        refused: this.channelName(result.data.fallback_from)
+      }), "sent", "sent");
       this.code.focus();
       this.tick();
       return;
@@ -538,6 +582,20 @@
     return until;
   };
 
+  /* "Send by SMS instead": once the cooldown is over, for a code not verified yet,
+   * when the site allows another channel than the one the code went out on. */
+  Widget.prototype.updateSwitch = function (now) {
+    if (!this.switchButton) return;
+    var other = this.attempt && this.verifiedFor === null && this.resendAt <= now ?
+      this.otherChannel() : "";
+    this.switchButton.hidden = !other;
+    this.switchButton.disabled = this.busy || !other;
+    if (other) {
+      this.switchButton.setAttribute("data-channel", other);
+      this.switchButton.textContent = this.t("switch", { channel: this.channelName(other) });
+    }
+  };
+
   /* Refresh both buttons, and come back when the next shown second ends. */
   Widget.prototype.tick = function () {
     this.stopTimer();
@@ -555,6 +613,7 @@
         this.resendButton.textContent = this.t("resend");
       }
     }
+    this.updateSwitch(now);
     var until = this.updateSend(now);
     if (until) deadlines.push(until);
     // Waits that are over are forgotten (after updateSend() said so).
