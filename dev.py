@@ -67,7 +67,7 @@ class Env:
 EXAMPLE_ENV = Env(ROOT / ".venv-example", "openapi", ("requirements-example.txt",))
 TEST_ENV = Env(
     ROOT / ".venv",
-    "openapi,redis",
+    "openapi,redis,allauth",
     ("requirements-test.txt", "requirements-lint.txt", "requirements-example.txt"),
 )
 
