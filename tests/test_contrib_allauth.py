@@ -26,7 +26,7 @@ from django_verifynow.contrib.allauth.adapter import (
     PURPOSE_PHONE,
     SESSION_KEY,
 )
-from django_verifynow.contrib.allauth.forms import ACCOUNT_FORMS
+from django_verifynow.contrib.allauth.conf import ACCOUNT_FORMS
 from django_verifynow.contrib.allauth.models import AccountPhone
 from django_verifynow.models import AttemptStatus, VerificationAttempt
 

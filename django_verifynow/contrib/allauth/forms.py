@@ -36,6 +36,7 @@ from .adapter import (
     refusal_message,
     remembered,
 )
+from .conf import ACCOUNT_FORMS
 
 __all__ = [
     "ACCOUNT_FORMS",
@@ -46,17 +47,6 @@ __all__ = [
     "VerifyNowPhoneField",
     "VerifyPhoneForm",
 ]
-
-#: The ``ACCOUNT_FORMS`` setting to copy (allauth's form names → these forms).
-ACCOUNT_FORMS = {
-    "signup": "django_verifynow.contrib.allauth.forms.SignupForm",
-    "verify_phone": "django_verifynow.contrib.allauth.forms.VerifyPhoneForm",
-    "change_phone": "django_verifynow.contrib.allauth.forms.ChangePhoneForm",
-    "confirm_login_code": "django_verifynow.contrib.allauth.forms.ConfirmLoginCodeForm",
-    "confirm_reauthentication_code": (
-        "django_verifynow.contrib.allauth.forms.ConfirmReauthenticationCodeForm"
-    ),
-}
 
 _NO_CODE = _("No code was sent for this number in this session. Ask for a new code.")
 _NOT_SENT = _("No code was sent: %(reason)s Ask for a new code.")
