@@ -251,11 +251,18 @@ class VerifyNowAccountAdapterMixin:
         """Mark ``phone`` verified for ``user`` by using up the proof of a verified
         attempt for it in this session (recorded with the user).
 
+        Already verified for ``user`` (a concurrent submit of the same code used the
+        proof): nothing to do.
+
         :raises PermissionDenied: no such proof (never reached through this package's
             forms, which require a verified attempt first).
         """
         e164 = phone_utils.normalize(phone)
         if not self._use_proof(user, e164):
+            # A double submit of the right code: both checks passed, the other
+            # request used the proof and verified the number. Nothing is left to do.
+            if self.get_phone(user) == (e164, True):  # type: ignore[attr-defined]
+                return
             raise PermissionDenied(_NOT_PROVEN)
         super().set_phone_verified(user, e164)  # type: ignore[misc]
 
