@@ -233,6 +233,30 @@ def test_a_code_for_another_session_is_refused(client: Client, sandbox: Any) -> 
     assert _stored("mallory") == (NEW_PHONE, False)
 
 
+def test_a_second_signup_with_the_same_number_waits_for_the_cooldown(
+    client: Client, sandbox: Any
+) -> None:
+    _signup(client)
+    late = Client()
+
+    response = _signup(late, username="bhavna")
+
+    # The number's cooldown holds across sessions: no second SMS, a message instead,
+    # and the second claim stays unverified whatever is typed.
+    assert response.status_code == 302
+    assert sandbox.count("send") == 1
+    page = late.get(response.url)
+    assert any("Try again in" in str(m) for m in page.context["messages"])
+    response = _verify(late, sandbox.last_code(PHONE))
+    assert response.status_code == 200
+    assert _errors(response).startswith("No code was sent: ")
+    assert "Try again in" in _errors(response)
+    assert _stored("bhavna") == (PHONE, False)
+    # The first signup's code still verifies its own claim.
+    assert _verify(client, sandbox.last_code(PHONE)).status_code == 302
+    assert _stored() == (PHONE, True)
+
+
 def test_resend_within_the_cooldown_sends_nothing(client: Client, sandbox: Any) -> None:
     _signup(client)
 
