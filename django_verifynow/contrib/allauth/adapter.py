@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any, TypedDict, cast
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -31,11 +32,13 @@ from allauth.core import context
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ... import phone as phone_utils
 from ... import services
+from ...conf import verifynow_settings
 from ...exceptions import (
     AttemptNotFound,
     InvalidPhoneNumber,
@@ -43,6 +46,7 @@ from ...exceptions import (
     RateLimited,
     VerifyNowError,
 )
+from ...models import AttemptStatus, VerificationAttempt
 from .models import AccountPhone
 
 __all__ = [
@@ -251,18 +255,14 @@ class VerifyNowAccountAdapterMixin:
         """Mark ``phone`` verified for ``user`` by using up the proof of a verified
         attempt for it in this session (recorded with the user).
 
-        Already verified for ``user`` (a concurrent submit of the same code used the
-        proof): nothing to do.
+        A concurrent submit of the same code that used the proof for this same user
+        and number a moment ago counts as that proof (a double click is no attack).
 
         :raises PermissionDenied: no such proof (never reached through this package's
             forms, which require a verified attempt first).
         """
         e164 = phone_utils.normalize(phone)
         if not self._use_proof(user, e164):
-            # A double submit of the right code: both checks passed, the other
-            # request used the proof and verified the number. Nothing is left to do.
-            if self.get_phone(user) == (e164, True):  # type: ignore[attr-defined]
-                return
             raise PermissionDenied(_NOT_PROVEN)
         super().set_phone_verified(user, e164)  # type: ignore[misc]
 
@@ -281,10 +281,35 @@ class VerifyNowAccountAdapterMixin:
                     user=user,
                 )
             except AttemptNotFound:
+                if _used_for(entry["attempt"], user, e164, purpose):
+                    return True
                 continue
             _forget(request, purpose)
             return True
         return False
+
+
+def _used_for(attempt_id: str, user: Any, e164: str, purpose: str) -> bool:
+    """Whether this session's attempt already proved ``e164`` for ``user``.
+
+    A double submit of the right code: both checks passed, and the concurrent request
+    used the proof for this same user and number a moment ago (it may not even have
+    stored the number yet). Marking the number verified again changes nothing, so the
+    submit that lost the race is not refused. A read of the attempt row, as the admin
+    does; no service call changes anything here.
+    """
+    user_id = getattr(user, "pk", None)
+    if user_id is None:
+        return False
+    return VerificationAttempt.objects.filter(
+        pk=attempt_id,
+        status=AttemptStatus.VERIFIED,
+        consumed_at__gte=timezone.now()
+        - timedelta(seconds=verifynow_settings.PROOF_TTL),
+        user_id=user_id,
+        phone_number=e164,
+        purpose=purpose,
+    ).exists()
 
 
 class AccountPhoneAdapter(DefaultAccountAdapter):
