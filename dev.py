@@ -3,12 +3,16 @@
 
     python3 dev.py example        # set up and serve the example site on port 8000
     python3 dev.py example 8001   # ... on another port
+    python3 dev.py example --allauth  # ... with django-allauth's phone pages
     python3 dev.py test           # set up and run the test suite
 
 ``example`` creates ``.venv-example`` on first use with only what the site needs: the
-project (editable) with its ``[openapi]`` extra and ``requirements-example.txt``. It
-serves in sandbox mode on SQLite, on 127.0.0.1, and its process becomes the web server,
-so stopping it (Ctrl-C, or ``kill`` of its PID) stops the site.
+project (editable) with its ``[openapi,allauth]`` extras and
+``requirements-example.txt``. It serves in sandbox mode on SQLite, on 127.0.0.1, and its
+process becomes the web server, so stopping it (Ctrl-C, or ``kill`` of its PID) stops
+the site. ``--allauth`` serves the same site with django-allauth's signup, phone
+verification, phone change and login by code (``settings_allauth.py``, its own SQLite
+file).
 
 ``test`` creates ``.venv`` on first use with the whole toolchain: the project
 (editable) with every extra, ``requirements-test.txt``, ``requirements-lint.txt`` (ruff,
@@ -64,10 +68,12 @@ class Env:
 
 # The example site needs no test tools: a small venv of its own (no Playwright, no
 # schemathesis, no type checker), so the demo installs in a fraction of the time.
-EXAMPLE_ENV = Env(ROOT / ".venv-example", "openapi", ("requirements-example.txt",))
+EXAMPLE_ENV = Env(
+    ROOT / ".venv-example", "openapi,allauth", ("requirements-example.txt",)
+)
 TEST_ENV = Env(
     ROOT / ".venv",
-    "openapi,redis",
+    "openapi,redis,allauth",
     ("requirements-test.txt", "requirements-lint.txt", "requirements-example.txt"),
 )
 
@@ -89,26 +95,40 @@ def replace_process(*cmd: object) -> None:
 
 def example(args: list[str]) -> None:
     """Migrate, create the demo admin, and serve the example site on ``args[0]``
-    (a port on 127.0.0.1, 8000 by default)."""
+    (a port on 127.0.0.1, 8000 by default); ``--allauth`` serves its allauth
+    variant."""
+    allauth = "--allauth" in args
+    args = [arg for arg in args if arg != "--allauth"]
     port = args[0] if args else "8000"
     if not port.isdigit() or not 0 < int(port) < 65536:
         sys.exit(f"dev.py example: the port must be a number (1-65535), not {port!r}")
     EXAMPLE_ENV.ensure()
     python = EXAMPLE_ENV.python
     manage = ROOT / "example_project" / "manage.py"
-    run(python, manage, "migrate", "--noinput")
-    run(python, manage, "ensure_demo_admin")
+    settings = ["--settings=example_project.settings_allauth"] if allauth else []
+    run(python, manage, "migrate", "--noinput", *settings)
+    run(python, manage, "ensure_demo_admin", *settings)
+    pages = (
+        f"  allauth:       http://127.0.0.1:{port}/accounts/signup/"
+        "  (then /accounts/login/code/ to log in by a code)\n"
+        if allauth
+        else ""
+    )
     print(
         f"\n  Example site:  http://127.0.0.1:{port}/\n"
+        f"{pages}"
         f"  Admin:         http://127.0.0.1:{port}/admin/"
         "  (user: admin, password: admin)\n"
-        "  Sandbox mode: codes are not sent; read them on the sandbox inbox page.\n",
+        "  Sandbox mode: codes are not sent; read them on the sandbox inbox page"
+        f" (http://127.0.0.1:{port}/sandbox/inbox/).\n",
         flush=True,
     )
     # --noreload: the autoreloader serves from a child process, which Django stops on
     # SIGTERM or Ctrl-C of its parent but not on SIGKILL; with one process any kill of
     # this PID stops the site. Restart the command to pick up code changes.
-    replace_process(python, manage, "runserver", "--noreload", f"127.0.0.1:{port}")
+    replace_process(
+        python, manage, "runserver", "--noreload", *settings, f"127.0.0.1:{port}"
+    )
 
 
 def test(args: list[str]) -> None:

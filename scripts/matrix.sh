@@ -46,10 +46,10 @@ if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml requirements-*.txt -newer "$
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   if [ "$end" = oldest ]; then
     # == pins at the declared minimums; pip fails if they cannot be met together.
-    "$venv/bin/python" -m pip install --quiet -e ".[openapi,redis,otp,async]" \
+    "$venv/bin/python" -m pip install --quiet -e ".[openapi,redis,otp,allauth,async]" \
       -r requirements-min.txt -r requirements-test.txt
   else
-    "$venv/bin/python" -m pip install --quiet --upgrade -e ".[openapi,redis,otp,async]" \
+    "$venv/bin/python" -m pip install --quiet --upgrade -e ".[openapi,redis,otp,allauth,async]" \
       "Django>=6.1,<6.2" -r requirements-test.txt
   fi
   touch "$stamp"
@@ -62,7 +62,8 @@ from importlib.metadata import version
 
 end = sys.argv[1]
 names = ["Django", "djangorestframework", "requests", "django-phonenumber-field",
-         "phonenumbers", "drf-spectacular", "redis", "django-otp", "httpx"]
+         "phonenumbers", "drf-spectacular", "redis", "django-otp", "django-allauth",
+         "httpx"]
 found = {name: version(name) for name in names}
 print(f"matrix {end}: Python {sys.version.split()[0]}, "
       + ", ".join(f"{n} {v}" for n, v in found.items()), flush=True)

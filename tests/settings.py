@@ -33,6 +33,11 @@ INSTALLED_APPS = [
     # one table and no middleware; the OTP tests add django-otp's middleware themselves.
     "django_otp",
     "django_verifynow.contrib.otp",
+    # The allauth phone flows (tests/test_contrib_allauth*.py). allauth's apps need its
+    # middleware below; its phone settings are set by those tests only.
+    "allauth",
+    "allauth.account",
+    "django_verifynow.contrib.allauth",
 ]
 
 MIDDLEWARE = [
@@ -42,6 +47,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Required by allauth.account (its ready() refuses to start without it); it only
+    # records the request for allauth's views.
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 TEMPLATES = [
