@@ -7,6 +7,10 @@ releasing the admission), with the vendor's errors caught around the ``yield``.
 :func:`run` performs the call with the sync client in the caller's thread;
 :func:`arun` runs the phases in the executor and awaits the call with the async
 client, holding no thread or database connection meanwhile.
+
+Both drivers hand the call of a ``TEST_NUMBERS`` entry to :mod:`.test_numbers`
+instead of the client: the flow, its policy and its records stay the same, and the
+vendor (and the client's token and circuit breaker) is never involved.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, TypeVar
 from ..client import get_async_client, get_client
 from ..conf import verifynow_settings
 from ..executor import Flow, adrive, drive
+from . import test_numbers
 
 __all__ = ["VendorCall", "arun", "prefetch_keys", "run", "with_state"]
 
@@ -64,6 +69,8 @@ def run(flow: Flow[T]) -> T:
     """Run a service flow in this thread with the sync client."""
 
     def perform(call: VendorCall) -> Any:
+        if test_numbers.handles(call):
+            return test_numbers.perform(call)
         return getattr(get_client(), call.method)(**call.kwargs)
 
     return drive(flow, perform)
@@ -82,6 +89,9 @@ async def arun(flow: Flow[T]) -> T:
         raise
 
     async def perform(call: VendorCall) -> Any:
+        if test_numbers.handles(call):
+            # No I/O but one log line: answered on the loop, like a vendor answer.
+            return test_numbers.perform(call)
         return await getattr(client, call.method)(**call.kwargs)
 
     return await adrive(flow, perform)
