@@ -596,3 +596,13 @@ def test_an_unreadable_test_id_is_expired(settings):
         },
     )
     assert answerer.perform(call).outcome.value == "expired"
+
+
+def test_the_badge_is_translated():
+    from django.utils import translation
+
+    from django_verifynow.admin.display import test_number_badge
+
+    with translation.override("fr"):
+        badge = test_number_badge()
+    assert "Numéro de test" in badge and "aucun SMS" in badge
