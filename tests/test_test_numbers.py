@@ -606,3 +606,35 @@ def test_the_badge_is_translated():
     with translation.override("fr"):
         badge = test_number_badge()
     assert "Numéro de test" in badge and "aucun SMS" in badge
+
+
+# -- on Redis: the one-script admission applies to test numbers too --------------------
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_the_redis_policy_limits_test_numbers(svc, vendor):
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    assert isinstance(caches[verifynow_settings.CACHE], RedisCache)
+    settings = {
+        **live_settings(vendor_url(vendor)),
+        "RATE_LIMITS": {"validate_failure": "2/d/phone"},
+    }
+    with override_settings(VERIFYNOW=settings):
+        attempt = svc.send_otp(TEST)
+        with pytest.raises(RateLimited) as cooling:
+            svc.send_otp(TEST)
+        assert cooling.value.reason is Reason.COOLDOWN
+        for _ in range(2):
+            assert (
+                svc.validate_otp(attempt.pk, WRONG).check_result
+                is CheckResult.WRONG_CODE
+            )
+        with pytest.raises(RateLimited) as capped:
+            svc.validate_otp(attempt.pk, CODE)
+    assert capped.value.reason is Reason.FAILURE_CAP
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.PENDING
+    assert vendor.count() == 0
