@@ -638,3 +638,38 @@ def test_the_redis_policy_limits_test_numbers(svc, vendor):
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.PENDING
     assert vendor.count() == 0
+
+
+def _bulk(n: int, *, test: bool, **fields: Any) -> None:
+    VerificationAttempt.objects.bulk_create(
+        VerificationAttempt(
+            phone_number=TEST if test else "+12015550199",
+            country="US",
+            status=AttemptStatus.EXPIRED,
+            provider_verification_id=(
+                f"{TEST_VERIFICATION_PREFIX}{i}" if test else str(10_000 + i)
+            ),
+            **fields,
+        )
+        for i in range(n)
+    )
+
+
+def test_test_numbers_never_look_like_pumping():
+    from django_verifynow.dashboard import pumping_signals
+
+    _bulk(60, test=True)  # 60 unverified sends in the hour, no baseline
+    assert pumping_signals() == []
+    _bulk(60, test=False)  # the same from real sends is the signature
+    assert [s.key for s in pumping_signals() if s.scope == "country"] == ["US"] * 2
+
+
+def test_the_purge_does_not_count_test_numbers():
+    from django_verifynow.models import DailyAttemptStat
+
+    old = timezone.now() - timedelta(days=40)
+    _bulk(3, test=True, created_at=old)
+    _bulk(2, test=False, created_at=old)
+    call_command("verifynow_purge", "--days", "30", stdout=None)
+    assert VerificationAttempt.objects.count() == 0  # both kinds deleted
+    assert sum(DailyAttemptStat.objects.values_list("attempts", flat=True)) == 2
