@@ -673,3 +673,37 @@ def test_the_purge_does_not_count_test_numbers():
     call_command("verifynow_purge", "--days", "30", stdout=None)
     assert VerificationAttempt.objects.count() == 0  # both kinds deleted
     assert sum(DailyAttemptStat.objects.values_list("attempts", flat=True)) == 2
+
+
+def test_a_wrong_setting_fails_before_anything_is_counted(svc, vendor):
+    broken = {**live_settings(vendor_url(vendor)), "TEST_NUMBERS": {TEST: "12"}}
+    with override_settings(VERIFYNOW=broken):
+        with pytest.raises(VerifyNowConfigurationError):
+            svc.send_otp(TEST)
+        with pytest.raises(VerifyNowConfigurationError):
+            svc.send_otp(REAL)
+    assert VerificationAttempt.objects.count() == 0
+    # Nothing was spent: the first send once the setting is fixed is no resend.
+    attempt = svc.send_otp(TEST)
+    assert attempt.is_test_number
+    assert vendor.count() == 0
+
+
+@pytest.mark.usefixtures("server")
+def test_the_api_resend_of_a_test_number(vendor):
+    api = APIClient()
+    created = api.post("/api/verify/", {"phone_number": TEST}, format="json").json()
+    url = f"/api/verify/{created['id']}/resend/"
+    assert api.post(url, {}, format="json").status_code == 429  # the cooldown
+    with time_machine.travel(timezone.now() + timedelta(seconds=61)):
+        resent = api.post(url, {}, format="json")
+        assert resent.status_code == 201, resent.content
+        new = resent.json()
+        assert new["id"] != created["id"] and new["status"] == "pending"
+        status = api.get(f"/api/verify/{created['id']}/").json()
+        assert status["status"] == "expired"  # retired by the resend
+        check = api.post(
+            f"/api/verify/{new['id']}/validate/", {"code": CODE}, format="json"
+        )
+        assert check.status_code == 200 and check.json()["status"] == "verified"
+    assert vendor.count() == 0

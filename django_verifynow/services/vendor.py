@@ -45,7 +45,12 @@ def prefetch_keys() -> tuple[str, ...]:
     None (an empty tuple) when the client cannot say or keeps them elsewhere; its
     call then reads them itself. A client that cannot be built raises later, where
     the service asks for it.
+
+    ``TEST_NUMBERS`` is read here too, which both services do before their admission:
+    a wrong value raises before anything is counted or written, not at the vendor
+    call, where the service would have to assume a code went out.
     """
+    verifynow_settings.TEST_NUMBERS  # noqa: B018 - validated (and memoised) now
     try:
         client = get_client()
     except Exception:  # noqa: BLE001 - the service reports it in its own place
