@@ -707,3 +707,27 @@ def test_the_api_resend_of_a_test_number(vendor):
         )
         assert check.status_code == 200 and check.json()["status"] == "verified"
     assert vendor.count() == 0
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_test_number_costs_the_round_trips_of_any_send(vendor):
+    """On a cold cache too: no token to fetch or store, no breaker to update, only
+    the policy's scripts (the budgets of tests/test_redis_budgets.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_counters import RedisRoundTrips
+
+    with RedisRoundTrips() as counter:
+        with counter.recording() as sent:
+            attempt = services.send_otp(TEST)
+        with counter.recording() as checked:
+            result = services.validate_otp(attempt.pk, CODE)
+    assert result.check_result is CheckResult.VERIFIED
+    # The admission (which prefetches the token and breaker keys, unused here) and
+    # its commit; the check's script and the pumping watch's verified count.
+    assert [t.label.split()[0] for t in sent] == ["EVALSHA", "EVALSHA"], sent
+    assert [t.label.split()[0] for t in checked] == ["EVALSHA", "EVALSHA"], checked
+    assert vendor.count() == 0
