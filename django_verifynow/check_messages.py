@@ -59,6 +59,7 @@ class Codes:
     SETTING_INVALID = "django_verifynow.E003"
     CACHE_CLIENT_MISSING = "django_verifynow.E004"
     CHANNELS_NEED_V3 = "django_verifynow.E005"
+    TEST_NUMBERS_IN_PRODUCTION = "django_verifynow.E006"
     OTP_TOO_SHORT = "django_verifynow.W001"
     SANDBOX_WITHOUT_DEBUG = "django_verifynow.W002"
     CACHE_NOT_SHARED = "django_verifynow.W003"
@@ -69,6 +70,8 @@ class Codes:
     NO_DAILY_CAP = "django_verifynow.W008"
     DB_CONNECTION_PER_REQUEST = "django_verifynow.W009"
     DB_SESSIONS = "django_verifynow.W010"
+    TEST_NUMBERS_ACKNOWLEDGED = "django_verifynow.W011"
+    TEST_NUMBER_NOT_ALLOWED = "django_verifynow.W012"
 
 
 class Messages:
@@ -149,6 +152,21 @@ class Messages:
         'SESSION_ENGINE is "{engine}": every API request of the widget reads the '
         "session from the database, one query per request on top of the app's own."
     )
+    TEST_NUMBERS_IN_PRODUCTION = (
+        'VERIFYNOW["TEST_NUMBERS"] lists {count} number(s) ({numbers}) while DEBUG is '
+        "off: anyone who knows one of them and its fixed code can verify it on this "
+        "site, without any SMS."
+    )
+    TEST_NUMBERS_ACKNOWLEDGED = (
+        'VERIFYNOW["TEST_NUMBERS"] is in use on this production site: {count} '
+        "number(s) ({numbers}) accept a fixed code, answered without VerifyNow "
+        '(acknowledged by VERIFYNOW["ALLOW_TEST_NUMBERS_IN_PRODUCTION"]).'
+    )
+    TEST_NUMBER_NOT_ALLOWED = (
+        'VERIFYNOW["TEST_NUMBERS"] entry {number} is refused by '
+        'VERIFYNOW["{setting}"]: a send to it fails like any refused number, so the '
+        "test number cannot be used."
+    )
 
 
 class Hints:
@@ -219,6 +237,21 @@ class Hints:
         '"CONN_HEALTH_CHECKS": True (or, on PostgreSQL with Django 5.1+, '
         '"OPTIONS": {{"pool": True}}). Silence django_verifynow.W009 if a pooler '
         "such as PgBouncer runs next to each web server."
+    )
+    TEST_NUMBERS_IN_PRODUCTION = (
+        "Remove TEST_NUMBERS from production settings, or, for an app-store review, "
+        'also set VERIFYNOW["ALLOW_TEST_NUMBERS_IN_PRODUCTION"] = True (a warning, '
+        "W011, then reminds you at every start). Keep the codes out of version "
+        "control; see the Test numbers page of the documentation."
+    )
+    TEST_NUMBERS_ACKNOWLEDGED = (
+        "Remove the numbers once the review is over; every use is logged as a "
+        "WARNING test_number_used event on the django_verifynow.events logger."
+    )
+    TEST_NUMBER_NOT_ALLOWED = (
+        "Pick a number of an allowed country and type, or add its country to "
+        'VERIFYNOW["ALLOWED_COUNTRIES"] / its type to '
+        'VERIFYNOW["ALLOWED_NUMBER_TYPES"].'
     )
     DB_SESSIONS = (
         'Use SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" (reads '

@@ -55,6 +55,8 @@ __all__ = [
     "check_rate_limits",
     "check_sandbox_debug",
     "check_setting_values",
+    "check_test_numbers",
+    "check_test_numbers_allowed",
     "check_unknown_keys",
     "register",
     "register_checks",
@@ -454,6 +456,76 @@ def check_database_sessions(
     ]
 
 
+def _masked_list(numbers: Iterable[str]) -> str:
+    from .phone import mask
+
+    return ", ".join(mask(n) for n in numbers)
+
+
+def check_test_numbers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E006 / W011: ``TEST_NUMBERS`` set while ``DEBUG`` is off: an error unless
+    ``ALLOW_TEST_NUMBERS_IN_PRODUCTION`` acknowledges it, then still a warning."""
+    numbers = _read("TEST_NUMBERS")
+    if not _applies(app_configs) or numbers is _UNREADABLE or not numbers:
+        return []
+    if settings.DEBUG:
+        return []
+    fields = {"count": len(numbers), "numbers": _masked_list(numbers)}
+    if _read("ALLOW_TEST_NUMBERS_IN_PRODUCTION") is True:
+        return [
+            checks.Warning(
+                Messages.TEST_NUMBERS_ACKNOWLEDGED.format(**fields),
+                hint=Hints.TEST_NUMBERS_ACKNOWLEDGED,
+                id=Codes.TEST_NUMBERS_ACKNOWLEDGED,
+            )
+        ]
+    return [
+        checks.Error(
+            Messages.TEST_NUMBERS_IN_PRODUCTION.format(**fields),
+            hint=Hints.TEST_NUMBERS_IN_PRODUCTION,
+            id=Codes.TEST_NUMBERS_IN_PRODUCTION,
+        )
+    ]
+
+
+def check_test_numbers_allowed(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W012: a ``TEST_NUMBERS`` entry that ``ALLOWED_COUNTRIES`` or
+    ``ALLOWED_NUMBER_TYPES`` refuses (it could never be used)."""
+    numbers = _read("TEST_NUMBERS")
+    if not _applies(app_configs) or numbers is _UNREADABLE or not numbers:
+        return []
+    if _UNREADABLE in (_read("ALLOWED_COUNTRIES"), _read("ALLOWED_NUMBER_TYPES")):
+        return []
+    from .exceptions import PhoneNumberNotAllowed
+    from .phone import check_allowed, mask
+    from .reasons import Reason
+
+    found: list[checks.CheckMessage] = []
+    for number in numbers:
+        try:
+            check_allowed(number)
+        except PhoneNumberNotAllowed as exc:
+            setting = (
+                "ALLOWED_COUNTRIES"
+                if exc.reason is Reason.COUNTRY
+                else "ALLOWED_NUMBER_TYPES"
+            )
+            found.append(
+                checks.Warning(
+                    Messages.TEST_NUMBER_NOT_ALLOWED.format(
+                        number=mask(number), setting=setting
+                    ),
+                    hint=Hints.TEST_NUMBER_NOT_ALLOWED,
+                    id=Codes.TEST_NUMBER_NOT_ALLOWED,
+                )
+            )
+    return found
+
+
 #: Every check of the app, in id order.
 ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_credentials,
@@ -461,6 +533,7 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_setting_values,
     check_cache_client,
     check_channels_api_version,
+    check_test_numbers,
     check_otp_length,
     check_sandbox_debug,
     check_cache,
@@ -471,6 +544,7 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_daily_cap,
     check_database_connections,
     check_database_sessions,
+    check_test_numbers_allowed,
 )
 
 

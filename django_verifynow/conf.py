@@ -62,6 +62,50 @@ def _bad(key: str, expected: str, value: Any) -> VerifyNowConfigurationError:
     )
 
 
+def _test_numbers(value: Mapping[Any, Any], length: int) -> dict[str, str]:
+    """``TEST_NUMBERS`` validated: E.164 keys, codes of ``length`` ASCII digits.
+
+    The messages mask the numbers and never show a code: they end up in logs and in
+    ``manage.py check`` output.
+    """
+    from .exceptions import InvalidPhoneNumber
+    from .phone import mask, normalize  # phone reads these settings: import late
+
+    numbers: dict[str, str] = {}
+    for raw, code in value.items():
+        shown = mask(raw) if isinstance(raw, str) else type(raw).__name__
+        where = f'VERIFYNOW["TEST_NUMBERS"] entry {shown}'
+        if not isinstance(raw, str) or not raw.strip().startswith("+"):
+            raise VerifyNowConfigurationError(
+                f"{where}: write the number in international format, with its "
+                '"+" and country code ("+<country code><number>").'
+            )
+        try:
+            e164 = normalize(raw)
+        except InvalidPhoneNumber:
+            raise VerifyNowConfigurationError(
+                f"{where} is not a valid phone number; pick one that exists in the "
+                "numbering plan (the same validation as any number typed by a user)."
+            ) from None
+        if not (
+            isinstance(code, str)
+            and len(code) == length
+            and code.isascii()
+            and code.isdigit()
+        ):
+            # Not str(int): 012345 written as a number would lose its leading zero.
+            raise VerifyNowConfigurationError(
+                f"{where}: its code must be a string of exactly {length} ASCII "
+                'digits (VERIFYNOW["OTP_LENGTH"]), in quotes.'
+            )
+        if e164 in numbers:
+            raise VerifyNowConfigurationError(
+                f"{where} is listed twice (once in another format)."
+            )
+        numbers[e164] = code
+    return numbers
+
+
 _T = TypeVar("_T")
 
 
@@ -450,6 +494,49 @@ class VerifyNowSettings:
         chooses its own address.
         """
         return self._int("TRUSTED_PROXY_COUNT", 0, 10)
+
+    # -- test numbers ------------------------------------------------------------------
+    @setting_property
+    def TEST_NUMBERS(self) -> Mapping[str, str]:
+        """Numbers answered locally with a fixed code, for app-store reviewers and
+        automated tests in live mode: ``{"+12015550123": "246810"}``. Empty (the
+        default) turns the feature off.
+
+        A send to a listed number goes through every check and limit like any other
+        (country, number type, cooldown, rate limits, daily cap) and is recorded as
+        usual, but nothing is sent to VerifyNow: the number's code is the fixed one,
+        checked here in constant time. Keys are numbers in international format
+        (normalised to E.164 once); each code is a string of exactly
+        :attr:`OTP_LENGTH` ASCII digits. Every use is logged as a WARNING
+        ``test_number_used`` event, and the admin marks those attempts as test
+        numbers.
+
+        With ``DEBUG`` off, a system check (E006) refuses to start until
+        :attr:`ALLOW_TEST_NUMBERS_IN_PRODUCTION` is set too. See the "Test numbers"
+        page.
+        """
+        value = self._raw("TEST_NUMBERS")
+        if value is None:
+            return MappingProxyType({})
+        if not isinstance(value, Mapping):
+            raise VerifyNowConfigurationError(
+                'VERIFYNOW["TEST_NUMBERS"] must be a dict of numbers to fixed codes, '
+                'like {"+<country code><number>": "<code>"}; got '
+                f"{type(value).__name__}. Fix it in the VERIFYNOW dict of your Django "
+                "settings."
+            )
+        return MappingProxyType(_test_numbers(value, self.OTP_LENGTH))
+
+    @setting_property
+    def ALLOW_TEST_NUMBERS_IN_PRODUCTION(self) -> bool:
+        """The site accepts :attr:`TEST_NUMBERS` while ``DEBUG`` is off: anyone who
+        knows a listed number and its code can verify it, within the usual limits.
+
+        Without it, test numbers on a production site are a configuration error
+        (E006); with it, a warning (W011) still lists them at every start and
+        ``manage.py verifynow_check`` reports them, so they are never forgotten.
+        """
+        return self._bool("ALLOW_TEST_NUMBERS_IN_PRODUCTION")
 
 
 #: The settings object used everywhere in the package.

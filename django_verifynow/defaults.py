@@ -79,6 +79,9 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXY_COUNT": 0,
     "CIRCUIT_BREAKER_FAILURES": 5,
     "CIRCUIT_BREAKER_RESET": 60,
+    # Off: no number is ever answered locally in live mode (docs/test-numbers.md).
+    "TEST_NUMBERS": {},
+    "ALLOW_TEST_NUMBERS_IN_PRODUCTION": False,
 }
 
 #: Shortest ``DEADLINE`` accepted: below it not even one request could get an answer.

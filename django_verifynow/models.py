@@ -15,7 +15,13 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["VerificationAttempt", "VerificationCheck"]
+__all__ = ["TEST_VERIFICATION_PREFIX", "VerificationAttempt", "VerificationCheck"]
+
+#: How a verification answered locally for a ``TEST_NUMBERS`` entry is marked in
+#: ``provider_verification_id``: VerifyNow's ids are digit strings, so an id with
+#: this prefix never came from the vendor. The mark is on the row, so changing the
+#: setting later never rewrites what an attempt was.
+TEST_VERIFICATION_PREFIX = "TEST"
 
 
 class AttemptStatus(models.TextChoices):
@@ -85,6 +91,12 @@ class VerificationAttemptQuerySet(models.QuerySet["VerificationAttempt"]):
         statement. Returns the number of attempts moved.
         """
         return self.filter(status__in=from_).update(status=to, **values)
+
+    def test_numbers(self, test: bool = True) -> VerificationAttemptQuerySet:
+        """Attempts answered locally for a ``TEST_NUMBERS`` entry (no SMS, no vendor
+        call); ``test=False``: every other attempt."""
+        marked = Q(provider_verification_id__startswith=TEST_VERIFICATION_PREFIX)
+        return self.filter(marked) if test else self.exclude(marked)
 
     def for_phone(self, e164: str) -> VerificationAttemptQuerySet:
         """Attempts for one E.164 number."""
@@ -247,6 +259,12 @@ class VerificationAttempt(models.Model):
     def is_expired(self) -> bool:
         """True once the local expiry has passed (whatever the stored status)."""
         return self.expires_at is not None and timezone.now() >= self.expires_at
+
+    @property
+    def is_test_number(self) -> bool:
+        """True when the code was a ``TEST_NUMBERS`` fixed code, answered locally:
+        no SMS went out and VerifyNow never heard of this attempt."""
+        return self.provider_verification_id.startswith(TEST_VERIFICATION_PREFIX)
 
     @property
     def masked_phone_number(self) -> str:

@@ -468,7 +468,7 @@ def test_w008_quiet(overrides: dict[str, Any]) -> None:
 # -- registration ---------------------------------------------------------------------
 def test_every_id_is_distinct_and_namespaced() -> None:
     values = [v for k, v in vars(Codes).items() if not k.startswith("_")]
-    assert len(values) == len(set(values)) == 15
+    assert len(values) == len(set(values)) == 18
     assert all(v.startswith("django_verifynow.") for v in values)
 
 

@@ -21,9 +21,15 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import dashboard
 from ..models import VerificationAttempt
-from .display import checks_label, checks_ratio, response_label, status_badge
+from .display import (
+    checks_label,
+    checks_ratio,
+    response_label,
+    status_badge,
+    test_number_badge,
+)
 from .export import csv_response
-from .filters import CountryFilter, PurposeFilter, StatusFilter
+from .filters import CountryFilter, PurposeFilter, StatusFilter, TestNumberFilter
 from .inlines import VerificationCheckInline
 from .pagination import BoundedChangeList, BoundedCountPaginator
 from .permissions import can_view_full_numbers
@@ -36,12 +42,14 @@ __all__ = ["VerificationAttemptAdmin"]
 
 def _with_country(number: str, obj: VerificationAttempt) -> SafeString:
     """A number with the attempt's country under it (no column of its own: it is
-    mostly the calling code again, and the country filter is beside the list)."""
+    mostly the calling code again, and the country filter is beside the list), and
+    the test-number badge when the attempt was one (no column either: it is rare)."""
     return format_html(
         '<span class="verifynow-line">{}</span><br>'
-        '<span class="verifynow-quiet">{}</span>',
+        '<span class="verifynow-quiet">{}</span>{}',
         number,
         obj.country or "—",
+        format_html("<br>{}", test_number_badge()) if obj.is_test_number else "",
     )
 
 
@@ -64,7 +72,13 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         "requester",
     )
     list_display_links = ("created",)
-    list_filter = (StatusFilter, CountryFilter, "flow_type", PurposeFilter)
+    list_filter = (
+        StatusFilter,
+        CountryFilter,
+        "flow_type",
+        PurposeFilter,
+        TestNumberFilter,
+    )
     date_hierarchy = "created_at"
     #: What the search matches, all exact (``=``); :meth:`get_search_results` runs the
     #: lookups itself (numbers normalised, the user resolved first), and
@@ -121,6 +135,7 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
             _("VerifyNow"),
             {
                 "fields": (
+                    "test_number",
                     "provider_verification_id",
                     "provider_transaction_id",
                     "vendor_answer",
@@ -277,6 +292,12 @@ class VerificationAttemptAdmin(admin.ModelAdmin):
         except NoReverseMatch:
             return str(user.get_username())
         return format_html('<a href="{}">{}</a>', url, user.get_username())
+
+    @admin.display(description=_("test number"))
+    def test_number(self, obj: VerificationAttempt) -> SafeString | str:
+        """The badge for a ``TEST_NUMBERS`` attempt (its answers are this site's own,
+        not VerifyNow's), else "No"."""
+        return test_number_badge() if obj.is_test_number else str(_("No"))
 
     @admin.display(description=_("VerifyNow answer"))
     def vendor_answer(self, obj: VerificationAttempt) -> str:

@@ -5,12 +5,19 @@ from __future__ import annotations
 from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..codes import ResponseCode
 from ..models import AttemptStatus, VerificationAttempt
 
-__all__ = ["checks_label", "checks_ratio", "response_label", "status_badge"]
+__all__ = [
+    "checks_label",
+    "checks_ratio",
+    "response_label",
+    "status_badge",
+    "test_number_badge",
+]
 
 #: Badge colours per status (background, text); inline so no static file is needed.
 _BADGE_COLOURS: dict[str, tuple[str, str]] = {
@@ -37,6 +44,18 @@ def status_badge(state: str) -> SafeString:
         background,
         colour,
         _LABELS.get(state, state),
+    )
+
+
+def test_number_badge() -> SafeString:
+    """The mark of an attempt answered for a ``TEST_NUMBERS`` entry: no SMS went out
+    and VerifyNow was never called (the tooltip says so)."""
+    return format_html(
+        '<span class="verifynow-test-number" title="{}" style="background:#ede9fe;'
+        "color:#4c1d95;padding:1px 8px;border-radius:9px;white-space:nowrap;"
+        'font-weight:600">{}</span>',
+        _("A fixed code answered locally: no SMS was sent, VerifyNow was not called."),
+        _("Test number"),
     )
 
 

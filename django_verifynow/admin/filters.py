@@ -18,7 +18,13 @@ from django.utils.translation import gettext_lazy as _
 from ..conf import verifynow_settings
 from ..models import AttemptStatus, VerificationAttempt, VerificationAttemptQuerySet
 
-__all__ = ["RECENT_ROWS", "CountryFilter", "PurposeFilter", "StatusFilter"]
+__all__ = [
+    "RECENT_ROWS",
+    "CountryFilter",
+    "PurposeFilter",
+    "StatusFilter",
+    "TestNumberFilter",
+]
 
 #: Filters that list the values seen look at this many of the most recent rows.
 RECENT_ROWS = 5000
@@ -49,6 +55,31 @@ class StatusFilter(admin.SimpleListFilter):
             return queryset
         # The changelist's queryset is an AdminAttemptQuerySet (see get_queryset).
         return cast(VerificationAttemptQuerySet, queryset).in_state(value)
+
+
+class TestNumberFilter(admin.SimpleListFilter):
+    """Test numbers (``TEST_NUMBERS``, answered locally) or real sends only.
+
+    Decided by the mark in the attempt's verification id, not by the current
+    setting: removing a number from ``TEST_NUMBERS`` does not turn its past attempts
+    into real SMS.
+    """
+
+    title = _("test number")
+    parameter_name = "test_number"
+
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> list[tuple[str, str]]:
+        """Yes or no; no query."""
+        return [("yes", str(_("Test numbers"))), ("no", str(_("Real numbers")))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The attempts of test numbers, or all the others."""
+        value = self.value()
+        if value not in ("yes", "no"):
+            return queryset
+        return cast(VerificationAttemptQuerySet, queryset).test_numbers(value == "yes")
 
 
 class _RecentValuesFilter(admin.SimpleListFilter):

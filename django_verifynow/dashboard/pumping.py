@@ -78,7 +78,10 @@ def _prefix_expression() -> Left:
 def _keyed(scope: str) -> QuerySet[VerificationAttempt]:
     # Not only the sends: a verified 506 reuse (no SMS of its own) still converts the
     # SMS sent before it. Sends and verifications are told apart by the COUNT filters.
-    qs = VerificationAttempt.objects.exclude(status=AttemptStatus.FAILED)
+    # Test numbers (TEST_NUMBERS) sent no SMS: neither sends nor conversions here.
+    qs = VerificationAttempt.objects.exclude(status=AttemptStatus.FAILED).test_numbers(
+        False
+    )
     if scope == "prefix":
         return qs.annotate(key=_prefix_expression())
     return qs.annotate(key=F("country"))

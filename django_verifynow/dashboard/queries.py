@@ -125,6 +125,9 @@ def _rows(days: int, now: datetime | None) -> tuple[datetime, list[dict[str, Any
     tz = timezone.get_current_timezone()
     rows = (
         VerificationAttempt.objects.filter(created_at__gte=start, created_at__lte=end)
+        # Test numbers (TEST_NUMBERS) sent no SMS and cost nothing: no figure counts
+        # them, neither as sends nor as verifications.
+        .test_numbers(False)
         .with_state()
         .annotate(
             day=TruncDate("created_at", tzinfo=tz),

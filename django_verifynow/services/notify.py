@@ -3,7 +3,9 @@
 Events go to the ``django_verifynow.events`` logger as one line each, with the same
 fields in ``extra={"verifynow": {...}}`` for structured handlers: masked numbers only,
 never a code, a token or a full number. Out-of-credit failures are logged at ERROR
-(every send fails until a top-up, so someone must act); everything else at INFO.
+(every send fails until a top-up, so someone must act); pumping suspicions and every
+use of a ``TEST_NUMBERS`` entry (``test_number_used``) at WARNING; everything else at
+INFO.
 """
 
 from __future__ import annotations
@@ -28,20 +30,27 @@ _OPERATOR_FAILURES = frozenset({Reason.OUT_OF_CREDIT, Reason.CREDENTIALS_REFUSED
 def event(
     name: str,
     attempt: VerificationAttempt | None,
-    requester: Requester,
+    requester: Requester | None,
     *,
     level: int = logging.INFO,
     **fields: Any,
 ) -> None:
-    """Log one security event about ``attempt`` (or a number, given as ``phone=``)."""
+    """Log one security event about ``attempt`` (or a number, given as ``phone=``).
+
+    ``requester`` is ``None`` where no request is known (a test number's vendor call,
+    answered below the service); the event then has no ``ip``. Events about an
+    attempt answered for a ``TEST_NUMBERS`` entry say ``test_number=True``.
+    """
     data = {
         "event": name,
         "attempt": str(attempt.pk) if attempt else None,
         "phone": attempt.masked_phone_number if attempt else fields.pop("phone", ""),
         "country": attempt.country if attempt else fields.pop("country", ""),
-        "ip": requester.ip,
+        "ip": requester.ip if requester is not None else None,
         **{k: (str(v) if isinstance(v, Reason) else v) for k, v in fields.items()},
     }
+    if attempt is not None and attempt.is_test_number:
+        data["test_number"] = True
     events.log(
         level,
         "verifynow %s %s",

@@ -7,6 +7,10 @@ releasing the admission), with the vendor's errors caught around the ``yield``.
 :func:`run` performs the call with the sync client in the caller's thread;
 :func:`arun` runs the phases in the executor and awaits the call with the async
 client, holding no thread or database connection meanwhile.
+
+Both drivers hand the call of a ``TEST_NUMBERS`` entry to :mod:`.test_numbers`
+instead of the client: the flow, its policy and its records stay the same, and the
+vendor (and the client's token and circuit breaker) is never involved.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, TypeVar
 from ..client import get_async_client, get_client
 from ..conf import verifynow_settings
 from ..executor import Flow, adrive, drive
+from . import test_numbers
 
 __all__ = ["VendorCall", "arun", "prefetch_keys", "run", "with_state"]
 
@@ -40,7 +45,12 @@ def prefetch_keys() -> tuple[str, ...]:
     None (an empty tuple) when the client cannot say or keeps them elsewhere; its
     call then reads them itself. A client that cannot be built raises later, where
     the service asks for it.
+
+    ``TEST_NUMBERS`` is read here too, which both services do before their admission:
+    a wrong value raises before anything is counted or written, not at the vendor
+    call, where the service would have to assume a code went out.
     """
+    verifynow_settings.TEST_NUMBERS  # noqa: B018 - validated (and memoised) now
     try:
         client = get_client()
     except Exception:  # noqa: BLE001 - the service reports it in its own place
@@ -64,6 +74,8 @@ def run(flow: Flow[T]) -> T:
     """Run a service flow in this thread with the sync client."""
 
     def perform(call: VendorCall) -> Any:
+        if test_numbers.handles(call):
+            return test_numbers.perform(call)
         return getattr(get_client(), call.method)(**call.kwargs)
 
     return drive(flow, perform)
@@ -82,6 +94,9 @@ async def arun(flow: Flow[T]) -> T:
         raise
 
     async def perform(call: VendorCall) -> Any:
+        if test_numbers.handles(call):
+            # No I/O but one log line: answered on the loop, like a vendor answer.
+            return test_numbers.perform(call)
         return await getattr(client, call.method)(**call.kwargs)
 
     return await adrive(flow, perform)

@@ -96,6 +96,19 @@ class Command(BaseCommand):
         countries = s.ALLOWED_COUNTRIES
         listed = ", ".join(sorted(countries)) if countries else "all (see W004)"
         self.stdout.write(f"Countries:   {listed}")
+        tests = s.TEST_NUMBERS
+        if tests:
+            from django_verifynow.phone import mask
+
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Test numbers: {len(tests)} ("
+                    + ", ".join(mask(n) for n in tests)
+                    + "), fixed codes answered without VerifyNow"
+                )
+            )
+        else:
+            self.stdout.write("Test numbers: none")
         messages = checks.run_checks(tags=["django_verifynow"])
         for message in messages:
             line = f"  {message.id}: {message.msg}"

@@ -58,6 +58,9 @@ def roll_up(ids: list[Any]) -> None:
     """
     groups = (
         VerificationAttempt.objects.filter(pk__in=ids)
+        # Test numbers (TEST_NUMBERS) are deleted with the rest but not counted: the
+        # counters are the dashboard's figures of real sends.
+        .test_numbers(False)
         .with_state()
         .annotate(day=TruncDate("created_at"))
         .values("day", "country", "flow_type", "state")
