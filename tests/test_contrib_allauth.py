@@ -5,7 +5,6 @@ checking the codes.
 
 from __future__ import annotations
 
-import ast
 import gettext as gettext_module
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from django_verifynow.contrib.allauth.conf import ACCOUNT_FORMS
 from django_verifynow.contrib.allauth.models import AccountPhone
 from django_verifynow.models import AttemptStatus, VerificationAttempt
 
-from .test_locale import msgstrs, parse_po, placeholders
+from .test_locale import msgstrs, parse_po, placeholders, source_messages
 
 PHONE = "+919876543210"
 TYPED_PHONE = "+91 98765 43210"
@@ -444,31 +443,13 @@ def test_e001_names_a_missing_app() -> None:
 # -- translations ----------------------------------------------------------------------
 
 CONTRIB = Path(__file__).resolve().parents[1] / "django_verifynow/contrib/allauth"
-_GETTEXT = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy"}
-
-
-def _source_messages() -> set[str]:
-    """Every literal passed to a gettext function in the contrib app's modules."""
-    found: set[str] = set()
-    for module in CONTRIB.rglob("*.py"):
-        if "migrations" in module.parts:
-            continue
-        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.Call):
-                continue
-            name = getattr(node.func, "id", getattr(node.func, "attr", None))
-            if name in _GETTEXT and node.args:
-                first = node.args[0]
-                if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                    found.add(first.value)
-    return found
 
 
 @pytest.mark.parametrize("lang", ["fr", "hi"])
 def test_every_contrib_message_is_in_the_catalogs_and_compiled(lang: str) -> None:
     po = CONTRIB / "locale" / lang / "LC_MESSAGES" / "django.po"
     entries = [e for e in parse_po(po) if e["msgid"]]
-    sources = _source_messages()
+    sources = source_messages(CONTRIB)
     assert len(sources) > 10
     assert sources <= {e["msgid"] for e in entries}
     with po.with_suffix(".mo").open("rb") as fp:

@@ -7,7 +7,6 @@ The concurrency test (two right codes at once) is in ``test_contrib_otp_postgres
 
 from __future__ import annotations
 
-import ast
 import gettext as gettext_module
 import os
 import subprocess
@@ -57,7 +56,7 @@ from django_verifynow.models import (
 from django_verifynow.policy.lift import lift_phone
 from django_verifynow.testing import last_code, sandbox_engine
 
-from .test_locale import msgstrs, parse_po, placeholders
+from .test_locale import msgstrs, parse_po, placeholders, source_messages
 
 PHONE = "+919876543210"
 OTHER_PHONE = "+447400123456"
@@ -976,24 +975,6 @@ def test_the_admin_action_resets_the_back_off(client: Any):
 CONTRIB = (
     Path(__file__).resolve().parent.parent / "django_verifynow" / "contrib" / "otp"
 )
-_GETTEXT = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy"}
-
-
-def _source_messages() -> set[str]:
-    """Every literal passed to a gettext function in the contrib app's modules."""
-    found: set[str] = set()
-    for module in CONTRIB.rglob("*.py"):
-        if "migrations" in module.parts:
-            continue
-        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.Call):
-                continue
-            name = getattr(node.func, "id", getattr(node.func, "attr", None))
-            if name in _GETTEXT and node.args:
-                first = node.args[0]
-                if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                    found.add(first.value)
-    return found
 
 
 @pytest.mark.parametrize("lang", ["fr", "hi"])
@@ -1001,7 +982,7 @@ def test_every_contrib_message_is_translated_and_compiled(lang: str):
     po = CONTRIB / "locale" / lang / "LC_MESSAGES" / "django.po"
     entries = [e for e in parse_po(po) if e["msgid"]]
     by_id = {e["msgid"]: e for e in entries}
-    sources = _source_messages()
+    sources = source_messages(CONTRIB)
     assert len(sources) > 10
     assert sources <= set(by_id), sorted(sources - set(by_id))
     with (po.with_suffix(".mo")).open("rb") as fp:

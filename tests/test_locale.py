@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gettext
 import html
 import json
@@ -37,6 +38,27 @@ _CONTINUATION = re.compile(r'^"(.*)"\s*$')
 
 def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), text)
+
+
+_GETTEXT = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy"}
+
+
+def source_messages(package: Path) -> set[str]:
+    """Every literal passed to a gettext function in the modules under ``package``
+    (migrations aside): what a package's own catalogs must hold."""
+    found: set[str] = set()
+    for module in package.rglob("*.py"):
+        if "migrations" in module.parts:
+            continue
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name in _GETTEXT and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    found.add(first.value)
+    return found
 
 
 def parse_po(path: Path) -> list[dict]:
