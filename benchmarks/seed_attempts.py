@@ -59,7 +59,7 @@ INSERT INTO django_verifynow_verificationattempt (
     id, phone_number, country, status, purpose, flow_type, otp_length,
     provider_verification_id, provider_transaction_id, user_id, ip_address,
     session_binding, created_at, expires_at, verified_at, consumed_at,
-    check_count, max_attempts, last_response_code, code_sent
+    check_count, max_attempts, last_response_code, code_sent, refused_flow_type
 )
 SELECT
     md5('attempt' || i)::uuid,
@@ -90,7 +90,8 @@ SELECT
     CASE s.status WHEN 'verified' THEN 200 WHEN 'locked' THEN 702
                   WHEN 'failed' THEN (ARRAY[511, 508, 500, 800])[1 + i % 4]
                   WHEN 'unknown' THEN NULL ELSE 200 END,
-    TRUE
+    TRUE,
+    ''
 FROM generate_series(1::bigint, {rows}) AS i
 CROSS JOIN LATERAL (
     SELECT now() - ({days} * interval '1 day') * ((i - 0.5) / {rows}) AS created_at

@@ -133,15 +133,15 @@ class VerificationAttempt(models.Model):
     #: The channel VerifyNow refused as not deliverable before :attr:`flow_type`
     #: delivered (a fallback, see ``CHANNELS``), or ``""`` when the first channel
     #: tried was the one used. On a failed attempt, the channel refused first.
-    # A default in the database too: rows written by code that predates the column
-    # (an older release during a rolling deploy, bulk loads in SQL) stay valid.
+    # No db_default: Django then reads the column back on every INSERT (RETURNING),
+    # and on SQLite a concurrent writer meets "database table is locked". Bulk loads
+    # in SQL name the column.
     refused_flow_type = models.CharField(
         _("refused channel"),
         max_length=16,
         choices=FlowType.choices,
         blank=True,
         default="",
-        db_default="",
     )
     otp_length = models.PositiveSmallIntegerField(_("code length"), default=6)
     provider_verification_id = models.CharField(

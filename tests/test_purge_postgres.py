@@ -36,14 +36,15 @@ def seed() -> None:
             INSERT INTO django_verifynow_verificationattempt (
                 id, phone_number, country, status, purpose, flow_type, otp_length,
                 provider_verification_id, provider_transaction_id, session_binding,
-                created_at, expires_at, check_count, max_attempts, code_sent)
+                created_at, expires_at, check_count, max_attempts, code_sent,
+                refused_flow_type)
             SELECT md5('purge' || i)::uuid, '+91987' || lpad(i::text, 7, '0'), 'IN',
                    CASE WHEN i %% 2 = 0 THEN 'verified' ELSE 'expired' END,
                    'signup', 'SMS', 6, i::text, '', '',
                    CASE WHEN i <= %(old)s
                         THEN now() - interval '31 days' - (i %% 59) * interval '1 day'
                         ELSE now() - (i %% 24) * interval '1 hour' END,
-                   now(), 1, 5, true
+                   now(), 1, 5, true, ''
             FROM generate_series(1, %(total)s) AS i
             """,
             {"old": OLD, "total": OLD + RECENT},

@@ -15,7 +15,6 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 choices=[("SMS", "SMS"), ("WHATSAPP", "WhatsApp")],
-                db_default="",
                 default="",
                 max_length=16,
                 verbose_name="refused channel",
