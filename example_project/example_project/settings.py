@@ -146,6 +146,9 @@ if os.environ.get("EXAMPLE_REDIS_URL"):
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["EXAMPLE_REDIS_URL"],
+            # One Redis pool per process: under ASGI Django builds the cache per
+            # request, and without it each request would connect to Redis anew.
+            "OPTIONS": {"pool_class": "django_verifynow.cache.SharedConnectionPool"},
         }
     }
     SILENCED_SYSTEM_CHECKS = []
