@@ -204,6 +204,31 @@ def batch(
     return samples, sum(verified), time.monotonic() - started
 
 
+def noop_batch(
+    n: int, site: str, sim: str, first: int, rng: random.Random
+) -> tuple[int, float]:
+    """``n`` no-op pairs released together (two POSTs each to the DRF no-op, with a
+    flow's headers); returns (pairs answered 200 twice, wall seconds)."""
+    samples = loadgen.Samples()
+    clients = [loadgen.FlowClient(site, sim, samples) for _ in range(n)]
+    addresses = [client_address(first + i, rng) for i in range(n)]
+    gate = threading.Barrier(n + 1)
+    ok = [False] * n
+
+    def one(i: int) -> None:
+        gate.wait()
+        ok[i] = clients[i].noop_pair(addresses[i])
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    gate.wait()
+    started = time.monotonic()
+    for t in threads:
+        t.join()
+    return sum(ok), time.monotonic() - started
+
+
 def summarise_batch(
     n: int,
     samples: loadgen.Samples,
@@ -238,6 +263,17 @@ def cpu_figures(n: int, cpu_seconds: float, single: float) -> dict[str, Any]:
     }
 
 
+def noop_figures(pairs: int, cpu_seconds: float, per_flow_ms: float) -> dict[str, Any]:
+    """The server's CPU per no-op pair (the same two POSTs to a DRF view that does
+    nothing, through the same middleware, at the same concurrency), and a flow's CPU
+    in such pairs: the ASGI counterpart of ``throughput.py``'s flows against pairs."""
+    per_pair = cpu_seconds * 1000 / pairs if pairs else 0.0
+    return {
+        "server_cpu_ms_per_noop_pair": round(per_pair, 1),
+        "flow_cpu_in_noop_pairs": round(loadgen.ratio(per_flow_ms, per_pair), 2),
+    }
+
+
 def format_report(single: float, rows: list[dict[str, Any]]) -> list[str]:
     """The report's lines."""
     out = [
@@ -245,8 +281,9 @@ def format_report(single: float, rows: list[dict[str, Any]]) -> list[str]:
         "",
         "| N | verified | wall s | wall / one flow | errors | peak threads "
         "| peak PG connections | send p50/p99 ms | validate p50/p99 ms "
-        "| server CPU ms/flow | CPU floor / one flow |",
-        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| server CPU ms/flow | CPU floor / one flow | CPU ms/no-op pair "
+        "| flow CPU in no-op pairs |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lat = r["latency"]
@@ -261,7 +298,9 @@ def format_report(single: float, rows: list[dict[str, Any]]) -> list[str]:
             f"| {r['ratio_to_one_flow']:.2f} | {errors} | {r['peak_threads']} "
             f"| {r['peak_db_connections']} | {pp('send')} | {pp('validate')} "
             f"| {r.get('server_cpu_ms_per_flow', '-')} "
-            f"| {r.get('cpu_floor_ratio', '-')} |"
+            f"| {r.get('cpu_floor_ratio', '-')} "
+            f"| {r.get('server_cpu_ms_per_noop_pair', '-')} "
+            f"| {r.get('flow_cpu_in_noop_pairs', '-')} |"
         )
     return out
 
@@ -381,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.1)  # one more sample after the last answer
             row = summarise_batch(n, samples, verified, seconds, single, peaks.read())
             row.update(cpu_figures(n, cpu, single))
+            # The same concurrency of no-op pairs, for the CPU a flow costs in them.
+            cpu_before = procs.cpu_seconds([server])
+            pairs, _ = noop_batch(n, site, sim, first, rng)
+            noop_cpu = procs.cpu_seconds([server]) - cpu_before
+            if pairs < n:
+                print(f"asgi: {n - pairs} no-op pairs failed", flush=True)
+            row.update(noop_figures(n, noop_cpu, row["server_cpu_ms_per_flow"]))
             print(
                 f"asgi: {n} at once: {verified} verified in {seconds:.2f} s, "
                 f"statuses {row['statuses']}",

@@ -16,6 +16,14 @@ inside the client). A driver runs a flow:
 So both APIs run exactly the same phase code, policy and error handling; only the
 waiting differs.
 
+Flows nest: a service flow yields a vendor call, which is the client's own flow (it
+yields the HTTP exchange). :func:`adrive`'s ``expand`` turns such an exchange into the
+flow that performs it, and runs it in the same steps as the flow that asked, so the
+work between two awaited exchanges is one executor step however many flows it spans
+(an API request under ASGI: two steps, one before the vendor's HTTP answer and one
+after). Each step is a thread hop with its futures and wake-ups, which under load
+costs more CPU than most of the work in it.
+
 Why not ``sync_to_async(thread_sensitive=True)``, Django's default: it runs every step
 of a request in that request's one thread, and a request's thread keeps its
 connection, so 256 concurrent flows would need 256 threads and 256 connections, as the
@@ -28,6 +36,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -38,6 +48,7 @@ __all__ = [
     "BLOCKING_WORKERS",
     "EXECUTOR",
     "MAX_WORKERS",
+    "Blocking",
     "Flow",
     "adrive",
     "busy_steps",
@@ -67,6 +78,14 @@ BLOCKING_EXECUTOR = ThreadPoolExecutor(
 
 #: A flow yields exchanges of type ``X``, is sent their results and returns ``T``.
 Flow = Generator[Any, Any, T]
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """An exchange that is a sync call which itself waits for the vendor: under
+    :func:`adrive` it runs in :data:`BLOCKING_EXECUTOR` (see :func:`run_blocking`)."""
+
+    fn: Callable[[], Any]
 
 
 def _release_connections() -> None:
@@ -140,31 +159,77 @@ def drive(flow: Flow[T], perform: Callable[[Any], Any]) -> T:
             return stop.value
 
 
-async def adrive(flow: Flow[T], perform: Callable[[Any], Awaitable[Any]]) -> T:
+async def adrive(
+    flow: Flow[T],
+    perform: Callable[[Any], Awaitable[Any]],
+    expand: Callable[[Any], Flow[Any] | None] | None = None,
+) -> T:
     """Run ``flow``'s steps in :data:`EXECUTOR` and await each exchange with
-    ``perform`` on the event loop (see the module docstring)."""
+    ``perform`` on the event loop (see the module docstring).
+
+    :param expand: called in the step with each exchange a flow yields: a flow that
+        performs it, run in place (its result or exception goes back to the flow that
+        yielded), or ``None`` to await ``perform``. A :class:`Blocking` exchange runs
+        in :data:`BLOCKING_EXECUTOR` instead of ``perform``.
+    """
+    stack = _Stack(flow, expand)
     advance: Callable[[], Any] = flow.__next__
     while True:
-        finished, value = await run_step(_stepper(advance))
+        finished, value = await run_step(partial(stack.step, advance))
         if finished:
             return value
         try:
-            result = await perform(value)
+            if isinstance(value, Blocking):
+                result = await run_blocking(value.fn)
+            else:
+                result = await perform(value)
         except BaseException as exc:  # noqa: BLE001 - handed to the flow, which decides
-            advance = _thrower(flow, exc)
+            advance = _thrower(stack.top, exc)
         else:
-            advance = _sender(flow, result)
+            advance = _sender(stack.top, result)
 
 
-def _stepper(advance: Callable[[], Any]) -> Callable[[], tuple[bool, Any]]:
-    # StopIteration cannot cross a Future (asyncio refuses it): say "finished" instead.
-    def step() -> tuple[bool, Any]:
-        try:
-            return False, advance()
-        except StopIteration as stop:
-            return True, stop.value
+class _Stack:
+    """The flows of one :func:`adrive` call, the innermost last, and one step of
+    them: advance the innermost until some flow yields an exchange nothing expands
+    (it is awaited next) or the outermost returns."""
 
-    return step
+    def __init__(
+        self, flow: Flow[Any], expand: Callable[[Any], Flow[Any] | None] | None
+    ) -> None:
+        self.flows = [flow]
+        self.expand = expand
+
+    @property
+    def top(self) -> Flow[Any]:
+        return self.flows[-1]
+
+    def step(self, advance: Callable[[], Any]) -> tuple[bool, Any]:
+        # StopIteration cannot cross a Future (asyncio refuses it): "finished" instead.
+        while True:
+            try:
+                exchange = advance()
+            except StopIteration as stop:
+                self.flows.pop()
+                if not self.flows:
+                    return True, stop.value
+                advance = _sender(self.top, stop.value)
+                continue
+            except BaseException as exc:  # noqa: BLE001 - the caller's flow decides
+                self.flows.pop()
+                if not self.flows:
+                    raise
+                advance = _thrower(self.top, exc)
+                continue
+            try:
+                inner = self.expand(exchange) if self.expand is not None else None
+            except BaseException as exc:  # noqa: BLE001 - as if the exchange failed
+                advance = _thrower(self.top, exc)
+                continue
+            if inner is None:
+                return False, exchange
+            self.flows.append(inner)
+            advance = inner.__next__
 
 
 def _sender(flow: Flow[Any], value: Any) -> Callable[[], Any]:

@@ -121,3 +121,51 @@ def test_the_same_requests_get_the_same_answers():
         502,
         503,
     ]
+
+
+#: Executor steps (thread hops of the async API) per request: the request's DRF part,
+#: the service's phases and the client's own run in one step before the vendor's
+#: HTTP answer and one after it. A request without a vendor call is one step.
+STEPS_PER_VENDOR_REQUEST = 2
+
+
+def test_each_request_is_one_executor_step_either_side_of_the_vendor(monkeypatch):
+    from django_verifynow import executor
+
+    steps: list[str] = []
+    in_step = executor._in_step
+
+    def counted(fn: Any) -> Any:
+        steps.append("step")
+        return in_step(fn)
+
+    monkeypatch.setattr(executor, "_in_step", counted)
+    client = ASGIAPIClient()
+
+    def count(call: Any) -> tuple[int, Any]:
+        steps.clear()
+        response = call()
+        return len(steps), response
+
+    with override_settings(VERIFYNOW=VERIFYNOW):
+        n, sent = count(
+            lambda: client.post("/api/verify/", {"phone_number": PHONE}, format="json")
+        )
+        assert (sent.status_code, n) == (201, STEPS_PER_VENDOR_REQUEST)
+        url = f"/api/verify/{sent.json()['id']}/"
+        code = last_code(PHONE)
+        n, checked = count(
+            lambda: client.post(f"{url}validate/", {"code": code}, format="json")
+        )
+        assert (checked.json()["status"], n) == ("verified", STEPS_PER_VENDOR_REQUEST)
+        # No vendor call: a read, a refusal by the policy, a replay of the check.
+        n, read = count(lambda: client.get(url))
+        assert (read.status_code, n) == (200, 1)
+        n, refused = count(
+            lambda: client.post("/api/verify/", {"phone_number": PHONE}, format="json")
+        )
+        assert (refused.status_code, n) == (429, 1)
+        n, replay = count(
+            lambda: client.post(f"{url}validate/", {"code": code}, format="json")
+        )
+        assert (replay.status_code, n) == (200, 1)

@@ -209,7 +209,7 @@ def test_asgi_batch_summary_and_report() -> None:
     lines = asgi_concurrency.format_report(2.1, [row])
     assert lines[0] == "one flow alone: 2.10 s"
     assert lines[-1].startswith("| 4 | 3 | 6.30 | 3.00 | send 500: 1 | 7 | 5 |")
-    assert lines[-1].endswith("| - | - |")  # no CPU figures given
+    assert lines[-1].endswith("| - | - | - | - |")  # no CPU figures given
 
 
 def test_asgi_cpu_floor_is_n_flows_of_server_cpu_over_one_flow() -> None:
@@ -226,7 +226,21 @@ def test_asgi_cpu_floor_is_n_flows_of_server_cpu_over_one_flow() -> None:
         **asgi_concurrency.summarise_batch(1, loadgen.Samples(), 1, 2.0, 2.0, (3, 1)),
         **cpu,
     }
-    assert asgi_concurrency.format_report(2.0, [row])[-1].endswith("| 20.0 | 2.56 |")
+    assert asgi_concurrency.format_report(2.0, [row])[-1].endswith(
+        "| 20.0 | 2.56 | - | - |"
+    )
+
+
+def test_asgi_flow_cpu_in_noop_pairs() -> None:
+    # 256 no-op pairs in 1.28 s of server CPU: 5 ms a pair; a 20 ms flow is 4 pairs.
+    noop = asgi_concurrency.noop_figures(256, 1.28, 20.0)
+    assert noop == {"server_cpu_ms_per_noop_pair": 5.0, "flow_cpu_in_noop_pairs": 4.0}
+    row = {
+        **asgi_concurrency.summarise_batch(1, loadgen.Samples(), 1, 2.0, 2.0, (3, 1)),
+        **asgi_concurrency.cpu_figures(1, 0.02, 2.0),
+        **noop,
+    }
+    assert asgi_concurrency.format_report(2.0, [row])[-1].endswith("| 5.0 | 4.0 |")
 
 
 # -- million_rows.py ----------------------------------------------------------------

@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import __version__
-from ..executor import adrive
+from ..executor import Flow, adrive
 from .calls import VerifyNowClient
 from .deadline import monotonic
 from .results import SendResult, ValidateResult
@@ -164,6 +164,13 @@ class AsyncVerifyNowClient:
 
     def __repr__(self) -> str:  # never show the password or the customer id
         return f"<AsyncVerifyNowClient {self.sync.base_url} {self.sync.api_version}>"
+
+    def flow(self, method: str, kwargs: Mapping[str, Any]) -> Flow[Any]:
+        """The sync client's flow of ``method`` (``"send"`` or ``"validate"``), whose
+        HTTP exchanges :meth:`AsyncTransport.request` performs: for a driver that
+        runs it inside a flow of its own (:func:`~django_verifynow.executor.adrive`'s
+        ``expand``)."""
+        return getattr(self.sync, f"{method}_flow")(**kwargs)
 
     async def send(self, **kwargs: Any) -> SendResult:
         """`VerifyNowClient.send`, awaited: same arguments, results, errors."""

@@ -23,11 +23,31 @@ is in :mod:`.notify`. Refusals and failures raise from
 
 from __future__ import annotations
 
-from .check import CheckResult, avalidate_otp, validate_otp
+from collections.abc import Callable
+
+from ..executor import Flow
+from ..models import VerificationAttempt
+from .check import CheckResult, avalidate_otp, validate_flow, validate_otp
 from .notify import events
 from .proof import aconsume_verification, consume_verification, verified_attempt
 from .requester import SESSION_BINDING_KEY, Requester, get_attempt, requester_for
-from .send import aresend_otp, asend_otp, resend_available_at, resend_otp, send_otp
+from .send import (
+    aresend_otp,
+    asend_otp,
+    resend_available_at,
+    resend_flow,
+    resend_otp,
+    send_flow,
+    send_otp,
+)
+
+#: The flow of each service an API plan may name (``Plan.service``): the API's
+#: async endpoints run their own steps around it (``api/endpoints.py``).
+FLOWS: dict[str, Callable[..., Flow[VerificationAttempt]]] = {
+    "send_otp": send_flow,
+    "resend_otp": resend_flow,
+    "validate_otp": validate_flow,
+}
 
 __all__ = [
     "SESSION_BINDING_KEY",

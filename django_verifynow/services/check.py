@@ -130,6 +130,17 @@ async def avalidate_otp(
     return await arun(_validate_otp(attempt, code, request))
 
 
+def validate_flow(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    code: object,
+    *,
+    request: HttpRequest | None = None,
+) -> Flow[VerificationAttempt]:
+    """:func:`validate_otp` as a flow (:mod:`django_verifynow.executor`), for an
+    async caller that runs its own work in the same executor steps (the API)."""
+    return _validate_otp(attempt, code, request)
+
+
 def _validate_otp(
     attempt: VerificationAttempt | uuid.UUID | str,
     code: object,

@@ -191,6 +191,30 @@ async def aresend_otp(
     return await arun(_resend_otp(attempt, request, flow_type))
 
 
+def send_flow(
+    phone_number: object,
+    *,
+    request: HttpRequest | None = None,
+    user: Any = None,
+    purpose: str = "verify",
+    flow_type: str | None = None,
+    region: str | None = None,
+) -> Flow[VerificationAttempt]:
+    """:func:`send_otp` as a flow (:mod:`django_verifynow.executor`), for an async
+    caller that runs its own work in the same executor steps (the API)."""
+    return _send_otp(phone_number, request, user, purpose, flow_type, region)
+
+
+def resend_flow(
+    attempt: VerificationAttempt | uuid.UUID | str,
+    *,
+    request: HttpRequest | None = None,
+    flow_type: str | None = None,
+) -> Flow[VerificationAttempt]:
+    """:func:`resend_otp` as a flow (see :func:`send_flow`)."""
+    return _resend_otp(attempt, request, flow_type)
+
+
 def _resend_channels(
     previous: VerificationAttempt, flow_type: str | None
 ) -> tuple[str, ...]:
