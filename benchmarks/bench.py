@@ -344,6 +344,10 @@ def configure_django(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "LOCATION": args.redis_url,
+                # As docs/deployment.md advises (one pool per process).
+                "OPTIONS": {
+                    "pool_class": "django_verifynow.cache.SharedConnectionPool"
+                },
             }
         }
     settings.configure(

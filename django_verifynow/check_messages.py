@@ -72,6 +72,7 @@ class Codes:
     DB_SESSIONS = "django_verifynow.W010"
     TEST_NUMBERS_ACKNOWLEDGED = "django_verifynow.W011"
     TEST_NUMBER_NOT_ALLOWED = "django_verifynow.W012"
+    REDIS_POOL_PER_INSTANCE = "django_verifynow.I001"
 
 
 class Messages:
@@ -147,6 +148,11 @@ class Messages:
         'DATABASES["{alias}"] ({engine}) opens a new connection for every request '
         "(CONN_MAX_AGE is 0 and no connection pool is configured): each send, check "
         "and status poll pays a connection set-up, which limits throughput."
+    )
+    REDIS_POOL_PER_INSTANCE = (
+        'CACHES["{alias}"] ({use}) is Django\'s RedisCache, whose connection pool '
+        "lives on the cache instance: under ASGI, where Django builds caches per "
+        "request, every request that uses it connects to Redis anew."
     )
     DB_SESSIONS = (
         'SESSION_ENGINE is "{engine}": every API request of the widget reads the '
@@ -252,6 +258,10 @@ class Hints:
         "Pick a number of an allowed country and type, or add its country to "
         'VERIFYNOW["ALLOWED_COUNTRIES"] / its type to '
         'VERIFYNOW["ALLOWED_NUMBER_TYPES"].'
+    )
+    REDIS_POOL_PER_INSTANCE = (
+        'Add "pool_class": "django_verifynow.cache.SharedConnectionPool" to its '
+        '"OPTIONS": one pool per process for every instance (harmless under WSGI).'
     )
     DB_SESSIONS = (
         'Use SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" (reads '

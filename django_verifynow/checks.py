@@ -47,6 +47,7 @@ __all__ = [
     "check_channels_api_version",
     "check_database_connections",
     "check_database_sessions",
+    "check_redis_pool",
     "check_credentials",
     "check_daily_cap",
     "check_deadline",
@@ -456,6 +457,51 @@ def check_database_sessions(
     ]
 
 
+#: Django's own Redis backend, whose pool is per instance (django-redis shares its
+#: pools per process already).
+DJANGO_REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
+#: Session engines that keep sessions in a cache (``SESSION_CACHE_ALIAS``).
+CACHE_SESSION_ENGINES = (
+    "django.contrib.sessions.backends.cache",
+    "django.contrib.sessions.backends.cached_db",
+)
+
+
+def check_redis_pool(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """I001: with ``DEBUG`` off, the limits' or the sessions' cache is Django's
+    ``RedisCache`` with its default, per-instance connection pool.
+
+    Information, not a warning: it costs a connection per request only under ASGI,
+    which the settings do not reveal.
+    """
+    alias = _read("CACHE")
+    if not _applies(app_configs) or settings.DEBUG or alias is _UNREADABLE:
+        return []
+    uses: dict[str, list[str]] = {str(alias): ["the limits"]}
+    if settings.SESSION_ENGINE in CACHE_SESSION_ENGINES:
+        uses.setdefault(str(settings.SESSION_CACHE_ALIAS), []).append("the sessions")
+    found: list[checks.CheckMessage] = []
+    for name, what in uses.items():
+        config = settings.CACHES.get(name) or {}
+        options: Any = config.get("OPTIONS") or {}
+        if config.get("BACKEND") != DJANGO_REDIS_CACHE or (
+            isinstance(options, dict) and options.get("pool_class")
+        ):
+            continue
+        found.append(
+            checks.Info(
+                Messages.REDIS_POOL_PER_INSTANCE.format(
+                    alias=name, use=" and ".join(what)
+                ),
+                hint=Hints.REDIS_POOL_PER_INSTANCE,
+                id=Codes.REDIS_POOL_PER_INSTANCE,
+            )
+        )
+    return found
+
+
 def _masked_list(numbers: Iterable[str]) -> str:
     from .phone import mask
 
@@ -545,6 +591,7 @@ ALL_CHECKS: tuple[CheckFunction, ...] = (
     check_database_connections,
     check_database_sessions,
     check_test_numbers_allowed,
+    check_redis_pool,
 )
 
 

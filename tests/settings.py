@@ -9,6 +9,7 @@ the same suite runs on PostgreSQL with the Redis cache, and the concurrency test
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import urlparse
 
 SECRET_KEY = "tests-only-not-secret"
@@ -91,11 +92,13 @@ else:
 
 _redis_url = os.environ.get("VERIFYNOW_TEST_REDIS_URL")
 if _redis_url:
-    CACHES = {
+    # Typed: django-stubs infers settings.CACHES from this file.
+    CACHES: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": _redis_url,
             "KEY_PREFIX": "verifynow-tests",
+            "OPTIONS": {"pool_class": "django_verifynow.cache.SharedConnectionPool"},
         }
     }
 else:

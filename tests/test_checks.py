@@ -33,6 +33,7 @@ REDIS = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": "redis://127.0.0.1:6379/0",
+        "OPTIONS": {"pool_class": "django_verifynow.cache.SharedConnectionPool"},
     }
 }
 
@@ -468,7 +469,7 @@ def test_w008_quiet(overrides: dict[str, Any]) -> None:
 # -- registration ---------------------------------------------------------------------
 def test_every_id_is_distinct_and_namespaced() -> None:
     values = [v for k, v in vars(Codes).items() if not k.startswith("_")]
-    assert len(values) == len(set(values)) == 18
+    assert len(values) == len(set(values)) == 19
     assert all(v.startswith("django_verifynow.") for v in values)
 
 
@@ -606,6 +607,62 @@ def test_e004_subclasses_need_the_client_too() -> None:
 def test_e004_quiet_when_the_client_imports(backend: str) -> None:
     with override_settings(CACHES=_cache(backend), VERIFYNOW=GOOD):
         assert checks.check_cache_client() == []
+
+
+# -- I001 -----------------------------------------------------------------------------
+REDIS_CACHE = {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+    "LOCATION": "redis://127.0.0.1:6379/0",
+}
+SHARED = {"pool_class": "django_verifynow.cache.SharedConnectionPool"}
+
+
+@override_settings(
+    DEBUG=False,
+    CACHES={"default": REDIS_CACHE, "sessions": REDIS_CACHE},
+    SESSION_ENGINE="django.contrib.sessions.backends.cached_db",
+    SESSION_CACHE_ALIAS="sessions",
+    VERIFYNOW=GOOD,
+)
+def test_i001_redis_caches_with_a_pool_per_instance() -> None:
+    found = checks.check_redis_pool()
+    assert [m.id for m in found] == [Codes.REDIS_POOL_PER_INSTANCE] * 2
+    assert all(m.level == django_checks.INFO for m in found)
+    assert 'CACHES["default"] (the limits)' in found[0].msg
+    assert 'CACHES["sessions"] (the sessions)' in found[1].msg
+    assert "SharedConnectionPool" in found[0].hint
+
+
+@override_settings(
+    DEBUG=False,
+    CACHES={"default": REDIS_CACHE},
+    SESSION_ENGINE="django.contrib.sessions.backends.cache",
+    VERIFYNOW=GOOD,
+)
+def test_i001_one_message_for_a_cache_both_use() -> None:
+    [info] = checks.check_redis_pool()
+    assert 'CACHES["default"] (the limits and the sessions)' in info.msg
+
+
+@pytest.mark.parametrize(
+    "debug, cache, engine",
+    [
+        (True, REDIS_CACHE, "django.contrib.sessions.backends.cache"),
+        (
+            False,
+            {**REDIS_CACHE, "OPTIONS": SHARED},
+            "django.contrib.sessions.backends.cache",
+        ),
+        (False, {**REDIS_CACHE, "BACKEND": "django_redis.cache.RedisCache"}, "x.db"),
+        (False, {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}, "x.db"),
+    ],
+    ids=["debug", "shared-pool", "django-redis", "locmem"],
+)
+def test_i001_quiet(debug: bool, cache: dict[str, Any], engine: str) -> None:
+    with override_settings(
+        DEBUG=debug, CACHES={"default": cache}, SESSION_ENGINE=engine, VERIFYNOW=GOOD
+    ):
+        assert checks.check_redis_pool() == []
 
 
 # -- W009, W010 -----------------------------------------------------------------------
