@@ -41,6 +41,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -175,6 +176,26 @@ class Peaks(threading.Thread):
         self.join(timeout=5)
 
 
+def released_together(n: int, work: Callable[[int], bool]) -> tuple[int, float]:
+    """``work(0)`` … ``work(n - 1)``, each in its own thread, released at once by a
+    barrier; returns (how many returned ``True``, wall seconds from the release)."""
+    gate = threading.Barrier(n + 1)
+    ok = [False] * n
+
+    def one(i: int) -> None:
+        gate.wait()
+        ok[i] = work(i)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    gate.wait()
+    started = time.monotonic()
+    for t in threads:
+        t.join()
+    return sum(ok), time.monotonic() - started
+
+
 def batch(
     n: int,
     site: str,
@@ -187,21 +208,10 @@ def batch(
     samples = loadgen.Samples()
     clients = [loadgen.FlowClient(site, sim, samples) for _ in range(n)]
     addresses = [client_address(first + i, rng) for i in range(n)]
-    gate = threading.Barrier(n + 1)
-    verified = [False] * n
-
-    def one(i: int) -> None:
-        gate.wait()
-        verified[i] = clients[i].flow(phones[first + i], addresses[i])
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    gate.wait()
-    started = time.monotonic()
-    for t in threads:
-        t.join()
-    return samples, sum(verified), time.monotonic() - started
+    verified, seconds = released_together(
+        n, lambda i: clients[i].flow(phones[first + i], addresses[i])
+    )
+    return samples, verified, seconds
 
 
 def noop_batch(
@@ -212,21 +222,7 @@ def noop_batch(
     samples = loadgen.Samples()
     clients = [loadgen.FlowClient(site, sim, samples) for _ in range(n)]
     addresses = [client_address(first + i, rng) for i in range(n)]
-    gate = threading.Barrier(n + 1)
-    ok = [False] * n
-
-    def one(i: int) -> None:
-        gate.wait()
-        ok[i] = clients[i].noop_pair(addresses[i])
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    gate.wait()
-    started = time.monotonic()
-    for t in threads:
-        t.join()
-    return sum(ok), time.monotonic() - started
+    return released_together(n, lambda i: clients[i].noop_pair(addresses[i]))
 
 
 def summarise_batch(
