@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.sessions.backends.db import SessionStore
@@ -209,7 +210,7 @@ def test_importing_without_django_otp_says_what_to_install():
 def test_check_names_a_missing_app(monkeypatch: pytest.MonkeyPatch):
     assert otp_checks.check_installed_apps() == []
     installed = {"django_verifynow"}
-    monkeypatch.setattr(otp_checks.apps, "is_installed", lambda n: n in installed)
+    monkeypatch.setattr(django_apps, "is_installed", lambda n: n in installed)
     errors = otp_checks.check_installed_apps()
     assert [e.id for e in errors] == ["django_verifynow.otp.E001"]
     assert "'django_otp'" in errors[0].msg

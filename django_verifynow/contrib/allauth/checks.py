@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
+
+from ..checks import missing_apps
 
 __all__ = ["check_adapter_and_forms", "check_installed_apps", "register"]
 
@@ -26,15 +27,7 @@ CODE_FORMS = ("verify_phone", "confirm_login_code")
 
 def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[checks.Error]:
     """E001: allauth, its account app and ``django_verifynow`` are installed."""
-    return [
-        checks.Error(
-            f"django_verifynow.contrib.allauth needs {name!r} in INSTALLED_APPS.",
-            hint=f"Add {name!r} to INSTALLED_APPS (see docs/allauth.md).",
-            id="django_verifynow.allauth.E001",
-        )
-        for name in _REQUIRED
-        if not apps.is_installed(name)
-    ]
+    return missing_apps("allauth", _REQUIRED)
 
 
 def _uses_mixin() -> bool | None:

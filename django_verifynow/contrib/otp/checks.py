@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.core import checks
 
+from ..checks import missing_apps
 from .conf import settings
 
 __all__ = ["check_installed_apps", "check_throttle_factor", "register"]
@@ -23,15 +23,7 @@ _REQUIRED = ("django_otp", "django_verifynow")
 
 def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[checks.Error]:
     """E001: ``django_otp`` and ``django_verifynow`` are installed."""
-    return [
-        checks.Error(
-            f"django_verifynow.contrib.otp needs {name!r} in INSTALLED_APPS.",
-            hint=f"Add {name!r} to INSTALLED_APPS (see docs/otp.md).",
-            id="django_verifynow.otp.E001",
-        )
-        for name in _REQUIRED
-        if not apps.is_installed(name)
-    ]
+    return missing_apps("otp", _REQUIRED)
 
 
 def check_throttle_factor(app_configs: Any = None, **kwargs: Any) -> list[checks.Error]:
