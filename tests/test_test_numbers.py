@@ -566,35 +566,30 @@ def test_verifynow_check_lists_the_test_numbers(settings, capsys):
 # -- the answerer alone ----------------------------------------------------------------
 
 
-def test_only_the_prefix_sends_a_validate_here(settings):
-    settings.VERIFYNOW = {"TEST_NUMBERS": {TEST: CODE}}
-    real = VendorCall(
+def _validate_call(verification_id: str) -> VendorCall:
+    """The validate the check service would ask for: ``CODE`` for ``TEST``."""
+    return VendorCall(
         "validate",
         {
-            "verification_id": "12345",
+            "verification_id": verification_id,
             "code": CODE,
             "country_code": "1",
             "national_number": "2015550123",
         },
     )
-    assert not answerer.handles(real)
-    local = VendorCall("validate", {**real.kwargs, "verification_id": "TEST1"})
-    assert answerer.handles(local)
+
+
+def test_only_the_prefix_sends_a_validate_here(settings):
+    settings.VERIFYNOW = {"TEST_NUMBERS": {TEST: CODE}}
+    assert not answerer.handles(_validate_call("12345"))
+    assert answerer.handles(_validate_call("TEST1"))
     other = VendorCall("send", {"country_code": "91", "national_number": "9876543210"})
     assert not answerer.handles(other)
 
 
 def test_an_unreadable_test_id_is_expired(settings):
     settings.VERIFYNOW = {"TEST_NUMBERS": {TEST: CODE}}
-    call = VendorCall(
-        "validate",
-        {
-            "verification_id": "TESTnotatime",
-            "code": CODE,
-            "country_code": "1",
-            "national_number": "2015550123",
-        },
-    )
+    call = _validate_call("TESTnotatime")
     assert answerer.perform(call).outcome.value == "expired"
 
 
