@@ -56,14 +56,17 @@ VIEWPORTS = {
 }
 
 
-def _signup_page(browser: Any, base_url: str, size: dict[str, int]) -> Iterator[Any]:
-    """A fresh browser context on the signup page; fails the test on any JS error."""
+def _signup_page(
+    browser: Any, base_url: str, size: dict[str, int], path: str = "/signup/"
+) -> Iterator[Any]:
+    """A fresh browser context on ``path`` (the signup page); fails the test on any
+    JS error."""
     context = browser.new_context(base_url=base_url, viewport=size)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.set_default_timeout(WAIT)
-    pg.goto("/signup/")
+    pg.goto(path)
     yield pg
     context.close()
     assert errors == [], f"JavaScript errors: {errors}"
@@ -922,17 +925,9 @@ def channel_page(
 ) -> Iterator[Any]:
     """A page whose field offers the channels of a WhatsApp-first site."""
     vn_settings.VERIFYNOW = {**vn_settings.VERIFYNOW, "CHANNELS": ["WHATSAPP", "SMS"]}
-    context = browser.new_context(
-        base_url=live_server.url, viewport=VIEWPORTS["desktop"]
+    yield from _signup_page(
+        browser, live_server.url, VIEWPORTS["desktop"], "/channels/"
     )
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.set_default_timeout(WAIT)
-    pg.goto("/channels/")
-    yield pg
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
 
 
 def channel_sends() -> list[str]:
