@@ -889,3 +889,77 @@ def test_the_fast_attempt_answer_refuses_a_field_it_cannot_format():
 
     with pytest.raises(TypeError, match="Nested.extra"):
         _ = Nested(VerificationAttempt(phone_number="+919876543210")).data
+
+
+# -- the request parsers ---------------------------------------------------------------
+def _parsers() -> list[type]:
+    from django_verifynow.api.serializers import (
+        ResendSerializer,
+        SendSerializer,
+        ValidateSerializer,
+    )
+
+    return [SendSerializer, ValidateSerializer, ResendSerializer]
+
+
+PARSER_BODIES = [
+    {},
+    {"phone_number": "+447911123456"},
+    {"phone_number": "98765 43210", "country": "in", "channel": "WHATSAPP"},
+    {"phone_number": "+447911123456", "channel": "SMS", "flow_type": "WHATSAPP"},
+    {"phone_number": 447911123456, "country": "XX", "purpose": ["a"]},
+    {"phone_number": "+44" + "1" * 50, "flow_type": "PIGEON", "purpose": "signup"},
+    {"code": "123456"},
+    {"code": 123456},
+    {"code": "1" * 65},
+    {"channel": "SMS"},
+    {"channel": "sms"},
+]
+
+
+@pytest.mark.parametrize("body", PARSER_BODIES)
+def test_the_parsers_equal_drfs_generic_ones(body):
+    """The shallow field copies parse and refuse exactly as DRF's deep copies do."""
+    from rest_framework import serializers as drf
+
+    for parser in _parsers():
+        generic = type(
+            f"Generic{parser.__name__}",
+            (parser,),
+            {"get_fields": drf.Serializer.get_fields},
+        )
+        fast, slow = parser(data=dict(body)), generic(data=dict(body))
+        assert fast.is_valid() == slow.is_valid(), parser
+        assert fast.errors == slow.errors, parser
+        assert dict(fast.validated_data) == dict(slow.validated_data), parser
+
+
+def test_the_parsers_bind_their_own_copies_and_never_deep_copy(monkeypatch):
+    deep_copies = []
+    original = Field.__deepcopy__
+
+    def counting(self, memo):
+        deep_copies.append(type(self).__name__)
+        return original(self, memo)
+
+    monkeypatch.setattr(Field, "__deepcopy__", counting)
+    for parser in _parsers():
+        first, second = parser(data={}), parser(data={})
+        for name, declared in parser._declared_fields.items():
+            assert first.fields[name] is not second.fields[name]
+            assert first.fields[name].parent is first
+            assert second.fields[name].parent is second
+            # The declaration stays unbound: the next instance binds it afresh.
+            assert declared.field_name is None and declared.source is None
+    assert deep_copies == []
+
+
+def test_a_parser_refuses_a_nested_serializer():
+    from rest_framework import serializers as drf
+
+    from django_verifynow.api.serializers import InputSerializer
+
+    with pytest.raises(TypeError, match="Nested.inner"):
+
+        class Nested(InputSerializer):
+            inner = drf.Serializer()
