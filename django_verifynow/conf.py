@@ -154,6 +154,22 @@ class VerifyNowSettings:
             self._memo_source = source
         return self._memo
 
+    def derived(self, name: str, build: Callable[[], _T]) -> _T:
+        """``build()``, made once per version of the settings, like a setting.
+
+        For values computed from several settings on every call (the client of
+        :func:`~django_verifynow.client.get_client`): dropped with the validated
+        settings, so ``override_settings`` gets a fresh one. Two threads may both
+        build it the first time; ``build`` must return equal values.
+        """
+        memo = self._memo_for(getattr(settings, "VERIFYNOW", None))
+        key = f"derived:{name}"  # setting names are upper-case: no clash
+        try:
+            return memo[key]
+        except KeyError:
+            value = memo[key] = build()
+            return value
+
     def clear_cache(self) -> None:
         """Forget every validated value (Django's ``setting_changed`` calls this)."""
         self._memo = {}

@@ -810,6 +810,33 @@ def test_get_client_uses_the_deadline_setting():
         assert get_client().deadline == 15.0
 
 
+def test_get_client_works_its_configuration_out_once_per_settings_version(
+    monkeypatch,
+):
+    from django_verifynow.client import factory
+
+    digests = []
+    sha256 = factory.hashlib.sha256
+
+    def counting(data):
+        digests.append(1)
+        return sha256(data)
+
+    monkeypatch.setattr(factory.hashlib, "sha256", counting)
+    with override_settings(VERIFYNOW={"SANDBOX": True, "DEADLINE": 7}):
+        first = get_client()
+        made = len(digests)  # the configuration's digest, and the new client's own
+        assert all(get_client() is first for _ in range(5))
+        assert len(digests) == made
+        with override_settings(VERIFYNOW={"SANDBOX": True, "DEADLINE": 8}):
+            assert get_client().deadline == 8.0
+            assert len(digests) > made
+            made = len(digests)
+        # Back on the first settings: worked out again, and the same client.
+        assert get_client() is first
+        assert len(digests) == made + 1
+
+
 # -- secrets --------------------------------------------------------------------------
 
 

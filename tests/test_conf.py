@@ -250,3 +250,34 @@ def test_settings_are_validated_once_per_version(
 def test_rate_limits_are_read_only() -> None:
     with pytest.raises(TypeError):
         verifynow_settings.RATE_LIMITS["send"] = ""  # type: ignore[index]
+
+
+def test_derived_values_are_built_once_per_version() -> None:
+    builds: list[int] = []
+
+    def build() -> int:
+        builds.append(verifynow_settings.OTP_LENGTH)
+        return verifynow_settings.OTP_LENGTH * 10
+
+    with override_settings(VERIFYNOW={"OTP_LENGTH": 7}):
+        assert [verifynow_settings.derived("x", build) for _ in range(5)] == [70] * 5
+        with override_settings(VERIFYNOW={"OTP_LENGTH": 8}):
+            assert verifynow_settings.derived("x", build) == 80
+        assert verifynow_settings.derived("x", build) == 70
+    assert builds == [7, 8, 7]
+
+
+def test_a_failed_derived_build_is_tried_again() -> None:
+    calls: list[int] = []
+
+    def build() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise VerifyNowConfigurationError("not yet")
+        return "built"
+
+    with override_settings(VERIFYNOW={}):
+        with pytest.raises(VerifyNowConfigurationError):
+            verifynow_settings.derived("y", build)
+        assert verifynow_settings.derived("y", build) == "built"
+    assert len(calls) == 2

@@ -30,6 +30,13 @@ def get_client() -> VerifyNowClient:
     client and production reuses one pool of connections. With ``SANDBOX`` on, every
     request goes to the in-process simulator: nothing leaves the machine.
     """
+    # Looked up several times per send: working out its configuration again (a dozen
+    # settings and a digest of the password) only when the settings change.
+    return verifynow_settings.derived("client", _client_for_settings)
+
+
+def _client_for_settings() -> VerifyNowClient:
+    """The cached client of the current settings' configuration, made if new."""
     s = verifynow_settings
     sandbox = s.SANDBOX
     if sandbox:
