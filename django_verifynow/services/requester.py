@@ -24,6 +24,7 @@ from .. import policy
 from ..conf import IPNetwork, verifynow_settings
 from ..exceptions import AttemptNotFound
 from ..models import VerificationAttempt
+from ..primary_key import PrimaryKeyReader
 
 __all__ = [
     "SESSION_BINDING_KEY",
@@ -34,6 +35,10 @@ __all__ = [
     "requester_for",
     "resolve",
 ]
+
+#: The attempt by id, as ``VerificationAttempt.objects.get(pk=...)`` reads it: every
+#: check, resend and poll starts with it, so its SELECT is compiled only once.
+_ATTEMPTS = PrimaryKeyReader(VerificationAttempt)
 
 #: Logger of the client-IP reading (the one-time "no proxy trusted" warning).
 logger = logging.getLogger("django_verifynow.requester")
@@ -135,7 +140,7 @@ def resolve(
     if not isinstance(attempt, VerificationAttempt):
         try:
             pk = attempt if isinstance(attempt, uuid.UUID) else uuid.UUID(str(attempt))
-            attempt = VerificationAttempt.objects.get(pk=pk)
+            attempt = _ATTEMPTS.get(pk)
         except (
             ValueError,
             TypeError,
