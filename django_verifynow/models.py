@@ -15,6 +15,8 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .statements import Update
+
 __all__ = ["TEST_VERIFICATION_PREFIX", "VerificationAttempt", "VerificationCheck"]
 
 #: How a verification answered locally for a ``TEST_NUMBERS`` entry is marked in
@@ -88,9 +90,25 @@ class VerificationAttemptQuerySet(models.QuerySet["VerificationAttempt"]):
         The only way the services change a status: one conditional ``UPDATE`` whose
         ``WHERE`` repeats the expected state, so concurrent transitions are safe without
         a row lock (the loser updates nothing). ``values`` are written in the same
-        statement. Returns the number of attempts moved.
+        statement. Returns the number of attempts moved. The hot path runs the same
+        statement compiled once (:meth:`transition_statement`).
         """
         return self.filter(status__in=from_).update(status=to, **values)
+
+    def transition_statement(
+        self, to: str, *, from_: tuple[str, ...] = ("pending",), **values: Any
+    ) -> Update:
+        """:meth:`transition` as a statement compiled once, for the hot path.
+
+        ``Param`` in this QuerySet's filter or in ``values`` marks what each
+        ``run(...)`` supplies (:class:`~django_verifynow.statements.Update`)::
+
+            VERIFY = VerificationAttempt.objects.filter(
+                pk=Param("pk")
+            ).transition_statement("verified", verified_at=Param("verified_at"))
+            moved = VERIFY.run(pk=attempt.pk, verified_at=timezone.now())
+        """
+        return Update(self.filter(status__in=from_), status=to, **values)
 
     def test_numbers(self, test: bool = True) -> VerificationAttemptQuerySet:
         """Attempts answered locally for a ``TEST_NUMBERS`` entry (no SMS, no vendor

@@ -20,7 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import phone, policy
+from .. import phone, policy, statements
 from ..client import ValidateResult
 from ..codes import Outcome
 from ..conf import verifynow_settings
@@ -46,6 +46,38 @@ _S = AttemptStatus
 
 #: Seconds between two looks at an attempt a concurrent check is settling.
 _SETTLE_POLL = 0.05
+
+#: The reservation of one try: a conditional UPDATE that only a pending, unexpired
+#: attempt with tries left matches, so concurrent checks never use more tries than
+#: allowed. Every check runs it: compiled once (``django_verifynow.statements``).
+_RESERVE = statements.Update(
+    VerificationAttempt.objects.filter(
+        pk=statements.Param("pk"),
+        status=_S.PENDING,
+        check_count__lt=F("max_attempts"),
+        expires_at__gt=statements.Param("now", "expires_at"),
+    ),
+    check_count=F("check_count") + 1,
+)
+
+#: The lock after a wrong code that used the last allowed try (whoever's check it
+#: was): every wrong code runs it.
+_LOCK = VerificationAttempt.objects.filter(
+    pk=statements.Param("pk"), check_count__gte=F("max_attempts")
+).transition_statement(
+    _S.LOCKED, last_response_code=statements.Param("last_response_code")
+)
+
+#: The move to verified, from locked too: the vendor accepted this code, so a
+#: concurrent wrong code that used the last try meanwhile must not undo it.
+_VERIFY = VerificationAttempt.objects.filter(
+    pk=statements.Param("pk")
+).transition_statement(
+    _S.VERIFIED,
+    from_=(_S.PENDING, _S.LOCKED),
+    last_response_code=statements.Param("last_response_code"),
+    verified_at=statements.Param("verified_at"),
+)
 
 
 class CheckResult(str, enum.Enum):
@@ -215,12 +247,7 @@ def _check(
             "blocked", attempt, requester, reason=exc.reason, action="validate"
         )
         raise
-    reserved = VerificationAttempt.objects.filter(
-        pk=attempt.pk,
-        status=_S.PENDING,
-        check_count__lt=F("max_attempts"),
-        expires_at__gt=now,
-    ).update(check_count=F("check_count") + 1)
+    reserved = _RESERVE.run(pk=attempt.pk, now=now)
     if not reserved:
         # Out of tries, or settled meanwhile. Change nothing: checks that did reserve
         # may still be waiting for the vendor, and their answers decide the state and
@@ -308,9 +335,7 @@ def _apply(
         policy.record_failure(attempt.phone_number, _requester_key(requester))
         notify.failed(attempt, requester, Reason.WRONG_CODE)
         # Lock when this check used the last allowed try (whoever's check it was).
-        locked = VerificationAttempt.objects.filter(
-            pk=attempt.pk, check_count__gte=F("max_attempts")
-        ).transition(_S.LOCKED, last_response_code=code)
+        locked = _LOCK.run(pk=attempt.pk, last_response_code=code)
         if locked:
             attempt.status = _S.LOCKED
             attempt.last_response_code = code
@@ -348,15 +373,8 @@ def _verified(
     requester: Requester,
     admitted: policy.CheckAdmission,
 ) -> CheckResult:
-    # From locked too: the vendor accepted this code, so a concurrent wrong code that
-    # used the last try meanwhile must not undo it.
-    if _move(
-        attempt,
-        _S.VERIFIED,
-        from_=(_S.PENDING, _S.LOCKED),
-        last_response_code=code,
-        verified_at=timezone.now(),
-    ):
+    values = {"last_response_code": code, "verified_at": timezone.now()}
+    if _mirrored(attempt, _VERIFY.run(pk=attempt.pk, **values), _S.VERIFIED, values):
         policy.forget_failures(attempt.phone_number, counted=admitted.failures_counted)
         pumping.record_verified(attempt.country)
         notify.event("verified", attempt, requester)
@@ -451,6 +469,13 @@ def _move(
     moved = VerificationAttempt.objects.filter(pk=attempt.pk).transition(
         status, from_=from_, **values
     )
+    return _mirrored(attempt, moved, status, values)
+
+
+def _mirrored(
+    attempt: VerificationAttempt, moved: int, status: str, values: dict[str, object]
+) -> bool:
+    """Mirror a transition of ``attempt``'s row on the instance if it happened."""
     if moved:
         attempt.status = status
         for key, value in values.items():

@@ -24,7 +24,7 @@ from .. import policy
 from ..conf import IPNetwork, verifynow_settings
 from ..exceptions import AttemptNotFound
 from ..models import VerificationAttempt
-from ..primary_key import PrimaryKeyReader
+from ..statements import PrimaryKeyReader
 
 __all__ = [
     "SESSION_BINDING_KEY",

@@ -36,7 +36,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import channels, phone, policy, ratelimit
+from .. import channels, phone, policy, ratelimit, statements
 from ..client import Deadline, SendResult, get_client
 from ..conf import verifynow_settings
 from ..exceptions import (
@@ -536,6 +536,26 @@ def _go_live(
                 raise
 
 
+#: What a send learnt from the vendor, written as the row goes live (every send runs
+#: it: compiled once, ``django_verifynow.statements``).
+_SETTLED_VALUES = (
+    "provider_verification_id",
+    "provider_transaction_id",
+    "last_response_code",
+    "expires_at",
+    "code_sent",
+    "flow_type",
+    "check_count",
+)
+_GO_LIVE = VerificationAttempt.objects.filter(
+    pk=statements.Param("pk")
+).transition_statement(
+    AttemptStatus.PENDING,
+    from_=(AttemptStatus.UNKNOWN,),
+    **{name: statements.Param(name) for name in _SETTLED_VALUES},
+)
+
+
 def _settle_sent(attempt: VerificationAttempt, result: SendResult) -> None:
     settings = verifynow_settings
     lifetime = min(result.timeout or settings.CODE_TTL, settings.CODE_TTL)
@@ -548,9 +568,7 @@ def _settle_sent(attempt: VerificationAttempt, result: SendResult) -> None:
         "flow_type": attempt.flow_type,
         "check_count": attempt.check_count,
     }
-    VerificationAttempt.objects.filter(pk=attempt.pk).transition(
-        AttemptStatus.PENDING, from_=(AttemptStatus.UNKNOWN,), **values
-    )
+    _GO_LIVE.run(pk=attempt.pk, **values)
     attempt.status = AttemptStatus.PENDING
     for key, value in values.items():
         setattr(attempt, key, value)
