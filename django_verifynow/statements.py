@@ -11,9 +11,7 @@ compile each statement once per connection and then only run it:
   sent, the instance's state names its database);
 * :class:`Update` is ``queryset.update(**values)``, where :class:`Param` marks the
   values each run supplies, prepared for the database as their model field prepares
-  them;
-* :class:`Insert` is ``Model.objects.create(**fields)``: the same ``INSERT``, with
-  ``pre_save`` and ``post_save`` sent as ``Model.save`` sends them.
+  them.
 
 The SQL is the ORM's own and runs through the connection's cursor, so query logging,
 ``CaptureQueriesContext`` and execute wrappers see it. The database is the router's
@@ -32,10 +30,9 @@ from django.core.signals import setting_changed
 from django.db import connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Expression
-from django.db.models.signals import post_save, pre_save
-from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql import UpdateQuery
 
-__all__ = ["Insert", "Param", "PrimaryKeyReader", "Update"]
+__all__ = ["Param", "PrimaryKeyReader", "Update"]
 
 _M = TypeVar("_M", bound=models.Model)
 _P = TypeVar("_P")
@@ -268,80 +265,3 @@ class Update(_PerConnection[_UpdatePlan]):
             raise TypeError(f"{self.model.__name__}: an update of a parent model")
         sql, params = query.get_compiler(using=alias).as_sql()
         return _UpdatePlan(sql, list(params))
-
-
-# -- inserts ---------------------------------------------------------------------------
-class Insert(_PerConnection[str], Generic[_M]):
-    """``model.objects.create(**fields)``, its ``INSERT`` compiled once per connection.
-
-    What ``Model.save()`` does for a new row: the instance is built with ``fields``,
-    related objects are checked as ``save()`` checks them, ``pre_save`` is sent, each
-    field's ``pre_save`` gives its value (``auto_now`` and the like), the row is
-    inserted, the instance's state names its database, and ``post_save`` is sent with
-    ``created=True``. Only a model that ``save()`` inserts in one statement, with
-    nothing read back, qualifies: no parent model, no field the database fills in (an
-    auto-incremented key, ``db_default``), no ``order_with_respect_to``.
-    """
-
-    def __init__(self, model: type[_M]) -> None:
-        meta = model._meta
-        if (
-            meta.parents
-            or meta.proxy
-            or meta.db_returning_fields
-            or meta.order_with_respect_to
-        ):
-            # Reading generated values back (an auto-incremented key) differs by
-            # backend: such models keep Model.save().
-            raise TypeError(f"{model.__name__}: save() does more than one INSERT")
-        super().__init__()
-        self.model = model
-        self.fields = [
-            field
-            for field in meta.local_concrete_fields
-            if not getattr(field, "generated", False)
-        ]
-
-    def create(self, **fields: Any) -> _M:
-        """The new instance, saved: ``model.objects.create(**fields)``."""
-        obj = self.model(**fields)
-        # As save(): refuses an unsaved related object, copies a saved one's key.
-        obj._prepare_related_fields_for_save(  # type: ignore[attr-defined]
-            operation_name="save"
-        )
-        alias = router.db_for_write(self.model)
-        connection, sql = self._plan_for(alias)
-        meta = self.model._meta
-        if meta.pk is not None and getattr(obj, meta.pk.attname) is None:
-            setattr(obj, meta.pk.attname, meta.pk.get_pk_value_on_save(obj))
-        pre_save.send(
-            sender=self.model, instance=obj, raw=False, using=alias, update_fields=None
-        )
-        values = [
-            field.get_db_prep_save(field.pre_save(obj, True), connection)
-            for field in self.fields
-        ]
-        # As save(): an error inside an atomic block marks it for rollback.
-        with transaction.mark_for_rollback_on_error(using=alias):
-            with connection.cursor() as cursor:
-                cursor.execute(sql, values)
-        obj._state.db = alias
-        obj._state.adding = False
-        post_save.send(
-            sender=self.model,
-            instance=obj,
-            created=True,
-            update_fields=None,
-            raw=False,
-            using=alias,
-        )
-        return obj
-
-    def _compile(self, alias: str, connection: BaseDatabaseWrapper) -> str:
-        """The one-row ``INSERT`` as ``Model.save`` compiles it."""
-        query = InsertQuery(self.model)
-        query.insert_values(self.fields, [self.model()], raw=False)
-        statements = query.get_compiler(using=alias).as_sql()
-        if len(statements) != 1 or len(statements[0][1]) != len(self.fields):
-            raise TypeError(f"{self.model.__name__}: not a one-statement insert")
-        return str(statements[0][0])

@@ -5,10 +5,8 @@ Run on the suite's database: SQLite by default, PostgreSQL in ``.ci/run``.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +22,7 @@ from django.utils import timezone
 
 from django_verifynow.models import VerificationAttempt
 from django_verifynow.services import requester
-from django_verifynow.statements import Insert, Param, PrimaryKeyReader, Update
+from django_verifynow.statements import Param, PrimaryKeyReader, Update
 
 pytestmark = pytest.mark.django_db
 
@@ -337,119 +335,3 @@ def test_a_send_and_a_check_compile_no_update(monkeypatch) -> None:
         compiled = _compiled_updates(monkeypatch)
         flow("+919800000002")
     assert compiled == []
-
-
-# -- inserts ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def _saves() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """The ``pre_save`` and ``post_save`` signals of attempts sent meanwhile."""
-    from django.db.models.signals import post_save, pre_save
-
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def pre(sender: Any, **kwargs: Any) -> None:
-        seen.append(("pre_save", {**kwargs, "sender": sender}))
-
-    def post(sender: Any, **kwargs: Any) -> None:
-        seen.append(("post_save", {**kwargs, "sender": sender}))
-
-    pre_save.connect(pre, sender=VerificationAttempt)
-    post_save.connect(post, sender=VerificationAttempt)
-    try:
-        yield seen
-    finally:
-        pre_save.disconnect(pre, sender=VerificationAttempt)
-        post_save.disconnect(post, sender=VerificationAttempt)
-
-
-def _but(mapping: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in mapping.items() if k not in keys}
-
-
-def test_an_insert_does_what_objects_create_does() -> None:
-    from django_verifynow.services import send
-
-    user = get_user_model().objects.create_user("inserter", password="x")
-    fields = {
-        "phone_number": "+919876543210",
-        "country": "IN",
-        "status": "unknown",
-        "purpose": "signup",
-        "flow_type": "WHATSAPP",
-        "otp_length": 8,
-        "max_attempts": 3,
-        "user": user,
-        "ip_address": "2001:db8::1",
-        "session_binding": "s" * 64,
-        "created_at": timezone.now(),
-    }
-    with _saves() as seen:
-        slow = VerificationAttempt.objects.create(**fields)
-        fast = send._NEW_ATTEMPT.create(**fields)
-    assert fast.pk != slow.pk and fast._state.db == slow._state.db
-    assert not fast._state.adding
-    stored = _fields(VerificationAttempt.objects.get(pk=fast.pk))
-    expected = _fields(VerificationAttempt.objects.get(pk=slow.pk))
-    assert _but(stored, "id") == _but(expected, "id")
-    assert _fields(fast) == stored  # the instance is what the row holds
-    # The same signals, with the same arguments, in the same order.
-    assert [name for name, _ in seen] == ["pre_save", "post_save"] * 2
-    for (_, orm), (_, ours) in zip(seen[:2], seen[2:], strict=True):
-        assert _but(orm, "instance", "signal") == _but(ours, "instance", "signal")
-    assert seen[2][1]["instance"] is fast and seen[3][1]["created"] is True
-
-
-def test_an_insert_refuses_an_unsaved_user_as_save_does() -> None:
-    from django_verifynow.services import send
-
-    unsaved = get_user_model()(username="nobody")
-    with pytest.raises(ValueError) as orm:
-        VerificationAttempt.objects.create(phone_number="+919876543210", user=unsaved)
-    with pytest.raises(ValueError) as ours:
-        send._NEW_ATTEMPT.create(phone_number="+919876543210", user=unsaved)
-    assert str(ours.value) == str(orm.value)
-    assert not VerificationAttempt.objects.exists()
-
-
-def test_an_insert_that_breaks_a_constraint_marks_the_block_for_rollback() -> None:
-    from django.db import IntegrityError, transaction
-
-    from django_verifynow.services import send
-
-    live = {"phone_number": "+447911123456", "status": "pending"}
-    VerificationAttempt.objects.create(**live, session_binding="b" * 64)
-    marked = []
-    with pytest.raises(IntegrityError), transaction.atomic():
-        try:
-            send._NEW_ATTEMPT.create(**live, session_binding="b" * 64)
-        finally:
-            marked.append(transaction.get_connection().needs_rollback)
-    assert marked == [True]
-    assert VerificationAttempt.objects.count() == 1
-
-
-def test_an_insert_refuses_a_model_whose_row_is_read_back() -> None:
-    from django_verifynow.models import VerificationCheck
-
-    with pytest.raises(TypeError, match="VerificationCheck"):
-        Insert(VerificationCheck)  # its auto-incremented key
-
-
-def test_a_send_compiles_no_insert_of_its_attempt(monkeypatch) -> None:
-    from django.db.models.sql.compiler import SQLInsertCompiler
-
-    from django_verifynow import services
-    from django_verifynow.testing import sandbox_session
-
-    with sandbox_session():
-        services.send_otp("+919800000001")  # compiles on the first run
-        compiled: list[type] = []
-        as_sql = SQLInsertCompiler.as_sql
-
-        def counting(self: SQLInsertCompiler, *args: Any, **kwargs: Any) -> Any:
-            compiled.append(self.query.model)
-            return as_sql(self, *args, **kwargs)
-
-        monkeypatch.setattr(SQLInsertCompiler, "as_sql", counting)
-        assert services.send_otp("+919800000002").state == "pending"
-    assert VerificationAttempt not in compiled

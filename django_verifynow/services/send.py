@@ -313,7 +313,7 @@ def _send(
         admission.release()
         raise
     settings = verifynow_settings
-    attempt = _NEW_ATTEMPT.create(
+    attempt = VerificationAttempt.objects.create(
         phone_number=e164,
         country=phone.region_of(e164),
         status=AttemptStatus.UNKNOWN,
@@ -535,10 +535,6 @@ def _go_live(
             if last_try:
                 raise
 
-
-#: The row of each send, inserted as ``objects.create`` inserts it (signals
-#: included), compiled once.
-_NEW_ATTEMPT = statements.Insert(VerificationAttempt)
 
 #: What a send learnt from the vendor, written as the row goes live (every send runs
 #: it: compiled once, ``django_verifynow.statements``).
