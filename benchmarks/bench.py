@@ -40,14 +40,17 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import functools
 import gc
 import hashlib
 import http.client
+import importlib
 import json
 import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -480,6 +483,79 @@ class Phase:
 
 OPERATIONS = ("noop", "floor_send", "floor_validate", "api_send", "api_validate")
 
+#: What ``--timed`` times inside the API's requests, as ``module:attribute.path``:
+#: the pieces of the send and the validate, outermost first (times are inclusive).
+TIMED_CALLS = (
+    "django_verifynow.api.views:VerifyNowAPIView.initial",
+    "django_verifynow.api.views:SendView.plan_post",
+    "django_verifynow.api.views:ValidateView.plan_post",
+    "django_verifynow.phone:normalize",
+    "django_verifynow.services.send:_admit",
+    "django_verifynow.policy:admit_check",
+    "django_verifynow.client.calls:VerifyNowClient._perform",
+    "django_verifynow.services.send:_go_live",
+    "django_verifynow.services.check:_record",
+    "django_verifynow.services.notify:event",
+    "django_verifynow.statements:PrimaryKeyReader.get",
+    "django_verifynow.statements:Update.run",
+    "django.db.models.query:QuerySet.create",
+    "django_verifynow.api.views:VerifyNowAPIView.render_attempt",
+)
+
+
+@contextlib.contextmanager
+def timed_calls(names: tuple[str, ...]) -> Iterator[dict[str, list[float]]]:
+    """Wall time of each call of the named functions meanwhile, in seconds.
+
+    Each ``module:attribute.path`` is replaced by a timing wrapper and put back on
+    exit. Unlike cProfile, only the named calls pay for the measurement, so their
+    times are what they cost inside a request (with its cold caches), not in a loop.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    restore: list[tuple[Any, str, Any]] = []
+
+    def timer(name: str, func: Any) -> Any:
+        clock = time.perf_counter
+        record = samples[name].append
+
+        @functools.wraps(func)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                record(clock() - start)
+
+        return timed
+
+    try:
+        for name in names:
+            module, _, path = name.partition(":")
+            owner: Any = importlib.import_module(module)
+            *parents, attr = path.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+            original = vars(owner)[attr]  # its own, not inherited: restored as it was
+            restore.append((owner, attr, original))
+            setattr(owner, attr, timer(name, original))
+        yield samples
+    finally:
+        for owner, attr, original in reversed(restore):
+            setattr(owner, attr, original)
+
+
+def render_timed(samples: dict[str, list[float]], flows: int) -> str:
+    """The ``--timed`` table: calls per flow and the median microseconds per call."""
+    lines = [
+        f"timed inside {flows} API flows at 0 ms (wall clock per call, inclusive):",
+        f"  {'call':58} {'per flow':>8} {'median us':>10}",
+    ]
+    for name, times in samples.items():
+        median = f"{statistics.median(times) * 1e6:10.1f}" if times else f"{'-':>10}"
+        lines.append(f"  {name:58} {len(times) / flows:8.2f} {median}")
+    return "\n".join(lines)
+
+
 #: Rounds between two resets of the sandbox engine (see :meth:`Sandbox.reset`).
 RESET_EVERY = 50
 
@@ -682,6 +758,16 @@ class Bench:
         after = self.sandbox.stats()
         phase.vendor_requests = {k: after[k] - before.get(k, 0) for k in after}
         return phase
+
+    def timed(self, rounds: int) -> str:
+        """:data:`TIMED_CALLS` timed inside ``rounds`` API flows at the current
+        latency (after a few flows that warm every path up)."""
+        for _ in range(min(rounds, 10)):
+            self.api(None, None)
+        with timed_calls(TIMED_CALLS) as samples:
+            for _ in range(rounds):
+                self.api(None, None)
+        return render_timed(samples, rounds)
 
     def profile(self, rounds: int, dump: str | None = None) -> str:
         """cProfile of ``rounds`` API flows at the current latency (top 30); the raw
@@ -1059,6 +1145,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the run, cProfile N API flows at 0 ms and print the top functions",
     )
     parser.add_argument(
+        "--timed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the run, time the request's pieces (TIMED_CALLS) inside N API "
+        "flows at 0 ms and print calls per flow and median microseconds",
+    )
+    parser.add_argument(
         "--profile-out",
         metavar="PATH",
         help="with --profile, also write the raw cProfile stats to PATH",
@@ -1099,9 +1193,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             phase = bench.phase(latency, phase_deadline)
             phases.append(phase_summary(phase))
         profile = None
+        if args.timed:
+            sandbox.set_latency(0)
+            profile = bench.timed(args.timed)
         if args.profile:
             sandbox.set_latency(0)
-            profile = bench.profile(args.profile, args.profile_out)
+            profile = "\n\n".join(
+                filter(None, [profile, bench.profile(args.profile, args.profile_out)])
+            )
     finally:
         sandbox.stop()
     return {

@@ -275,3 +275,43 @@ def test_generous_limits_keep_every_rule() -> None:
         before, after = parse_rules(spec), parse_rules(generous[action])
         assert [(r.period, r.key) for r in after] == [(r.period, r.key) for r in before]
         assert all(r.limit == 10**9 for r in after)
+
+
+class _Timed:
+    """A stand-in owner for timed_calls: a method and a module-like function."""
+
+    def work(self, value: int) -> int:
+        return value * 2
+
+
+def test_timed_calls_times_each_call_and_puts_the_originals_back() -> None:
+    original = _Timed.__dict__["work"]
+    name = f"{__name__}:_Timed.work"
+    with bench.timed_calls((name,)) as samples:
+        assert _Timed().work(3) == 6 and _Timed().work(4) == 8
+        assert _Timed.__dict__["work"] is not original
+    assert _Timed.__dict__["work"] is original
+    assert len(samples[name]) == 2 and all(t >= 0 for t in samples[name])
+    table = bench.render_timed({name: samples[name], "never:called": []}, flows=2)
+    assert f"{name}" in table and "1.00" in table
+    assert table.splitlines()[-1].split()[-2:] == ["0.00", "-"]
+
+
+def test_timed_calls_restores_what_it_replaced_when_a_name_is_wrong() -> None:
+    original = _Timed.__dict__["work"]
+    with pytest.raises(KeyError):
+        with bench.timed_calls((f"{__name__}:_Timed.work", f"{__name__}:_Timed.nope")):
+            pass
+    assert _Timed.__dict__["work"] is original
+
+
+def test_every_timed_call_names_a_function_of_its_owner() -> None:
+    import importlib
+
+    for name in bench.TIMED_CALLS:
+        module, _, path = name.partition(":")
+        owner = importlib.import_module(module)
+        *parents, attr = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        assert callable(vars(owner)[attr]), name
