@@ -96,18 +96,24 @@ def test_an_unknown_or_malformed_id() -> None:
         reader.get("not-a-uuid")
 
 
+def _calls(monkeypatch, owner: type, name: str) -> list[int]:
+    """One entry per call of ``owner.name`` from now on (the test's monkeypatch)."""
+    calls: list[int] = []
+    original = getattr(owner, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
 def test_a_read_is_one_statement_and_compiles_nothing(monkeypatch) -> None:
     row = _rows()[0]
     trusted = requester.requester_for(None, bind=False)
     requester.resolve(str(row.pk), trusted)  # the first read compiles
-    compiled: list[int] = []
-    build_filter = Query.build_filter
-
-    def counting(self: Query, *args: Any, **kwargs: Any) -> Any:
-        compiled.append(1)
-        return build_filter(self, *args, **kwargs)
-
-    monkeypatch.setattr(Query, "build_filter", counting)
+    compiled = _calls(monkeypatch, Query, "build_filter")
     with CaptureQueriesContext(connection) as queries:
         assert requester.resolve(str(row.pk), trusted).pk == row.pk
     assert len(queries) == 1
@@ -305,15 +311,7 @@ def test_an_update_that_breaks_a_constraint_marks_the_block_for_rollback() -> No
 def _compiled_updates(monkeypatch) -> list[int]:
     from django.db.models.sql.compiler import SQLUpdateCompiler
 
-    compiled: list[int] = []
-    as_sql = SQLUpdateCompiler.as_sql
-
-    def counting(self: SQLUpdateCompiler, *args: Any, **kwargs: Any) -> Any:
-        compiled.append(1)
-        return as_sql(self, *args, **kwargs)
-
-    monkeypatch.setattr(SQLUpdateCompiler, "as_sql", counting)
-    return compiled
+    return _calls(monkeypatch, SQLUpdateCompiler, "as_sql")
 
 
 def test_a_send_and_a_check_compile_no_update(monkeypatch) -> None:
