@@ -503,6 +503,16 @@ TIMED_CALLS = (
 )
 
 
+def timed_owner(name: str) -> tuple[Any, str]:
+    """The object that holds ``module:attribute.path``'s last part, and that part."""
+    module, _, path = name.partition(":")
+    owner: Any = importlib.import_module(module)
+    *parents, attr = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    return owner, attr
+
+
 @contextlib.contextmanager
 def timed_calls(names: tuple[str, ...]) -> Iterator[dict[str, list[float]]]:
     """Wall time of each call of the named functions meanwhile, in seconds.
@@ -530,11 +540,7 @@ def timed_calls(names: tuple[str, ...]) -> Iterator[dict[str, list[float]]]:
 
     try:
         for name in names:
-            module, _, path = name.partition(":")
-            owner: Any = importlib.import_module(module)
-            *parents, attr = path.split(".")
-            for parent in parents:
-                owner = getattr(owner, parent)
+            owner, attr = timed_owner(name)
             original = vars(owner)[attr]  # its own, not inherited: restored as it was
             restore.append((owner, attr, original))
             setattr(owner, attr, timer(name, original))

@@ -152,10 +152,16 @@ def test_each_thread_reads_on_its_own_connection() -> None:
     reader = PrimaryKeyReader(VerificationAttempt)
     rows = _rows()
     results: list[Any] = []
+    used: list[tuple[int, bool]] = []
+    # All four connections are alive together, so their ids cannot be reused.
+    together = threading.Barrier(4, timeout=30)
 
     def read() -> None:
         try:
             results.append([_fields(reader.get(row.pk)) for row in rows])
+            own = connections["default"]
+            used.append((id(own), own in reader._plans))
+            together.wait()
         finally:
             connections.close_all()
 
@@ -166,7 +172,9 @@ def test_each_thread_reads_on_its_own_connection() -> None:
         thread.join(timeout=30)
     expected = [_fields(VerificationAttempt.objects.get(pk=row.pk)) for row in rows]
     assert results == [expected] * 4
-    assert len(reader._plans) >= 1  # one plan per live connection object
+    # Four connection objects, each with the plan compiled for it.
+    assert len({ident for ident, _ in used}) == 4
+    assert all(planned for _, planned in used)
 
 
 # -- updates ---------------------------------------------------------------------------

@@ -97,12 +97,11 @@ class InputSerializer(serializers.Serializer):
     """A request body parser whose fields are copied shallowly per instance.
 
     DRF deep-copies every declared field for each serializer instance, and a field's
-    deep copy runs its ``__init__`` again with deep copies of its arguments: a tenth
-    of the send endpoint's CPU on SQLite (``benchmarks/bench.py --profile``). A
-    shallow copy is enough here: the bound copy gets its own name, parent and source
-    when DRF binds it, and everything it shares with the declaration (choices,
-    validators, error messages) is only ever read. Parsing, its messages and the
-    schema are DRF's, unchanged.
+    deep copy runs its ``__init__`` again with deep copies of its arguments, on every
+    request. A shallow copy is enough here: the bound copy gets its own name, parent
+    and source when DRF binds it, and everything it shares with the declaration
+    (choices, validators, error messages) is only ever read. Parsing, its messages
+    and the schema are DRF's, unchanged.
     """
 
     def get_fields(self) -> dict[str, serializers.Field]:

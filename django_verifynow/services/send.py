@@ -537,7 +537,8 @@ def _go_live(
 
 
 #: What a send learnt from the vendor, written as the row goes live (every send runs
-#: it: compiled once, ``django_verifynow.statements``).
+#: it: compiled once, ``django_verifynow.statements``). ``_settle_sent`` supplies
+#: exactly these values; ``run()`` refuses any other set.
 _SETTLED_VALUES = (
     "provider_verification_id",
     "provider_transaction_id",
